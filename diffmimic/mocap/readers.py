@@ -1,0 +1,85 @@
+"""One entry point for every mocap format: detect it, load a `Motion`, or inspect it cheaply.
+
+Formats: ``amass_smplh`` (``.npz`` with ``poses``), ``amass_smplx`` (``.npz`` with
+``pose_body``), ``aistpp`` (``.pkl``) and ``cmu`` (``.amc`` plus an ``.asf`` skeleton).
+Every failure is a `MocapError` naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import os
+
+from diffmimic.mocap.aistpp import load_aistpp
+from diffmimic.mocap.amass import LAYOUTS, inspect_amass, load_amass, npz_keys, reading, require_file
+from diffmimic.mocap.motion import MocapError, Motion
+
+FORMATS = ("amass_smplh", "amass_smplx", "aistpp", "cmu")
+
+
+def detect_format(path: str | os.PathLike) -> str:
+    """The format name of the mocap file at ``path``, from its suffix and (for ``.npz``) its keys.
+
+    Only the ``.npz`` member names are read, never the arrays.
+    """
+    path = require_file(path)
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        keys = npz_keys(path)
+        if "pose_body" in keys:
+            return "amass_smplx"
+        if "poses" in keys or "mocap_framerate" in keys:
+            return "amass_smplh"
+        raise MocapError(path, f"unknown format: .npz has neither 'poses' nor 'pose_body' (keys {sorted(keys)})")
+    if suffix == ".pkl":
+        return "aistpp"
+    if suffix == ".amc":
+        return "cmu"
+    if suffix == ".asf":
+        raise MocapError(path, "unknown format: an .asf is a CMU skeleton; pass the .amc motion "
+                               "and give the .asf as skeleton_path")
+    raise MocapError(path, f"unknown format: suffix {suffix or '(none)'!r} "
+                           "(expected .npz for AMASS, .pkl for AIST++, .amc for CMU)")
+
+
+def load_motion(path: str | os.PathLike, skeleton_path: str | os.PathLike | None = None) -> Motion:
+    """Loads the mocap clip at ``path`` in whichever format it is.
+
+    Args:
+      path: an AMASS ``.npz``, an AIST++ ``.pkl`` or a CMU ``.amc``.
+      skeleton_path: the CMU ``.asf`` skeleton, handed to the CMU reader as is (None lets it
+        choose). Ignored for other formats.
+    """
+    fmt = detect_format(path)
+    if fmt in LAYOUTS:
+        return load_amass(path, LAYOUTS[fmt])
+    if fmt == "aistpp":
+        return load_aistpp(path)
+    with reading(path):
+        return _cmu_reader(path, "load_cmu")(path, skeleton_path)
+
+
+def inspect_motion(path: str | os.PathLike, skeleton_path: str | os.PathLike | None = None) -> dict:
+    """Summary of the clip at ``path`` without building a `Motion` where avoidable.
+
+    Returns a dict with ``format``, ``frames``, ``fps``, ``duration_s`` ((frames - 1) / fps)
+    and ``joints`` (24). For AMASS only the ``.npy`` headers and the frame-rate scalar are
+    read; AIST++ pickles are small and are loaded; CMU files go to the CMU reader.
+    """
+    fmt = detect_format(path)
+    if fmt in LAYOUTS:
+        return inspect_amass(path, LAYOUTS[fmt])
+    if fmt == "cmu":
+        with reading(path):
+            return _cmu_reader(path, "inspect_cmu")(path, skeleton_path)
+    motion = load_aistpp(path)
+    return {"format": fmt, "frames": motion.num_frames, "fps": motion.fps,
+            "duration_s": motion.duration_s, "joints": motion.rotations.shape[1]}
+
+
+def _cmu_reader(path: str | os.PathLike, name: str):
+    """``diffmimic.mocap.cmu.<name>``, imported on first use (the CMU reader is a separate module)."""
+    try:
+        from diffmimic.mocap import cmu  # noqa: PLC0415
+    except ModuleNotFoundError as exc:
+        raise MocapError(path, f"the CMU reader is not available: {exc}") from exc
+    return getattr(cmu, name)
