@@ -18,4 +18,16 @@ PD_GAINS: dict[str, tuple[float, float]] = {
     "L_Hand": (300.0, 30.0), "R_Hand": (300.0, 30.0),
 }
 TORQUE_LIMIT_NM = 500.0
-HINGE_AXES = ("x", "y", "z")  # hinge order within a ball: R = Rx(a) @ Ry(b) @ Rz(c)
+
+# Hinge order of each ball joint (axes of the body's rest frame: x forward, y left, z up). A ball
+# "abc" is the local rotation Ra(q0) @ Rb(q1) @ Rc(q2). Euler angles are singular when the middle
+# angle reaches +-90 degrees, so the middle axis is one that rarely turns that far: for the legs,
+# spine and head the big flexion turns about y and goes first (knees bend ~150 degrees); for the
+# arms, whose bones lie along y at rest, the middle axis is y, the bone's own twist.
+LEG_TRUNK_ORDER = "yxz"
+ARM_ORDER = "xyz"
+HINGE_ORDER: dict[str, str] = {
+    name: (ARM_ORDER if name.split("_")[-1] in ("Thorax", "Shoulder", "Elbow", "Wrist", "Hand")
+           else LEG_TRUNK_ORDER)
+    for name in PD_GAINS
+}

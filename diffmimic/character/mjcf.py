@@ -3,7 +3,8 @@
 24 bodies, one per SMPL joint, in depth-first order (`BODY_NAMES`). The Pelvis has a free joint;
 every other body has a ball joint made of three hinges about its local x, y and z axes (69
 actuated DoF), driven by PD position actuators. Every body's rest frame is aligned with the world
-(Z-up, X forward), so a hinge angle triple (a, b, c) is the local rotation Rx(a) Ry(b) Rz(c).
+(Z-up, X forward); the hinges of a ball turn about its axes in the order `constants.HINGE_ORDER`
+gives, so the triple (a, b, c) of order "yxz" is the local rotation Ry(a) Rx(b) Rz(c).
 Geoms are sized from bone lengths: capsules for limbs and trunk, boxes for feet, spheres for head
 and hands; one density gives the configured total mass.
 """
@@ -178,7 +179,8 @@ def build_mjcf(skeleton: Skeleton, config: CharacterConfig = CharacterConfig()) 
             lines.append(f'{pad}  <freejoint name="root"/>')
         else:
             damping = config.joint_damping + (gains[name][1] if config.pd_damping == "joint" else 0.0)
-            for axis, vec in zip(constants.HINGE_AXES, np.eye(3)):
+            for axis in constants.HINGE_ORDER[name]:
+                vec = np.eye(3)["xyz".index(axis)]
                 lines.append(f'{pad}  <joint name="{name}_{axis}" type="hinge" axis="{_fmt(vec)}" '
                              f'damping="{damping:g}"/>')
         for k, g in enumerate(geoms[name]):
@@ -194,7 +196,7 @@ def build_mjcf(skeleton: Skeleton, config: CharacterConfig = CharacterConfig()) 
     for name in BODY_NAMES[1:]:
         kp, kd = gains[name]
         kd = kd if config.pd_damping == "actuator" else 0.0
-        for axis in constants.HINGE_AXES:
+        for axis in constants.HINGE_ORDER[name]:
             actuators.append(
                 f'    <position name="{name}_{axis}" joint="{name}_{axis}" kp="{kp:g}" kv="{kd:g}" '
                 f'ctrlrange="-6.2832 6.2832" forcerange="{-config.torque_limit_nm:g} {config.torque_limit_nm:g}"/>')

@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 
 from diffmimic.mocap.aistpp import load_aistpp
-from diffmimic.mocap.amass import LAYOUTS, inspect_amass, load_amass, npz_keys, reading, require_file
+from diffmimic.mocap.amass import LAYOUTS, inspect_amass, load_amass, npz_keys, require_file
+from diffmimic.mocap.cmu import inspect_cmu, load_cmu
 from diffmimic.mocap.motion import MocapError, Motion
 
 FORMATS = ("amass_smplh", "amass_smplx", "aistpp", "cmu")
@@ -29,6 +30,9 @@ def detect_format(path: str | os.PathLike) -> str:
             return "amass_smplx"
         if "poses" in keys or "mocap_framerate" in keys:
             return "amass_smplh"
+        if "qpos" in keys and "body_pos" in keys:
+            raise MocapError(path, "this is a converted reference (REF.npz), not a mocap clip: "
+                                   "load it with diffmimic.mocap.retarget.Reference.load")
         raise MocapError(path, f"unknown format: .npz has neither 'poses' nor 'pose_body' (keys {sorted(keys)})")
     if suffix == ".pkl":
         return "aistpp"
@@ -54,8 +58,7 @@ def load_motion(path: str | os.PathLike, skeleton_path: str | os.PathLike | None
         return load_amass(path, LAYOUTS[fmt])
     if fmt == "aistpp":
         return load_aistpp(path)
-    with reading(path):
-        return _cmu_reader(path, "load_cmu")(path, skeleton_path)
+    return load_cmu(path, skeleton_path)
 
 
 def inspect_motion(path: str | os.PathLike, skeleton_path: str | os.PathLike | None = None) -> dict:
@@ -69,17 +72,7 @@ def inspect_motion(path: str | os.PathLike, skeleton_path: str | os.PathLike | N
     if fmt in LAYOUTS:
         return inspect_amass(path, LAYOUTS[fmt])
     if fmt == "cmu":
-        with reading(path):
-            return _cmu_reader(path, "inspect_cmu")(path, skeleton_path)
+        return inspect_cmu(path, skeleton_path)
     motion = load_aistpp(path)
     return {"format": fmt, "frames": motion.num_frames, "fps": motion.fps,
             "duration_s": motion.duration_s, "joints": motion.rotations.shape[1]}
-
-
-def _cmu_reader(path: str | os.PathLike, name: str):
-    """``diffmimic.mocap.cmu.<name>``, imported on first use (the CMU reader is a separate module)."""
-    try:
-        from diffmimic.mocap import cmu  # noqa: PLC0415
-    except ModuleNotFoundError as exc:
-        raise MocapError(path, f"the CMU reader is not available: {exc}") from exc
-    return getattr(cmu, name)

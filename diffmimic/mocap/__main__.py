@@ -1,0 +1,55 @@
+"""Command line: ``python -m diffmimic.mocap inspect FILE`` and ``... convert FILE --out REF.npz``.
+
+Bad input exits with code 2 and one line naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from diffmimic.mocap.motion import MocapError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m diffmimic.mocap", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    inspect = sub.add_parser("inspect", help="print format, frames, fps, duration_s, joints as JSON")
+    inspect.add_argument("file")
+    inspect.add_argument("--skeleton", help="CMU .asf for an .amc (default: found beside it)")
+    convert = sub.add_parser("convert", help="retarget a clip to the character and write REF.npz")
+    convert.add_argument("file")
+    convert.add_argument("--out", required=True, help="output reference .npz")
+    convert.add_argument("--fps", type=float, default=30.0, help="control rate (default 30)")
+    convert.add_argument("--start-s", type=float, default=0.0)
+    convert.add_argument("--duration-s", type=float, default=None)
+    convert.add_argument("--skeleton", help="CMU .asf for an .amc (default: found beside it)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "inspect":
+            from diffmimic.mocap.readers import inspect_motion
+
+            print(json.dumps(inspect_motion(args.file, args.skeleton)))
+            return 0
+        if args.fps <= 0:
+            raise MocapError(args.file, f"--fps must be > 0, got {args.fps}")
+        from diffmimic.mocap.retarget import load_reference
+
+        reference = load_reference(args.file, fps=args.fps, start_s=args.start_s,
+                                   duration_s=args.duration_s, skeleton_path=args.skeleton)
+        reference.save(args.out)
+        print(json.dumps({"out": args.out, "frames": reference.num_frames, "fps": reference.fps,
+                          "duration_s": round(reference.duration_s, 4), "source": reference.source}))
+        return 0
+    except MocapError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

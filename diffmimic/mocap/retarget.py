@@ -1,0 +1,298 @@
+"""Retargeting: a `Motion` (SMPL pose) -> a `Reference` (character states at the control rate).
+
+The character's bodies are the SMPL joints and its rest frames are the SMPL rest frames turned
+into the Z-up world (`SMPL_TO_CHARACTER`), so a SMPL local rotation R becomes the hinge triple
+of that body's hinge order, e.g. C R C^T = Ry(a) Rx(b) Rz(c), and the root orientation is
+R_root C^T. Body positions and rotations come from Brax forward kinematics of the character, so
+they are exactly what the simulator shows for the same generalized coordinates. Body linear and
+angular velocities are central differences of those FK positions and rotations: Brax's
+`kinematics.forward` maps the rates of stacked hinges to angular velocity only approximately
+(measured: up to tens of rad/s off on real clips), while a simulated body's velocity is physical.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from diffmimic.character.character import Character, make_character
+from diffmimic.character.constants import HINGE_ORDER
+from diffmimic.character.skeleton import BODY_NAMES, BODY_SMPL_JOINT, NUM_JOINTS, SMPL_TO_CHARACTER
+from diffmimic.mocap.motion import MocapError, Motion
+
+# Fraction of frames allowed below the floor when grounding a clip: the per-clip offset puts the
+# lowest foot point of this quantile of frames at z = 0, so a few noisy frames do not lift it.
+GROUND_QUANTILE = 0.02
+
+
+@dataclasses.dataclass(frozen=True)
+class Reference:
+    """A reference trajectory for the character, at the control rate.
+
+    Attributes:
+      qpos: (T, nq) generalized positions: root position, root quaternion (wxyz), 69 hinges.
+      qvel: (T, nv) generalized velocities: root linear (world), root angular (body), hinges.
+      body_pos: (T, 24, 3) body (joint) positions, world frame.
+      body_rot: (T, 24, 4) body orientations, quaternions wxyz.
+      body_vel: (T, 24, 3) body linear velocities, world frame.
+      body_ang: (T, 24, 3) body angular velocities, world frame.
+      body_names: (24,) character body names.
+      smpl_joint: (24,) the SMPL joint index of each body.
+      fps: frames per second (the control rate).
+      source: the mocap file it was made from.
+      skeleton: the skeleton's name.
+    """
+
+    qpos: np.ndarray
+    qvel: np.ndarray
+    body_pos: np.ndarray
+    body_rot: np.ndarray
+    body_vel: np.ndarray
+    body_ang: np.ndarray
+    fps: float
+    source: str
+    skeleton: str = "smpl_neutral"
+    body_names: tuple[str, ...] = BODY_NAMES
+    smpl_joint: tuple[int, ...] = BODY_SMPL_JOINT
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.qpos.shape[0])
+
+    @property
+    def duration_s(self) -> float:
+        return (self.num_frames - 1) / self.fps
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Writes the reference as an .npz (no pickled objects), atomically."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            np.savez(f, qpos=self.qpos, qvel=self.qvel, body_pos=self.body_pos, body_rot=self.body_rot,
+                     body_vel=self.body_vel, body_ang=self.body_ang, body_names=np.array(self.body_names),
+                     smpl_joint=np.array(self.smpl_joint, dtype=np.int32), fps=np.float64(self.fps),
+                     source=np.array(self.source), skeleton=np.array(self.skeleton))
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Reference":
+        """Reads a reference written by `save`; raises MocapError naming the file and the problem."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                missing = [k for k in _REFERENCE_KEYS if k not in data.files]
+                if missing:
+                    raise MocapError(path, f"not a reference file: missing keys {missing}")
+                arrays = {k: data[k] for k in _REFERENCE_KEYS}
+        except MocapError:
+            raise
+        except (OSError, ValueError, EOFError) as err:
+            raise MocapError(path, f"cannot read reference: {err}") from err
+        reference = cls(
+            qpos=arrays["qpos"], qvel=arrays["qvel"], body_pos=arrays["body_pos"],
+            body_rot=arrays["body_rot"], body_vel=arrays["body_vel"], body_ang=arrays["body_ang"],
+            fps=float(arrays["fps"]), source=str(arrays["source"]), skeleton=str(arrays["skeleton"]),
+            body_names=tuple(str(n) for n in arrays["body_names"]),
+            smpl_joint=tuple(int(j) for j in arrays["smpl_joint"]))
+        reference.validate(path)
+        return reference
+
+    def validate(self, path: str | os.PathLike = "<reference>") -> None:
+        frames = self.num_frames
+        if frames < 2:
+            raise MocapError(path, f"a reference needs at least 2 frames, got {frames}")
+        for name in ("qpos", "qvel", "body_pos", "body_rot", "body_vel", "body_ang"):
+            value = getattr(self, name)
+            if value.shape[0] != frames:
+                raise MocapError(path, f"{name} has {value.shape[0]} frames, qpos has {frames}")
+            if not np.isfinite(value).all():
+                raise MocapError(path, f"{name} contains NaN or inf values")
+        if self.body_pos.shape[1:] != (NUM_JOINTS, 3) or self.body_rot.shape[1:] != (NUM_JOINTS, 4):
+            raise MocapError(path, f"body arrays must be (T, 24, 3|4), got {self.body_pos.shape}, {self.body_rot.shape}")
+        if not self.fps > 0:
+            raise MocapError(path, f"fps must be > 0, got {self.fps}")
+
+    def segment(self, start_s: float = 0.0, duration_s: float | None = None) -> "Reference":
+        """Frames from `start_s` for `duration_s` seconds (to the end when None)."""
+        first = int(round(start_s * self.fps))
+        if first < 0 or first >= self.num_frames - 1:
+            raise MocapError(self.source, f"segment start {start_s} s is outside the clip ({self.duration_s:.3f} s)")
+        last = self.num_frames if duration_s is None else first + int(round(duration_s * self.fps)) + 1
+        cut = slice(first, last)
+        return dataclasses.replace(
+            self, qpos=self.qpos[cut], qvel=self.qvel[cut], body_pos=self.body_pos[cut],
+            body_rot=self.body_rot[cut], body_vel=self.body_vel[cut], body_ang=self.body_ang[cut])
+
+
+_REFERENCE_KEYS = ("qpos", "qvel", "body_pos", "body_rot", "body_vel", "body_ang", "body_names",
+                   "smpl_joint", "fps", "source", "skeleton")
+
+
+def _slerp(q0: np.ndarray, q1: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Spherical interpolation of unit quaternions (..., 4) (xyzw), weight (...,) in [0, 1]."""
+    dot = np.sum(q0 * q1, axis=-1)
+    q1 = np.where(dot[..., None] < 0, -q1, q1)
+    dot = np.abs(dot).clip(-1.0, 1.0)
+    theta = np.arccos(dot)
+    sin = np.sin(theta)
+    small = sin < 1e-6
+    w0 = np.where(small, 1.0 - weight, np.sin((1.0 - weight) * theta) / np.where(small, 1.0, sin))
+    w1 = np.where(small, weight, np.sin(weight * theta) / np.where(small, 1.0, sin))
+    out = w0[..., None] * q0 + w1[..., None] * q1
+    return out / np.linalg.norm(out, axis=-1, keepdims=True)
+
+
+def resample(motion: Motion, fps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Resamples a motion to `fps`: slerp for joint rotations, linear for the root.
+
+    Returns:
+      (rotations (T', 24, 3, 3) matrices, root_position (T', 3)), T' = floor(duration * fps) + 1.
+    """
+    frames_out = int(np.floor(motion.duration_s * fps + 1e-9)) + 1
+    if frames_out < 2:
+        raise MocapError(motion.source, f"clip of {motion.duration_s:.3f} s is shorter than one control step at {fps} Hz")
+    source_t = np.arange(frames_out) / fps * motion.fps
+    lower = np.minimum(np.floor(source_t).astype(int), motion.num_frames - 2)
+    weight = source_t - lower
+    quats = Rotation.from_rotvec(motion.rotations.reshape(-1, 3)).as_quat().reshape(motion.num_frames, NUM_JOINTS, 4)
+    w = np.broadcast_to(weight[:, None], (frames_out, NUM_JOINTS))
+    rotations = _slerp(quats[lower], quats[lower + 1], w)
+    matrices = Rotation.from_quat(rotations.reshape(-1, 4)).as_matrix().reshape(frames_out, NUM_JOINTS, 3, 3)
+    root = (1.0 - weight)[:, None] * motion.root_position[lower] + weight[:, None] * motion.root_position[lower + 1]
+    return matrices, root
+
+
+def hinge_angles(rotations: np.ndarray) -> np.ndarray:
+    """SMPL local rotation matrices (T, 24, 3, 3) -> hinge angles (T, 69) in body order.
+
+    Each non-root body's rotation C R C^T is decomposed as intrinsic Euler angles in that body's
+    hinge order (`HINGE_ORDER`) and unwrapped over time so angles are continuous.
+    """
+    frames = rotations.shape[0]
+    angles = np.empty((frames, NUM_JOINTS - 1, 3))
+    for body, name in enumerate(BODY_NAMES[1:], start=1):
+        local = SMPL_TO_CHARACTER @ rotations[:, BODY_SMPL_JOINT[body]] @ SMPL_TO_CHARACTER.T
+        angles[:, body - 1] = Rotation.from_matrix(local).as_euler(HINGE_ORDER[name].upper())
+    return np.unwrap(angles.reshape(frames, -1), axis=0)
+
+
+def root_quaternions(root_rotations: np.ndarray) -> np.ndarray:
+    """Root rotations (T, 3, 3) mapping SMPL body frame to world -> character root quats (T, 4) wxyz.
+
+    Signs are chosen so consecutive quaternions are in the same hemisphere.
+    """
+    xyzw = Rotation.from_matrix(root_rotations @ SMPL_TO_CHARACTER.T).as_quat()
+    wxyz = np.concatenate([xyzw[:, 3:], xyzw[:, :3]], axis=1)
+    for t in range(1, len(wxyz)):
+        if np.dot(wxyz[t], wxyz[t - 1]) < 0:
+            wxyz[t] = -wxyz[t]
+    return wxyz
+
+
+def _central_difference(values: np.ndarray, dt: float) -> np.ndarray:
+    return np.gradient(values, dt, axis=0)
+
+
+def _neighbours(frames: int, dt: float):
+    nxt = np.minimum(np.arange(frames) + 1, frames - 1)
+    prv = np.maximum(np.arange(frames) - 1, 0)
+    return prv, nxt, (nxt - prv) * dt
+
+
+def _wxyz_to_rotation(wxyz: np.ndarray) -> Rotation:
+    return Rotation.from_quat(np.concatenate([wxyz[..., 1:], wxyz[..., :1]], axis=-1).reshape(-1, 4))
+
+
+def _root_angular_velocity_body(quats_wxyz: np.ndarray, dt: float) -> np.ndarray:
+    """Body-frame angular velocity (T, 3) of a quaternion track by central differences."""
+    rotations = _wxyz_to_rotation(quats_wxyz)
+    prv, nxt, span = _neighbours(len(quats_wxyz), dt)
+    return (rotations[prv].inv() * rotations[nxt]).as_rotvec() / span[:, None]
+
+
+def body_angular_velocity(body_rot: np.ndarray, dt: float) -> np.ndarray:
+    """World-frame angular velocities (T, B, 3) of body quaternion tracks (T, B, 4) wxyz."""
+    frames, bodies = body_rot.shape[:2]
+    prv, nxt, span = _neighbours(frames, dt)
+    after = _wxyz_to_rotation(body_rot[nxt])
+    before = _wxyz_to_rotation(body_rot[prv])
+    return (after * before.inv()).as_rotvec().reshape(frames, bodies, 3) / span[:, None, None]
+
+
+def lowest_foot_height(character: Character, body_pos: np.ndarray, body_rot: np.ndarray) -> np.ndarray:
+    """(T,) the lowest foot-box corner height of each frame."""
+    lowest = np.full(body_pos.shape[0], np.inf)
+    for name, corners in character.foot_sole_points().items():
+        index = BODY_NAMES.index(name)
+        wxyz = body_rot[:, index]
+        matrices = Rotation.from_quat(np.concatenate([wxyz[:, 1:], wxyz[:, :1]], axis=1)).as_matrix()
+        world = body_pos[:, index, None, :] + np.einsum("tij,kj->tki", matrices, corners)
+        lowest = np.minimum(lowest, world[..., 2].min(axis=1))
+    return lowest
+
+
+def retarget(motion: Motion, character: Character | None = None, fps: float = 30.0,
+             ground: bool = True) -> Reference:
+    """Turns a mocap `Motion` into a `Reference` for the character at `fps` (the control rate).
+
+    Args:
+      motion: the clip (SMPL pose, Z-up world).
+      character: the simulated humanoid (default: the neutral one).
+      fps: output frame rate.
+      ground: shift the clip vertically (one offset per clip) so the lowest foot geometry touches
+        z = 0 on the lowest GROUND_QUANTILE of frames.
+    """
+    character = character or make_character()
+    rotations, root = resample(motion, fps)
+    dt = 1.0 / fps
+    quats = root_quaternions(rotations[:, 0])
+    hinges = hinge_angles(rotations)
+    qpos = np.concatenate([root, quats, hinges], axis=1)
+    qvel = np.concatenate([
+        _central_difference(root, dt), _root_angular_velocity_body(quats, dt),
+        _central_difference(hinges, dt)], axis=1)
+    body_pos, body_rot, _, _ = character.forward_kinematics(qpos, qvel)
+    body_vel = _central_difference(body_pos, dt)
+    body_ang = body_angular_velocity(body_rot, dt)
+    if ground:
+        offset = float(np.quantile(lowest_foot_height(character, body_pos, body_rot), GROUND_QUANTILE))
+        qpos[:, 2] -= offset
+        body_pos = body_pos - np.array([0.0, 0.0, offset])
+    reference = Reference(
+        qpos=qpos, qvel=qvel, body_pos=body_pos, body_rot=body_rot, body_vel=body_vel,
+        body_ang=body_ang, fps=float(fps), source=motion.source, skeleton=character.skeleton.name)
+    reference.validate(motion.source)
+    return reference
+
+
+def is_reference_file(path: str | os.PathLike) -> bool:
+    """Whether `path` is a converted reference (.npz with qpos and body_pos), not a mocap clip."""
+    from diffmimic.mocap.amass import npz_keys  # the header-only key reader
+
+    path = Path(path)
+    return path.suffix.lower() == ".npz" and {"qpos", "body_pos"} <= npz_keys(path)
+
+
+def load_reference(path: str | os.PathLike, fps: float = 30.0, start_s: float = 0.0,
+                   duration_s: float | None = None, skeleton_path: str | os.PathLike | None = None,
+                   character: Character | None = None) -> Reference:
+    """A reference from a mocap file (any reader) or a converted REF.npz, optionally a segment.
+
+    A mocap clip is cut before retargeting; a REF.npz keeps its own frame rate (`fps` unused).
+    """
+    from diffmimic.mocap.readers import load_motion
+
+    if is_reference_file(path):
+        reference = Reference.load(path)
+        if start_s or duration_s is not None:
+            reference = reference.segment(start_s, duration_s)
+        return reference
+    motion = load_motion(path, skeleton_path)
+    if start_s or duration_s is not None:
+        motion = motion.segment(start_s, duration_s)
+    return retarget(motion, character, fps=fps)

@@ -1,0 +1,122 @@
+"""Retargeting Motion -> Reference on real fixtures: fidelity, grounding, resampling, files, CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from diffmimic.character.skeleton import BODY_NAMES, BODY_SMPL_JOINT, neutral_skeleton
+from diffmimic.mocap.__main__ import main as mocap_cli
+from diffmimic.mocap.motion import MocapError
+from diffmimic.mocap.readers import load_motion
+from diffmimic.mocap.retarget import Reference, load_reference, lowest_foot_height, retarget
+from diffmimic.mocap.smpl_kinematics import joint_positions
+from diffmimic.character.character import make_character
+
+FIXTURES = [
+    "amass/amass_sample.npz",
+    "amass/dmpl_sample.npz",
+    "amass/B20_walk_with_box_stageii.npz",
+    "aistpp/aist_slice.pkl",
+    "cmu/11_01.amc",
+]
+
+
+@pytest.mark.parametrize("fixture", FIXTURES)
+def test_body_positions_reproduce_smpl_joints(mocap_fixtures, fixture):
+    """The character's FK matches SMPL FK of the same pose on the same skeleton (< 1 cm)."""
+    motion = load_motion(mocap_fixtures / fixture)
+    reference = retarget(motion, fps=motion.fps, ground=False)
+    assert reference.num_frames == motion.num_frames
+    smpl = joint_positions(motion.rotations, motion.root_position, neutral_skeleton())
+    smpl = smpl[:, list(BODY_SMPL_JOINT)]
+    relative_error = np.linalg.norm(
+        (reference.body_pos - reference.body_pos[:, :1]) - (smpl - smpl[:, :1]), axis=-1)
+    assert relative_error.max() < 0.01, relative_error.max()
+    # The root itself is placed where the clip puts the pelvis.
+    np.testing.assert_allclose(reference.body_pos[:, 0], motion.root_position, atol=1e-5)
+
+
+def test_resampled_reference_is_grounded_and_smooth(mocap_fixtures):
+    motion = load_motion(mocap_fixtures / "amass/B20_walk_with_box_stageii.npz")
+    raw = retarget(motion, fps=30.0, ground=False)
+    reference = retarget(motion, fps=30.0)
+    assert reference.num_frames == int(np.floor(motion.duration_s * 30 + 1e-9)) + 1
+    # One vertical offset per clip, nothing else changes.
+    shift = reference.body_pos - raw.body_pos
+    np.testing.assert_allclose(shift[..., :2], 0.0, atol=1e-9)
+    assert np.ptp(shift[..., 2]) < 1e-9
+    lowest = lowest_foot_height(make_character(), reference.body_pos, reference.body_rot)
+    assert abs(np.quantile(lowest, 0.02)) < 1e-6
+    assert lowest.min() > -0.03  # no frame deep in the floor
+    # Walking: the feet alternate touching the floor.
+    assert np.median(lowest) < 0.03
+    # Velocities agree with the positions they came from.
+    finite_diff = (reference.body_pos[2:] - reference.body_pos[:-2]) * 15.0
+    np.testing.assert_allclose(reference.body_vel[1:-1], finite_diff, atol=1e-6)
+    assert np.isfinite(reference.qvel).all()
+    assert np.abs(reference.qvel[:, 6:]).max() < 60.0  # no Euler singularity blow-up
+    # It walks ~3.9 m in a straight-ish line.
+    assert 3.0 < np.linalg.norm(reference.qpos[-1, :2] - reference.qpos[0, :2]) < 4.5
+
+
+def test_all_formats_give_upright_grounded_references(mocap_fixtures):
+    for fixture in FIXTURES:
+        reference = load_reference(mocap_fixtures / fixture)
+        head = reference.body_pos[:, BODY_NAMES.index("Head"), 2]
+        pelvis = reference.body_pos[:, 0, 2]
+        assert (head > pelvis).mean() > 0.95, fixture
+        assert 0.5 < np.median(pelvis) < 1.2, fixture
+
+
+def test_reference_file_round_trip_and_segment(mocap_fixtures, tmp_path):
+    reference = load_reference(mocap_fixtures / "aistpp/aist_slice.pkl")
+    path = reference.save(tmp_path / "ref.npz")
+    loaded = Reference.load(path)
+    for name in ("qpos", "qvel", "body_pos", "body_rot", "body_vel", "body_ang"):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(reference, name))
+    assert loaded.body_names == BODY_NAMES and loaded.fps == 30.0
+    part = load_reference(path, start_s=0.5, duration_s=1.0)
+    assert part.num_frames == 31
+    np.testing.assert_array_equal(part.qpos, reference.qpos[15:46])
+    with np.load(path, allow_pickle=False) as data:  # no pickled objects inside
+        assert data["qpos"].shape == (reference.num_frames, 76)
+        assert data["smpl_joint"].tolist() == list(BODY_SMPL_JOINT)
+
+
+def test_reference_load_rejects_bad_files(tmp_path):
+    bad = tmp_path / "bad_ref.npz"
+    np.savez(bad, qpos=np.zeros((3, 76)))
+    with pytest.raises(MocapError, match="bad_ref.npz.*missing keys"):
+        Reference.load(bad)
+
+
+def test_cli_inspect_and_convert(mocap_fixtures, tmp_path, capsys):
+    assert mocap_cli(["inspect", str(mocap_fixtures / "amass/dmpl_sample.npz")]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["format"] == "amass_smplh" and info["frames"] == 235 and info["joints"] == 24
+    out = tmp_path / "kick.npz"
+    assert mocap_cli(["convert", str(mocap_fixtures / "cmu/11_01.amc"), "--out", str(out),
+                      "--fps", "30", "--start-s", "1", "--duration-s", "2"]) == 0
+    with np.load(out, allow_pickle=False) as data:
+        assert data["qpos"].shape == (61, 76) and data["qvel"].shape == (61, 75)
+        assert data["body_pos"].shape == (61, 24, 3) and data["body_rot"].shape == (61, 24, 4)
+        assert data["body_vel"].shape == (61, 24, 3) and data["body_ang"].shape == (61, 24, 3)
+        assert list(data["body_names"]) == list(BODY_NAMES)
+        assert float(data["fps"]) == 30.0 and str(data["source"]).endswith("11_01.amc")
+
+
+def test_cli_bad_input_exits_2_with_one_line(tmp_path):
+    broken = tmp_path / "broken_poses.npz"
+    broken.write_bytes(b"PK\x03\x04 not really a zip")
+    result = subprocess.run([sys.executable, "-m", "diffmimic.mocap", "convert", str(broken),
+                             "--out", str(tmp_path / "x.npz")], capture_output=True, text=True)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "broken_poses.npz" in errors[0]
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "x.npz").exists()
