@@ -1,4 +1,5 @@
-"""Command line: ``python -m diffmimic.mocap inspect FILE`` and ``... convert FILE --out REF.npz``.
+"""Command line: ``python -m diffmimic.mocap inspect FILE``, ``... convert FILE --out REF.npz``
+and ``... sample --out DIR`` (write the embedded sample clips and convert each to a reference).
 
 Bad input exits with code 2 and one line naming the file and the problem.
 """
@@ -25,7 +26,27 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("--start-s", type=float, default=0.0)
     convert.add_argument("--duration-s", type=float, default=None)
     convert.add_argument("--skeleton", help="CMU .asf for an .amc (default: found beside it)")
+    sample = sub.add_parser("sample", help="write the sample clips and convert each to DIR/<clip>.npz")
+    sample.add_argument("--out", required=True, help="directory for the references")
+    sample.add_argument("--fps", type=float, default=30.0, help="control rate (default 30)")
     return parser
+
+
+def _convert_sample(out_dir: str, fps: float) -> None:
+    """Writes the sample clips (AMASS npz, cached) and one reference per clip into `out_dir`."""
+    from pathlib import Path
+
+    from diffmimic.mocap.retarget import load_reference
+    from diffmimic.mocap.sample import write_sample_dataset
+
+    clips = write_sample_dataset()
+    print(f"{'clip':<20} {'frames':>6} {'seconds':>7}  reference")
+    for number, clip in enumerate(clips, start=1):
+        reference = load_reference(clip, fps=fps)
+        name = clip.name.removesuffix("_poses.npz")
+        out = reference.save(Path(out_dir) / f"{name}.npz")
+        print(f"{name:<20} {reference.num_frames:>6} {reference.duration_s:>7.2f}  {out}"
+              f"   [{number}/{len(clips)}]", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
             from diffmimic.mocap.readers import inspect_motion
 
             print(json.dumps(inspect_motion(args.file, args.skeleton)))
+            return 0
+        if args.command == "sample":
+            _convert_sample(args.out, args.fps)
             return 0
         if args.fps <= 0:
             raise MocapError(args.file, f"--fps must be > 0, got {args.fps}")

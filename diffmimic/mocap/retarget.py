@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -167,18 +168,47 @@ def resample(motion: Motion, fps: float) -> tuple[np.ndarray, np.ndarray]:
     return matrices, root
 
 
+def _continuous_euler(euler: np.ndarray) -> np.ndarray:
+    """Makes Euler-angle tracks (T, J, 3) continuous.
+
+    Every rotation has two Tait-Bryan triples, (a, b, c) and (a + pi, pi - b, c + pi), and each
+    angle is defined up to 2 pi. Frame by frame this picks the equivalent triple nearest the
+    previous frame, so a track passing the +-90 degree middle angle (a shoulder raised forward
+    from the side) keeps going instead of jumping by 180 degrees in two hinges.
+    """
+    alternate = euler + np.array([np.pi, 0.0, np.pi])
+    alternate[..., 1] = np.pi - euler[..., 1]
+    out = np.empty_like(euler)
+    out[0] = euler[0]
+    for t in range(1, len(euler)):
+        best, best_distance = None, None
+        for candidate in (euler[t], alternate[t]):
+            candidate = candidate - 2 * np.pi * np.round((candidate - out[t - 1]) / (2 * np.pi))
+            distance = np.abs(candidate - out[t - 1]).sum(axis=-1, keepdims=True)
+            if best is None:
+                best, best_distance = candidate, distance
+            else:
+                best = np.where(distance < best_distance, candidate, best)
+                best_distance = np.minimum(distance, best_distance)
+        out[t] = best
+    return out
+
+
 def hinge_angles(rotations: np.ndarray) -> np.ndarray:
     """SMPL local rotation matrices (T, 24, 3, 3) -> hinge angles (T, 69) in body order.
 
     Each non-root body's rotation C R C^T is decomposed as intrinsic Euler angles in that body's
-    hinge order (`HINGE_ORDER`) and unwrapped over time so angles are continuous.
+    hinge order (`HINGE_ORDER`), then made continuous over time (`_continuous_euler`).
     """
     frames = rotations.shape[0]
     angles = np.empty((frames, NUM_JOINTS - 1, 3))
-    for body, name in enumerate(BODY_NAMES[1:], start=1):
-        local = SMPL_TO_CHARACTER @ rotations[:, BODY_SMPL_JOINT[body]] @ SMPL_TO_CHARACTER.T
-        angles[:, body - 1] = Rotation.from_matrix(local).as_euler(HINGE_ORDER[name].upper())
-    return np.unwrap(angles.reshape(frames, -1), axis=0)
+    with warnings.catch_warnings():
+        # At an exact singularity scipy sets the third angle to 0: still the same rotation.
+        warnings.filterwarnings("ignore", message="Gimbal lock detected")
+        for body, name in enumerate(BODY_NAMES[1:], start=1):
+            local = SMPL_TO_CHARACTER @ rotations[:, BODY_SMPL_JOINT[body]] @ SMPL_TO_CHARACTER.T
+            angles[:, body - 1] = Rotation.from_matrix(local).as_euler(HINGE_ORDER[name].upper())
+    return _continuous_euler(angles).reshape(frames, -1)
 
 
 def root_quaternions(root_rotations: np.ndarray) -> np.ndarray:
