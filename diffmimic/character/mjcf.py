@@ -42,6 +42,7 @@ DEFAULT_BRAX_CUSTOM: dict[str, float] = {
     "constraint_limit_stiffness": 1000.0,
     "constraint_ang_damping": 0.0,
     "constraint_vel_damping": 0.0,
+    "matrix_inv_iterations": 10,
 }
 
 
@@ -67,21 +68,30 @@ class CharacterConfig:
 
     total_mass_kg: float = 70.0
     timestep_s: float = 1.0 / 480.0
-    pd_gains: Mapping[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
+    pd_gains: Mapping[str, tuple[float, float]] = ()
     torque_limit_nm: float = constants.TORQUE_LIMIT_NM
     armature: float = 0.01
     joint_damping: float = 0.0
     friction: float = 1.0
     solref: tuple[float, float] = (0.02, 1.0)
-    brax_custom: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    brax_custom: Mapping[str, float] = ()
     self_collision: bool = False
     pd_damping: str = "actuator"
 
+    def __post_init__(self):
+        # Mappings are stored as sorted item tuples so configs hash (they key compile caches).
+        for name in ("pd_gains", "brax_custom"):
+            value = getattr(self, name)
+            items = value.items() if isinstance(value, Mapping) else value
+            object.__setattr__(self, name, tuple(sorted((str(k), v if isinstance(v, (int, float)) else tuple(v))
+                                                        for k, v in items)))
+
     def gains(self) -> dict[str, tuple[float, float]]:
-        unknown = set(self.pd_gains) - set(constants.PD_GAINS)
+        overrides = dict(self.pd_gains)
+        unknown = set(overrides) - set(constants.PD_GAINS)
         if unknown:
             raise ValueError(f"pd_gains: unknown bodies {sorted(unknown)}; known: {sorted(constants.PD_GAINS)}")
-        return {**constants.PD_GAINS, **self.pd_gains}
+        return {**constants.PD_GAINS, **overrides}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,8 +210,8 @@ def build_mjcf(skeleton: Skeleton, config: CharacterConfig = CharacterConfig()) 
             actuators.append(
                 f'    <position name="{name}_{axis}" joint="{name}_{axis}" kp="{kp:g}" kv="{kd:g}" '
                 f'ctrlrange="-6.2832 6.2832" forcerange="{-config.torque_limit_nm:g} {config.torque_limit_nm:g}"/>')
-    custom = {**DEFAULT_BRAX_CUSTOM, **config.brax_custom}
-    unknown = set(config.brax_custom) - set(DEFAULT_BRAX_CUSTOM)
+    custom = {**DEFAULT_BRAX_CUSTOM, **dict(config.brax_custom)}
+    unknown = set(dict(config.brax_custom)) - set(DEFAULT_BRAX_CUSTOM)
     if unknown:
         raise ValueError(f"brax_custom: unknown keys {sorted(unknown)}; known: {sorted(DEFAULT_BRAX_CUSTOM)}")
     numerics = "\n".join(f'    <numeric name="{k}" data="{v:g}"/>' for k, v in custom.items())

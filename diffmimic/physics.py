@@ -1,0 +1,86 @@
+"""Physics backends: which Brax pipeline steps the character, and how each is tuned.
+
+Every Brax pipeline needs its own contact/joint parameters for this humanoid to stand, fall and
+settle without exploding; `BACKEND_CHARACTER` records the tuning (measured, see the README's
+physics section) as overrides of `CharacterConfig`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from types import ModuleType
+
+import jax.numpy as jnp
+import numpy as np
+
+from diffmimic.character.character import Character, make_character
+from diffmimic.character.mjcf import CharacterConfig
+from diffmimic.character.skeleton import Skeleton
+
+BACKENDS = ("spring", "positional", "generalized", "mjx")
+
+# Per-backend overrides of CharacterConfig, measured with the standing and limp-fall tests
+# (tests/diffmimic/test_physics.py; figures in the README's physics section):
+# - spring and positional integrate the PD damping explicitly (actuator kv) and ignore joint
+#   damping; `spring_inertia_scale` 0.8 (inertia I -> I^0.2) conditions the light links (a hand
+#   weighs 0.26 kg) enough for kd*dt/I < 2 at 480 Hz; `constraint_ang_damping` lets a limp body
+#   come to rest. spring holds its joints with springs: stiffness 50,000 keeps the sag under 2 cm
+#   (60,000 goes NaN). positional needs `collide_scale` 0.3 or the feet creep until it falls.
+# - generalized and mjx integrate joint damping implicitly, so the PD's kd goes there;
+#   generalized only does so with the exact mass-matrix inverse (`matrix_inv_iterations` 0).
+BACKEND_CHARACTER: dict[str, dict] = {
+    "spring": {"pd_damping": "actuator",
+               "brax_custom": {"spring_inertia_scale": 0.8, "constraint_stiffness": 50000.0,
+                               "constraint_vel_damping": 40.0, "constraint_ang_damping": 5.0}},
+    "positional": {"pd_damping": "actuator",
+                   "brax_custom": {"spring_inertia_scale": 0.8, "collide_scale": 0.3,
+                                   "constraint_ang_damping": 5.0}},
+    "generalized": {"pd_damping": "joint", "joint_damping": 2.0,
+                    "brax_custom": {"matrix_inv_iterations": 0}},
+    "mjx": {"pd_damping": "joint", "joint_damping": 2.0},
+}
+
+
+def check_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown physics backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    return backend
+
+
+def pipeline(backend: str) -> ModuleType:
+    """The Brax pipeline module (`init(sys, q, qd)`, `step(sys, state, act)`) of a backend."""
+    return importlib.import_module(f"brax.{check_backend(backend)}.pipeline")
+
+
+def backend_config(backend: str, base: CharacterConfig | None = None) -> CharacterConfig:
+    """`base` (default CharacterConfig()) with the backend's tuning applied.
+
+    Explicit `brax_custom` entries in `base` win over the backend's.
+    """
+    base = base or CharacterConfig()
+    tuning = dict(BACKEND_CHARACTER[check_backend(backend)])
+    custom = {**tuning.pop("brax_custom", {}), **dict(base.brax_custom)}
+    return dataclasses.replace(base, brax_custom=custom, **tuning)
+
+
+def backend_character(backend: str, skeleton: Skeleton | None = None,
+                      base: CharacterConfig | None = None) -> Character:
+    """The character tuned for `backend`."""
+    return make_character(skeleton, backend_config(backend, base))
+
+
+def limp_system(sys, joint_damping: float = 2.0):
+    """`sys` with every actuator switched off (no PD force) and only passive hinge damping.
+
+    Sets both Brax's actuator fields (spring, positional, generalized) and the MuJoCo model
+    fields that `mjx` reads, so one compiled function can step the powered and the limp body.
+    """
+    actuator = sys.actuator.replace(gain=sys.actuator.gain * 0, bias_q=sys.actuator.bias_q * 0,
+                                    bias_qd=sys.actuator.bias_qd * 0)
+    hinge = np.arange(sys.qd_size()) >= 6
+    damping = np.where(hinge, joint_damping, np.asarray(sys.dof_damping))
+    return sys.replace(
+        actuator=actuator, dof=sys.dof.replace(damping=jnp.asarray(damping, jnp.float32)),
+        dof_damping=jnp.asarray(damping, sys.dof_damping.dtype),
+        actuator_gainprm=sys.actuator_gainprm * 0, actuator_biasprm=sys.actuator_biasprm * 0)
