@@ -1,0 +1,268 @@
+"""The mimic environment: the SMPL character on a Brax pipeline tracking a reference trajectory.
+
+Pure functions of (config, character, reference arrays, state): `reset` (Reference State
+Initialization), `step` (PD targets -> physics substeps -> state-matching loss, fall and NaN
+detection, demonstration replay) and `observe`. The reference is an argument (`RefArrays`, padded
+to a length bucket with its valid length), never a constant, so one compiled rollout serves every
+clip of a bucket.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from brax import math as brax_math
+from flax import struct
+
+from diffmimic.character.character import Character
+from diffmimic.mocap.retarget import Reference
+from diffmimic.physics import check_backend, pipeline
+
+REPLAY_MODES = ("threshold", "random", "none")
+ACTION_MODES = ("residual", "absolute")
+OBSERVATIONS = ("target_state", "phase")
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvConfig:
+    """Mimic environment settings (defaults follow the DiffMimic paper where it gives one).
+
+    Attributes:
+      backend: Brax pipeline: spring, positional, generalized or mjx.
+      control_hz: policy rate; the reference is resampled to it.
+      substeps: physics steps per control step (16 at 30 Hz = 480 Hz simulation).
+      action_mode: ``residual`` (targets = reference hinge angles + action_scale * action) or
+        ``absolute`` (targets = action_scale_absolute * action, the paper's).
+      observation: ``target_state`` (own state + next reference state) or ``phase``.
+      w_pos, w_rot, w_vel, w_ang: state-matching loss weights (position, 6D rotation, linear and
+        angular velocity).
+      replay: demonstration replay: ``threshold``, ``random`` or ``none``.
+      replay_threshold_m: mean body-position error above which the reference state replaces the
+        simulated one for the next step.
+      replay_rate: Bernoulli replacement probability for ``random`` replay.
+      fall_min_pelvis_m, fall_max_pelvis_m: pelvis height range outside which the body fell.
+      fall_pose_error_m: mean body-position error beyond which it fell.
+    """
+
+    backend: str = "spring"
+    control_hz: float = 30.0
+    substeps: int = 16
+    action_mode: str = "residual"
+    action_scale: float = 0.5
+    action_scale_absolute: float = float(np.pi)
+    observation: str = "target_state"
+    w_pos: float = 1.0
+    w_rot: float = 0.5
+    w_vel: float = 0.01
+    w_ang: float = 0.01
+    replay: str = "threshold"
+    replay_threshold_m: float = 0.2
+    replay_rate: float = 0.05
+    fall_min_pelvis_m: float = 0.3
+    fall_max_pelvis_m: float = 3.0
+    fall_pose_error_m: float = 0.5
+
+    def __post_init__(self):
+        check_backend(self.backend)
+        for field, allowed in (("action_mode", ACTION_MODES), ("replay", REPLAY_MODES),
+                               ("observation", OBSERVATIONS)):
+            if getattr(self, field) not in allowed:
+                raise ValueError(f"EnvConfig.{field} must be one of {allowed}, got {getattr(self, field)!r}")
+        if self.substeps < 1 or self.control_hz <= 0:
+            raise ValueError("EnvConfig: substeps must be >= 1 and control_hz > 0")
+
+    @property
+    def timestep_s(self) -> float:
+        return 1.0 / (self.control_hz * self.substeps)
+
+
+@struct.dataclass
+class RefArrays:
+    """A reference as JAX arrays padded to a bucket length L (pytree, a jit argument).
+
+    qpos (L, nq), qvel (L, nv), body_pos (L, 24, 3), body_rot (L, 24, 4) wxyz, body_vel and
+    body_ang (L, 24, 3); length: the number of valid frames (int32 scalar).
+    """
+
+    qpos: jax.Array
+    qvel: jax.Array
+    body_pos: jax.Array
+    body_rot: jax.Array
+    body_vel: jax.Array
+    body_ang: jax.Array
+    length: jax.Array
+
+    @property
+    def bucket(self) -> int:
+        return int(self.qpos.shape[-2])
+
+
+def length_bucket(frames: int, minimum: int = 64) -> int:
+    """The padded length for a clip of `frames` frames: the next power of two >= minimum."""
+    return max(minimum, 1 << (int(frames) - 1).bit_length())
+
+
+def ref_arrays(reference: Reference, bucket: int | None = None) -> RefArrays:
+    """Pads a `Reference` (repeating its last frame) to `bucket` frames (default: its bucket)."""
+    frames = reference.num_frames
+    bucket = bucket or length_bucket(frames)
+    if bucket < frames:
+        raise ValueError(f"bucket {bucket} is shorter than the reference ({frames} frames)")
+
+    def pad(a):
+        a = np.asarray(a, dtype=np.float32)
+        return jnp.asarray(np.concatenate([a, np.repeat(a[-1:], bucket - frames, axis=0)]))
+
+    return RefArrays(qpos=pad(reference.qpos), qvel=pad(reference.qvel), body_pos=pad(reference.body_pos),
+                     body_rot=pad(reference.body_rot), body_vel=pad(reference.body_vel),
+                     body_ang=pad(reference.body_ang), length=jnp.asarray(frames, jnp.int32))
+
+
+def _frame(ref: RefArrays, t: jax.Array):
+    return jax.tree.map(lambda a: a[t], (ref.qpos, ref.qvel, ref.body_pos, ref.body_rot, ref.body_vel, ref.body_ang))
+
+
+@struct.dataclass
+class EnvState:
+    """One environment: the physics state and the reference frame it is at."""
+
+    physics: object
+    t: jax.Array  # current reference frame index
+    key: jax.Array
+
+
+@struct.dataclass
+class StepMetrics:
+    loss: jax.Array
+    pose_error_m: jax.Array  # mean root-relative body position error
+    global_error_m: jax.Array  # mean body position error
+    replayed: jax.Array  # the reference state replaced the simulated one
+    fell: jax.Array
+    nonfinite: jax.Array  # the simulated state went NaN/inf (replaced, not propagated)
+
+
+def quat_to_6d(rot: jax.Array) -> jax.Array:
+    """Quaternions (..., 4) wxyz -> 6D rotation features (..., 6): the first two matrix columns."""
+    w, x, y, z = (rot[..., i] for i in range(4))
+    col0 = jnp.stack([1 - 2 * (y * y + z * z), 2 * (x * y + w * z), 2 * (x * z - w * y)], -1)
+    col1 = jnp.stack([2 * (x * y - w * z), 1 - 2 * (x * x + z * z), 2 * (y * z + w * x)], -1)
+    return jnp.concatenate([col0, col1], -1)
+
+
+def _heading_inverse(root_rot: jax.Array) -> jax.Array:
+    """The quaternion undoing the root's yaw (rotation about world z)."""
+    forward = brax_math.rotate(jnp.array([1.0, 0.0, 0.0]), root_rot)
+    yaw = jnp.arctan2(forward[1], forward[0])
+    return brax_math.quat_rot_axis(jnp.array([0.0, 0.0, 1.0]), -yaw)
+
+
+def state_features(pos, rot, vel, ang) -> jax.Array:
+    """DiffMimic state features in the root's heading frame (361,): root-relative body positions,
+    root height, body 6D rotations, linear and angular velocities."""
+    inv = _heading_inverse(rot[0])
+    to_heading = jax.vmap(brax_math.rotate, in_axes=(0, None))
+    rel = to_heading(pos - pos[0], inv)
+    rot_h = jax.vmap(brax_math.quat_mul, in_axes=(None, 0))(inv, rot)
+    return jnp.concatenate([rel.ravel(), pos[0, 2:3], quat_to_6d(rot_h).ravel(),
+                            to_heading(vel, inv).ravel(), to_heading(ang, inv).ravel()])
+
+
+class MimicEnv:
+    """The mimic environment for one character and config; methods are pure and jittable."""
+
+    def __init__(self, character: Character, config: EnvConfig):
+        if abs(character.sys.opt.timestep - config.timestep_s) > 1e-9:
+            raise ValueError(f"character timestep {character.sys.opt.timestep} != control_hz * substeps "
+                             f"-> {config.timestep_s}; build the character with timestep_s={config.timestep_s}")
+        self.character = character
+        self.config = config
+        self.sys = character.sys
+        self._pipeline = pipeline(config.backend)
+        self.action_size = character.num_actuators
+
+    # -- physics ---------------------------------------------------------------------------
+    def _init_physics(self, qpos, qvel):
+        return self._pipeline.init(self.sys, qpos, qvel)
+
+    def _body_state(self, physics):
+        return physics.x.pos, physics.x.rot, physics.xd.vel, physics.xd.ang
+
+    def _targets(self, action, ref: RefArrays, t_next):
+        if self.config.action_mode == "residual":
+            return ref.qpos[t_next, 7:] + self.config.action_scale * action
+        return self.config.action_scale_absolute * action
+
+    # -- API ---------------------------------------------------------------------------------
+    def reset(self, ref: RefArrays, key: jax.Array, horizon: int = 0, frame: jax.Array | None = None) -> EnvState:
+        """Reference State Initialization: start at a random frame with room for `horizon` steps
+        when the clip allows (or at `frame` when given)."""
+        key, sample = jax.random.split(key)
+        last_start = jnp.maximum(ref.length - 1 - horizon, 0)
+        t = jax.random.randint(sample, (), 0, last_start + 1) if frame is None else jnp.asarray(frame, jnp.int32)
+        return EnvState(physics=self._init_physics(ref.qpos[t], ref.qvel[t]), t=t, key=key)
+
+    def observe(self, state: EnvState, ref: RefArrays) -> jax.Array:
+        own = state_features(*self._body_state(state.physics))
+        if self.config.observation == "phase":
+            phase = state.t / jnp.maximum(ref.length - 1, 1)
+            return jnp.concatenate([own, jnp.stack([jnp.sin(2 * jnp.pi * phase), jnp.cos(2 * jnp.pi * phase)])])
+        t_next = jnp.minimum(state.t + 1, ref.length - 1)
+        pos, rot, vel, ang = _frame(ref, t_next)[2:]
+        target = state_features(pos, rot, vel, ang)
+        inv = _heading_inverse(state.physics.x.rot[0])
+        offset = jax.vmap(brax_math.rotate, in_axes=(0, None))(pos - state.physics.x.pos, inv)
+        return jnp.concatenate([own, target, offset.ravel()])
+
+    @property
+    def observation_size(self) -> int:
+        return 361 + (2 if self.config.observation == "phase" else 361 + 72)
+
+    def step(self, state: EnvState, action: jax.Array, ref: RefArrays, replay: bool = True):
+        """One control step. Returns (next state, StepMetrics).
+
+        The loss compares the simulated body states after the step with reference frame t + 1.
+        """
+        cfg = self.config
+        t_next = jnp.minimum(state.t + 1, ref.length - 1)
+        targets = self._targets(action, ref, t_next)
+
+        def substep(physics, _):
+            return self._pipeline.step(self.sys, physics, targets), None
+
+        physics, _ = jax.lax.scan(substep, state.physics, None, length=cfg.substeps)
+        pos, rot, vel, ang = self._body_state(physics)
+        r_qpos, r_qvel, r_pos, r_rot, r_vel, r_ang = _frame(ref, t_next)
+
+        finite = jnp.all(jnp.isfinite(physics.q)) & jnp.all(jnp.isfinite(physics.qd)) & jnp.all(jnp.isfinite(pos))
+        # Keep NaNs out of every formula (and its gradient): measure a stand-in state instead.
+        safe = lambda a, b: jnp.where(finite, a, jax.lax.stop_gradient(b))
+        pos, rot, vel, ang = safe(pos, r_pos), safe(rot, r_rot), safe(vel, r_vel), safe(ang, r_ang)
+
+        body_dist = jnp.linalg.norm(pos - r_pos, axis=-1)
+        global_error = jnp.mean(body_dist)
+        pose_error = jnp.mean(jnp.linalg.norm((pos - pos[0]) - (r_pos - r_pos[0]), axis=-1))
+        loss = (cfg.w_pos * jnp.mean(jnp.sum((pos - r_pos) ** 2, -1))
+                + cfg.w_rot * jnp.mean(jnp.sum((quat_to_6d(rot) - quat_to_6d(r_rot)) ** 2, -1))
+                + cfg.w_vel * jnp.mean(jnp.sum((vel - r_vel) ** 2, -1))
+                + cfg.w_ang * jnp.mean(jnp.sum((ang - r_ang) ** 2, -1)))
+        pelvis_z = pos[0, 2]
+        fell = ((pelvis_z < cfg.fall_min_pelvis_m) | (pelvis_z > cfg.fall_max_pelvis_m)
+                | (global_error > cfg.fall_pose_error_m) | ~finite)
+
+        key, sample = jax.random.split(state.key)
+        if replay and cfg.replay == "threshold":
+            replace = global_error > cfg.replay_threshold_m
+        elif replay and cfg.replay == "random":
+            replace = jax.random.bernoulli(sample, cfg.replay_rate)
+        else:
+            replace = jnp.asarray(False)
+        replace = replace | ~finite
+        reference_state = self._init_physics(r_qpos, r_qvel)
+        physics = jax.tree.map(lambda r, s: jnp.where(replace, jax.lax.stop_gradient(r), s),
+                               reference_state, physics)
+        metrics = StepMetrics(loss=loss, pose_error_m=pose_error, global_error_m=global_error,
+                              replayed=replace & finite, fell=fell, nonfinite=~finite)
+        return EnvState(physics=physics, t=t_next, key=key), metrics

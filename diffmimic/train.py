@@ -1,0 +1,408 @@
+"""DiffMimic training: analytic policy gradients through the simulated rollout.
+
+    python -m diffmimic.train CLIP_OR_REF --out DIR [--preset cpu|paper] [--iterations N]
+        [--backend NAME] [--seed S] [--start-s S] [--duration-s D]
+
+One jitted `train_step(state, ref)` rolls `num_envs` environments for `horizon` control steps in
+`jax.lax.scan` (each control step under `jax.checkpoint`, so memory scales with control steps, not
+substeps), backpropagates the mean state-matching loss through the whole horizon (optionally
+truncated), clips the global gradient norm and applies Adam with a linearly decaying learning
+rate. The reference is an argument padded to a length bucket, so clips of one bucket share one
+compiled step (`compiled_functions` caches them per configuration).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from brax.training.acme import running_statistics
+from flax import struct
+
+from diffmimic.env import EnvConfig, MimicEnv, RefArrays, length_bucket, ref_arrays
+from diffmimic.evaluate import EvalMetrics, summarize_rollout
+from diffmimic.mocap.retarget import Reference
+from diffmimic.physics import backend_character
+from diffmimic.character.mjcf import CharacterConfig
+from diffmimic.policy import init_normaliser, make_policy_network, save_policy
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """All training knobs; the defaults are the DiffMimic paper's.
+
+    Attributes:
+      env: the mimic environment (backend, rates, loss weights, replay...).
+      num_envs: parallel rollouts per iteration (paper: 300).
+      horizon: control steps per rollout (paper: 60 = 2 s at 30 Hz).
+      truncation_length: stop gradients between chunks of this many steps (0: full horizon).
+      iterations: optimiser steps.
+      learning_rate: Adam's initial rate, decayed linearly to `final_learning_rate_fraction` of it.
+      grad_clip_norm: global gradient-norm clipping.
+      hidden: MLP hidden layer widths (swish).
+      eval_every: iterations between evaluations.
+      seed: PRNG seed.
+    """
+
+    env: EnvConfig = EnvConfig()
+    num_envs: int = 300
+    horizon: int = 60
+    truncation_length: int = 0
+    iterations: int = 1000
+    learning_rate: float = 3e-4
+    final_learning_rate_fraction: float = 0.0
+    grad_clip_norm: float = 0.3
+    hidden: tuple[int, ...] = (512, 256)
+    eval_every: int = 50
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        data = dict(data)
+        env = EnvConfig(**data.pop("env", {}))
+        data["hidden"] = tuple(data.get("hidden", (512, 256)))
+        return cls(env=env, **data)
+
+
+# Named presets are overrides of the defaults (nested "env" keys override EnvConfig fields).
+PRESETS: dict[str, dict] = {
+    "paper": {},
+    "cpu": {"num_envs": 16, "horizon": 30, "iterations": 300, "eval_every": 25,
+            "learning_rate": 1e-3, "hidden": (256, 128)},
+}
+
+
+def make_config(preset: str = "paper", **overrides) -> TrainConfig:
+    """The preset's config with `overrides` (env fields go in overrides["env"] as a dict)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    merged = {**PRESETS[preset], **{k: v for k, v in overrides.items() if k != "env"}}
+    env = {**PRESETS[preset].get("env", {}), **overrides.get("env", {})}
+    merged.pop("env", None)
+    return dataclasses.replace(TrainConfig(), env=dataclasses.replace(EnvConfig(), **env), **merged)
+
+
+@struct.dataclass
+class TrainState:
+    params: object
+    opt_state: object
+    normaliser: object
+    key: jax.Array
+    skipped_updates: jax.Array  # non-finite gradients seen (update skipped)
+    iteration: jax.Array
+    total_iterations: jax.Array
+
+
+@struct.dataclass
+class IterationMetrics:
+    loss: jax.Array
+    pose_error_m: jax.Array
+    replay_rate: jax.Array
+    nonfinite_rate: jax.Array
+    grad_norm: jax.Array
+    update_skipped: jax.Array
+
+
+@dataclasses.dataclass
+class CompiledFunctions:
+    """The jitted functions of one (TrainConfig, character) pair, shared by every clip."""
+
+    env: MimicEnv
+    init: Callable  # key -> TrainState
+    train_step: Callable  # (TrainState, RefArrays) -> (TrainState, IterationMetrics)
+    eval_rollout: Callable  # (params, normaliser, RefArrays) -> per-step arrays
+    trace_counts: dict
+
+
+def _optimizer(config: TrainConfig) -> optax.GradientTransformation:
+    """Clipping and Adam's scaling; the (negative) learning rate is applied in `train_step`, from
+    the iteration and the total as data, so runs of any length share one compiled step."""
+    return optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), optax.scale_by_adam())
+
+
+def _learning_rate(config: TrainConfig, iteration, total):
+    """Linear decay from learning_rate to learning_rate * final_learning_rate_fraction."""
+    progress = jnp.clip(iteration / jnp.maximum(total, 1), 0.0, 1.0)
+    return config.learning_rate * (1.0 - progress * (1.0 - config.final_learning_rate_fraction))
+
+
+def compile_key(config: TrainConfig) -> TrainConfig:
+    """The part of a config that shapes the compiled functions (run length, cadence and seed
+    are data)."""
+    return dataclasses.replace(config, iterations=0, eval_every=1, seed=0)
+
+
+def _where_tree(flag, new, old):
+    return jax.tree.map(lambda a, b: jnp.where(flag, a, b), new, old)
+
+
+def compiled_functions(config: TrainConfig, character_config: CharacterConfig = CharacterConfig()) -> CompiledFunctions:
+    """The environment and the jitted init/train/eval functions for `config`, built once per
+    `compile_key(config)` and character config in a process."""
+    return _compiled_functions(compile_key(config), character_config)
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled_functions(config: TrainConfig, character_config: CharacterConfig) -> CompiledFunctions:
+    character_config = dataclasses.replace(character_config, timestep_s=config.env.timestep_s)
+    character = backend_character(config.env.backend, base=character_config)
+    env = MimicEnv(character, config.env)
+    policy_init, policy_apply = make_policy_network(env.observation_size, env.action_size, config.hidden)
+    optimizer = _optimizer(config)
+    traces = {"train_step": 0, "eval_rollout": 0}
+
+    def init(key, total_iterations):
+        key, init_key = jax.random.split(key)
+        params = policy_init(init_key)
+        return TrainState(params=params, opt_state=optimizer.init(params),
+                          normaliser=init_normaliser(env.observation_size), key=key,
+                          skipped_updates=jnp.zeros((), jnp.int32), iteration=jnp.zeros((), jnp.int32),
+                          total_iterations=jnp.asarray(total_iterations, jnp.int32))
+
+    def rollout_loss(params, normaliser, ref: RefArrays, keys):
+        starts = jax.vmap(lambda k: env.reset(ref, k, config.horizon))(keys)
+
+        def control(states, i):
+            obs = jax.vmap(env.observe, in_axes=(0, None))(states, ref)
+            actions = jax.vmap(policy_apply, in_axes=(None, None, 0))(params, normaliser, obs)
+            next_states, metrics = jax.vmap(env.step, in_axes=(0, 0, None))(states, actions, ref)
+            if config.truncation_length:
+                cut = (i + 1) % config.truncation_length == 0
+                next_states = jax.tree.map(
+                    lambda a: jnp.where(cut, jax.lax.stop_gradient(a), a), next_states)
+            valid = states.t < ref.length - 1  # a step past the clip's end is padding
+            return next_states, (metrics, obs, valid)
+
+        _, (metrics, obs, valid) = jax.lax.scan(jax.checkpoint(control), starts, jnp.arange(config.horizon))
+        weight = valid.astype(jnp.float32)
+        count = jnp.maximum(weight.sum(), 1.0)
+        loss = jnp.sum(metrics.loss * weight) / count
+        return loss, (metrics, obs, weight, count)
+
+    def train_step(state: TrainState, ref: RefArrays):
+        traces["train_step"] += 1  # runs at trace time only: counts compilations
+        key, *env_keys = jax.random.split(state.key, config.num_envs + 1)
+        (loss, (metrics, obs, weight, count)), grads = jax.value_and_grad(rollout_loss, has_aux=True)(
+            state.params, state.normaliser, ref, jnp.stack(env_keys))
+        grad_norm = optax.global_norm(grads)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        grads = jax.tree.map(lambda g: jnp.where(finite, g, 0.0), grads)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        rate = _learning_rate(config, state.iteration, state.total_iterations)
+        params = optax.apply_updates(state.params, jax.tree.map(lambda u: -rate * u, updates))
+        normaliser = running_statistics.update(
+            state.normaliser, obs.reshape(-1, obs.shape[-1]), weights=weight.reshape(-1))
+        new_state = TrainState(
+            params=_where_tree(finite, params, state.params),
+            opt_state=_where_tree(finite, opt_state, state.opt_state),
+            normaliser=_where_tree(finite, normaliser, state.normaliser),
+            key=key, skipped_updates=state.skipped_updates + (~finite).astype(jnp.int32),
+            iteration=state.iteration + 1, total_iterations=state.total_iterations)
+        mean = lambda x: jnp.sum(x.astype(jnp.float32) * weight) / count
+        return new_state, IterationMetrics(
+            loss=loss, pose_error_m=mean(metrics.pose_error_m), replay_rate=mean(metrics.replayed),
+            nonfinite_rate=mean(metrics.nonfinite), grad_norm=grad_norm, update_skipped=~finite)
+
+    def eval_rollout(params, normaliser, ref: RefArrays):
+        traces["eval_rollout"] += 1
+        start = env.reset(ref, jax.random.PRNGKey(0), frame=0)
+
+        def control(state, _):
+            action = policy_apply(params, normaliser, env.observe(state, ref))
+            next_state, metrics = env.step(state, action, ref, replay=False)
+            return next_state, (metrics, state.t < ref.length - 1)
+
+        _, (metrics, valid) = jax.lax.scan(control, start, None, length=ref.bucket - 1)
+        return metrics, valid
+
+    return CompiledFunctions(env=env, init=jax.jit(init), train_step=jax.jit(train_step),
+                             eval_rollout=jax.jit(eval_rollout), trace_counts=traces)
+
+
+@dataclasses.dataclass
+class TrainResult:
+    params: object
+    normaliser: object
+    metrics: EvalMetrics  # of the best parameters
+    initial_metrics: EvalMetrics  # of the untrained policy
+    history: list[dict]
+    samples: int
+    train_s: float
+    compile_s: float
+    iterations: int
+    skipped_updates: int
+
+    def summary(self, config: TrainConfig) -> dict:
+        return {
+            "pose_error_m": self.metrics.pose_error_m,
+            "initial_pose_error_m": self.initial_metrics.pose_error_m,
+            "global_error_m": self.metrics.global_error_m,
+            "fell": self.metrics.fell,
+            "pose_absurdity_m": self.metrics.absurdity,
+            "samples": self.samples,
+            "train_s": round(self.train_s, 2),
+            "compile_s": round(self.compile_s, 2),
+            "iterations": self.iterations,
+            "skipped_updates": self.skipped_updates,
+            "backend": config.env.backend,
+        }
+
+
+def _format_eta(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def evaluate_policy(functions: CompiledFunctions, params, normaliser, ref: RefArrays) -> EvalMetrics:
+    metrics, valid = functions.eval_rollout(params, normaliser, ref)
+    return summarize_rollout(metrics, valid)
+
+
+def train(reference: Reference, config: TrainConfig = TrainConfig(),
+          progress: Callable[[str], None] | None = print,
+          on_evaluation: Callable[[dict], None] | None = None) -> TrainResult:
+    """Trains a DiffMimic policy to reproduce `reference`.
+
+    Returns the best parameters by evaluation pose error, with their metrics, the untrained
+    policy's metrics, and the history of evaluations (one dict per evaluation).
+    """
+    if abs(reference.fps - config.env.control_hz) > 1e-6:
+        raise ValueError(f"reference {reference.source} is at {reference.fps} fps; the control rate is "
+                         f"{config.env.control_hz} Hz: retarget it at fps={config.env.control_hz}")
+    functions = compiled_functions(config)
+    ref = ref_arrays(reference, length_bucket(reference.num_frames))
+    state = functions.init(jax.random.PRNGKey(config.seed), config.iterations)
+
+    compile_start = time.perf_counter()
+    initial = evaluate_policy(functions, state.params, state.normaliser, ref)
+    warm_state, warm_metrics = functions.train_step(state, ref)  # compiles (or hits the cache)
+    jax.block_until_ready(warm_metrics)
+    compile_s = time.perf_counter() - compile_start
+    del warm_state  # the warm-up step is not counted as training
+
+    samples_per_iteration = config.num_envs * config.horizon
+    best = (initial.pose_error_m, state.params, state.normaliser, initial)
+    history: list[dict] = []
+    train_s = 0.0
+    for iteration in range(1, config.iterations + 1):
+        start = time.perf_counter()
+        state, metrics = functions.train_step(state, ref)
+        jax.block_until_ready(metrics)
+        train_s += time.perf_counter() - start
+        if iteration % config.eval_every == 0 or iteration == config.iterations:
+            evaluation = evaluate_policy(functions, state.params, state.normaliser, ref)
+            record = {
+                "iteration": iteration, "loss": float(metrics.loss),
+                "train_pose_error_m": float(metrics.pose_error_m),
+                "replay_rate": float(metrics.replay_rate), "nonfinite_rate": float(metrics.nonfinite_rate),
+                "grad_norm": float(metrics.grad_norm), "skipped_updates": int(state.skipped_updates),
+                "samples": iteration * samples_per_iteration, "train_s": round(train_s, 3),
+                **evaluation.to_dict(),
+            }
+            history.append(record)
+            if on_evaluation:
+                on_evaluation(record)
+            if evaluation.pose_error_m < best[0]:
+                best = (evaluation.pose_error_m, state.params, state.normaliser, evaluation)
+            if progress:
+                rate = iteration * samples_per_iteration / max(train_s, 1e-9)
+                eta = (config.iterations - iteration) * train_s / iteration
+                progress(f"iter {iteration:5d}/{config.iterations}  loss {record['loss']:.4f}  "
+                         f"pose_error {evaluation.pose_error_m:.3f} m  replay {record['replay_rate']:.2f}  "
+                         f"{rate:,.0f} samples/s  ETA {_format_eta(eta)}")
+    _, params, normaliser, best_metrics = best
+    return TrainResult(params=params, normaliser=normaliser, metrics=best_metrics, initial_metrics=initial,
+                       history=history, samples=config.iterations * samples_per_iteration,
+                       train_s=train_s, compile_s=compile_s, iterations=config.iterations,
+                       skipped_updates=int(state.skipped_updates))
+
+
+def write_outputs(out_dir: str | os.PathLike, result: TrainResult, config: TrainConfig,
+                  reference: Reference) -> Path:
+    """Writes DIR/: Orbax checkpoint, config.json, metrics.jsonl, result.json, reference.npz."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    with open(out / "metrics.jsonl", "w") as f:
+        for record in result.history:
+            f.write(json.dumps(record) + "\n")
+    reference.save(out / "reference.npz")
+    save_policy(out, result.params, result.normaliser,
+                {"observation_size": compiled_functions(config).env.observation_size,
+                 "action_size": compiled_functions(config).env.action_size, "hidden": list(config.hidden)})
+    summary = {**result.summary(config), "source": reference.source}
+    (out / "result.json").write_text(json.dumps(summary, indent=2))
+    return out
+
+
+def enable_compilation_cache(directory: str | None = None) -> str:
+    """Turns on JAX's persistent compilation cache (default ~/.cache/diffmimic/jax) unless one
+    is already configured."""
+    if directory is None and jax.config.jax_compilation_cache_dir:
+        return jax.config.jax_compilation_cache_dir
+    directory = directory or os.environ.get("DIFFMIMIC_JAX_CACHE", str(Path.home() / ".cache" / "diffmimic" / "jax"))
+    jax.config.update("jax_compilation_cache_dir", directory)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return directory
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m diffmimic.train", description="Train a DiffMimic policy for one clip.")
+    parser.add_argument("clip", help="a mocap file (AMASS .npz, AIST++ .pkl, CMU .amc) or a converted REF.npz")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
+    parser.add_argument("--iterations", type=int)
+    parser.add_argument("--backend", choices=("spring", "positional", "generalized", "mjx"))
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--start-s", type=float, default=0.0)
+    parser.add_argument("--duration-s", type=float)
+    parser.add_argument("--skeleton", help="CMU .asf for an .amc (default: found beside it)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from diffmimic.mocap.motion import MocapError
+    from diffmimic.mocap.retarget import load_reference
+
+    overrides: dict = {}
+    if args.iterations is not None:
+        overrides["iterations"] = args.iterations
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    if args.backend:
+        overrides["env"] = {"backend": args.backend}
+    config = make_config(args.preset, **overrides)
+    enable_compilation_cache()
+    try:
+        reference = load_reference(args.clip, fps=config.env.control_hz, start_s=args.start_s,
+                                   duration_s=args.duration_s, skeleton_path=args.skeleton)
+    except MocapError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"training {reference.source} ({reference.num_frames} frames, {reference.duration_s:.2f} s) "
+          f"on {config.env.backend}, preset {args.preset}: {config.iterations} iterations x "
+          f"{config.num_envs} envs x {config.horizon} steps", flush=True)
+    result = train(reference, config, progress=lambda line: print(line, flush=True))
+    out = write_outputs(args.out, result, config, reference)
+    print(json.dumps({**result.summary(config), "out": str(out)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""The DiffMimic trainer: real physics, real gradients, one compile for many clips, outputs on disk.
+
+One tiny configuration is compiled once per session (module-scoped) and shared by every test;
+the persistent compilation cache (tests/conftest.py) keeps it across pytest processes.
+"""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from diffmimic.env import ref_arrays
+from diffmimic.evaluate import main as evaluate_main
+from diffmimic.mocap.retarget import load_reference
+from diffmimic.mocap.sample import write_sample_dataset
+from diffmimic.train import compiled_functions, main as train_main, make_config, train
+
+TINY = dict(num_envs=2, horizon=4, hidden=(32, 32), eval_every=2, iterations=2)
+
+
+@pytest.fixture(scope="module")
+def sample_references(tmp_path_factory):
+    clips = {p.name.removesuffix("_poses.npz"): p for p in write_sample_dataset(tmp_path_factory.mktemp("sample"))}
+    return {name: load_reference(path) for name, path in clips.items()}, clips
+
+
+@pytest.fixture(scope="module")
+def tiny_config():
+    return make_config("cpu", **TINY)
+
+
+@pytest.mark.slow
+def test_gradient_through_the_rollout_is_finite_and_nonzero(sample_references, tiny_config):
+    references, _ = sample_references
+    functions = compiled_functions(tiny_config)
+    ref = ref_arrays(references["squat"])
+    state = functions.init(jax.random.PRNGKey(0), 10)
+    new_state, metrics = functions.train_step(state, ref)
+    assert np.isfinite(float(metrics.loss)) and float(metrics.loss) > 0
+    assert np.isfinite(float(metrics.grad_norm)) and float(metrics.grad_norm) > 0
+    assert not bool(metrics.update_skipped)
+    # The update really moved the parameters, and the physics really ran (bodies moved).
+    delta = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), new_state.params, state.params)
+    assert max(jax.tree.leaves(delta)) > 0
+
+
+@pytest.mark.slow
+def test_two_clips_share_one_compiled_step(sample_references, tiny_config):
+    references, _ = sample_references
+    before = dict(compiled_functions(tiny_config).trace_counts)
+    for name in ("squat", "arm_swings"):
+        config = make_config("cpu", **{**TINY, "iterations": 2, "seed": len(name)})  # other run length, seed
+        result = train(references[name], config, progress=None)
+        assert result.iterations == 2 and np.isfinite(result.metrics.pose_error_m)
+    counts = compiled_functions(tiny_config).trace_counts
+    # Compiled at most once for the whole module (zero here if an earlier test compiled it).
+    assert counts["train_step"] <= 1 and counts["eval_rollout"] <= 1
+    assert counts["train_step"] - before.get("train_step", 0) <= 1
+
+
+@pytest.mark.slow
+def test_nan_physics_is_detected_replaced_and_counted(sample_references, tiny_config):
+    references, _ = sample_references
+    env = compiled_functions(tiny_config).env
+    ref = ref_arrays(references["squat"])
+    state = env.reset(ref, jax.random.PRNGKey(1), frame=3)
+    poisoned = state.replace(physics=state.physics.replace(qd=state.physics.qd.at[10].set(jnp.nan)))
+    step = jax.jit(env.step)
+    next_state, metrics = step(poisoned, jnp.zeros(env.action_size), ref)
+    assert bool(metrics.nonfinite) and bool(metrics.fell)
+    assert np.isfinite(np.asarray(next_state.physics.q)).all()
+    np.testing.assert_allclose(np.asarray(next_state.physics.q), np.asarray(ref.qpos[4]), atol=1e-5)
+    assert np.isfinite(float(metrics.loss))
+
+
+@pytest.mark.slow
+def test_cli_writes_outputs_and_evaluate_reads_them(sample_references, tmp_path, capsys, monkeypatch):
+    _, clips = sample_references
+    monkeypatch.setattr("diffmimic.train.PRESETS", {"cpu": TINY, "paper": {}})
+    out = tmp_path / "run"
+    assert train_main([str(clips["idle_sway"]), "--out", str(out), "--preset", "cpu",
+                       "--duration-s", "2.0", "--seed", "3"]) == 0
+    result = json.loads((out / "result.json").read_text())
+    for key in ("pose_error_m", "initial_pose_error_m", "fell", "samples", "train_s", "compile_s",
+                "iterations", "backend"):
+        assert key in result
+    assert result["samples"] == 2 * 2 * 4
+    assert (out / "checkpoint").is_dir() and (out / "reference.npz").is_file()
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert records and records[-1]["iteration"] == 2
+    assert json.loads((out / "config.json").read_text())["num_envs"] == 2
+    capsys.readouterr()
+    assert evaluate_main([str(out)]) == 0
+    evaluation = json.loads(capsys.readouterr().out)
+    assert evaluation["pose_error_m"] == pytest.approx(result["pose_error_m"], rel=1e-4, abs=1e-5)
+    # Beyond the clip: a cyclic loop of it.
+    assert evaluate_main([str(out), "--seconds", "5"]) == 0
+    assert json.loads(capsys.readouterr().out)["frames"] == 150
+    assert evaluate_main([str(tmp_path / "nothing")]) == 2
+
+
+@pytest.mark.slow
+def test_demonstration_replay_modes(sample_references):
+    """threshold at 0 m replays every step, `none` never does, and a replay puts the body exactly
+    in the reference state of the frame it reached."""
+    import dataclasses
+
+    from diffmimic.env import EnvConfig, MimicEnv
+    from diffmimic.physics import backend_character
+
+    references, _ = sample_references
+    ref = ref_arrays(references["march_in_place"])
+    character = backend_character(EnvConfig().backend)
+    # A large residual action: the body leaves the reference at once.
+    action = jnp.full((69,), 0.8)
+    for replay, threshold, expect in (("threshold", 0.0, True), ("threshold", 10.0, False), ("none", 0.0, False)):
+        env = MimicEnv(character, dataclasses.replace(EnvConfig(), replay=replay, replay_threshold_m=threshold))
+        state = env.reset(ref, jax.random.PRNGKey(0), frame=10)
+        next_state, metrics = jax.jit(env.step)(state, action, ref)
+        assert bool(metrics.replayed) is expect, (replay, threshold)
+        assert float(metrics.global_error_m) > 0.0  # the physics really moved the body off
+        if expect:
+            np.testing.assert_allclose(np.asarray(next_state.physics.q), np.asarray(ref.qpos[11]), atol=1e-5)
+        else:
+            assert float(jnp.abs(next_state.physics.q - ref.qpos[11]).max()) > 1e-3
