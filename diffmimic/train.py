@@ -274,8 +274,13 @@ def evaluate_policy(functions: CompiledFunctions, params, normaliser, ref: RefAr
 
 def train(reference: Reference, config: TrainConfig = TrainConfig(),
           progress: Callable[[str], None] | None = print,
-          on_evaluation: Callable[[dict], None] | None = None) -> TrainResult:
+          on_evaluation: Callable[[dict], None] | None = None,
+          stop_at_pose_error_m: float | None = None) -> TrainResult:
     """Trains a DiffMimic policy to reproduce `reference`.
+
+    Args:
+      stop_at_pose_error_m: stop early once an evaluation has this pose error or less without
+        falling (the factory's convergence target); None trains all `config.iterations`.
 
     Returns the best parameters by evaluation pose error, with their metrics, the untrained
     policy's metrics, and the history of evaluations (one dict per evaluation).
@@ -298,6 +303,7 @@ def train(reference: Reference, config: TrainConfig = TrainConfig(),
     best = (initial.pose_error_m, state.params, state.normaliser, initial)
     history: list[dict] = []
     train_s = 0.0
+    iteration = 0
     for iteration in range(1, config.iterations + 1):
         start = time.perf_counter()
         state, metrics = functions.train_step(state, ref)
@@ -324,10 +330,13 @@ def train(reference: Reference, config: TrainConfig = TrainConfig(),
                 progress(f"iter {iteration:5d}/{config.iterations}  loss {record['loss']:.4f}  "
                          f"pose_error {evaluation.pose_error_m:.3f} m  replay {record['replay_rate']:.2f}  "
                          f"{rate:,.0f} samples/s  ETA {_format_eta(eta)}")
+            if (stop_at_pose_error_m is not None and not evaluation.fell
+                    and evaluation.pose_error_m <= stop_at_pose_error_m):
+                break
     _, params, normaliser, best_metrics = best
     return TrainResult(params=params, normaliser=normaliser, metrics=best_metrics, initial_metrics=initial,
-                       history=history, samples=config.iterations * samples_per_iteration,
-                       train_s=train_s, compile_s=compile_s, iterations=config.iterations,
+                       history=history, samples=iteration * samples_per_iteration,
+                       train_s=train_s, compile_s=compile_s, iterations=iteration,
                        skipped_updates=int(state.skipped_updates))
 
 
