@@ -93,11 +93,12 @@ def main() -> int:
                 print(f"{backend:<12} {batch:>5} {row['compile_s']:>10} {row['samples_per_s']:>10} "
                       f"{row['iteration_s']:>8} {row['peak_rss_gb']:>8} {row['grad_norm_median']:>10.3g}", flush=True)
             rows.append(row)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"command": f"python {command}", "machine": platform.machine(),
-                               "cpus": os.cpu_count(), "results": rows}, indent=2))
-    print(f"wrote {out}")
+            # Written after every configuration: a slow backend stopped by hand loses nothing.
+            out = Path(args.out)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps({"command": f"python {command}", "machine": platform.machine(),
+                                       "cpus": os.cpu_count(), "results": rows}, indent=2))
+    print(f"wrote {args.out}")
     return 0
 
 
