@@ -72,9 +72,15 @@ class Motion:
 
     def segment(self, start_s: float = 0.0, duration_s: float | None = None) -> "Motion":
         """The frames from ``start_s`` for ``duration_s`` seconds (to the end when None)."""
-        first = int(round(start_s * self.fps))
-        last = self.num_frames if duration_s is None else first + int(round(duration_s * self.fps)) + 1
-        if first < 0 or first >= self.num_frames - 1:
-            raise MocapError(self.source, f"segment start {start_s} s is outside the clip ({self.duration_s:.3f} s)")
-        return dataclasses.replace(
-            self, rotations=self.rotations[first:last], root_position=self.root_position[first:last])
+        cut = segment_frames(self.num_frames, self.fps, start_s, duration_s, self.source)
+        return dataclasses.replace(self, rotations=self.rotations[cut], root_position=self.root_position[cut])
+
+
+def segment_frames(num_frames: int, fps: float, start_s: float, duration_s: float | None,
+                   source: str) -> slice:
+    """The frame slice from `start_s` lasting `duration_s` seconds (to the end when None)."""
+    first = int(round(start_s * fps))
+    if first < 0 or first >= num_frames - 1:
+        raise MocapError(source, f"segment start {start_s} s is outside the clip ({(num_frames - 1) / fps:.3f} s)")
+    last = num_frames if duration_s is None else first + int(round(duration_s * fps)) + 1
+    return slice(first, last)

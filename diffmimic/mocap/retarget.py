@@ -23,7 +23,7 @@ from scipy.spatial.transform import Rotation
 from diffmimic.character.character import Character, make_character
 from diffmimic.character.constants import HINGE_ORDER
 from diffmimic.character.skeleton import BODY_NAMES, BODY_SMPL_JOINT, NUM_JOINTS, SMPL_TO_CHARACTER
-from diffmimic.mocap.motion import MocapError, Motion
+from diffmimic.mocap.motion import MocapError, Motion, segment_frames
 
 # Fraction of frames allowed below the floor when grounding a clip: the per-clip offset puts the
 # lowest foot point of this quantile of frames at z = 0, so a few noisy frames do not lift it.
@@ -120,11 +120,7 @@ class Reference:
 
     def segment(self, start_s: float = 0.0, duration_s: float | None = None) -> "Reference":
         """Frames from `start_s` for `duration_s` seconds (to the end when None)."""
-        first = int(round(start_s * self.fps))
-        if first < 0 or first >= self.num_frames - 1:
-            raise MocapError(self.source, f"segment start {start_s} s is outside the clip ({self.duration_s:.3f} s)")
-        last = self.num_frames if duration_s is None else first + int(round(duration_s * self.fps)) + 1
-        cut = slice(first, last)
+        cut = segment_frames(self.num_frames, self.fps, start_s, duration_s, self.source)
         return dataclasses.replace(
             self, qpos=self.qpos[cut], qvel=self.qvel[cut], body_pos=self.body_pos[cut],
             body_rot=self.body_rot[cut], body_vel=self.body_vel[cut], body_ang=self.body_ang[cut])
