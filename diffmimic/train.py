@@ -262,6 +262,20 @@ class TrainResult:
         }
 
 
+@dataclasses.dataclass
+class TrainSnapshot:
+    """A run of `train` in progress (`on_checkpoint`), enough to `resume` it: the training state
+    (its `iteration` is the last finished one), the best policy so far and the records."""
+
+    state: TrainState
+    best_params: object
+    best_normaliser: object
+    best_metrics: EvalMetrics
+    initial_metrics: EvalMetrics
+    history: list[dict]
+    train_s: float
+
+
 def _format_eta(seconds: float) -> str:
     seconds = int(max(seconds, 0))
     return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
@@ -275,12 +289,19 @@ def evaluate_policy(functions: CompiledFunctions, params, normaliser, ref: RefAr
 def train(reference: Reference, config: TrainConfig = TrainConfig(),
           progress: Callable[[str], None] | None = print,
           on_evaluation: Callable[[dict], None] | None = None,
-          stop_at_pose_error_m: float | None = None) -> TrainResult:
+          stop_at_pose_error_m: float | None = None,
+          checkpoint_every: int = 0,
+          on_checkpoint: Callable[["TrainSnapshot"], None] | None = None,
+          resume: "TrainSnapshot | None" = None) -> TrainResult:
     """Trains a DiffMimic policy to reproduce `reference`.
 
     Args:
       stop_at_pose_error_m: stop early once an evaluation has this pose error or less without
         falling (the factory's convergence target); None trains all `config.iterations`.
+      checkpoint_every, on_checkpoint: every `checkpoint_every` iterations (0: never), hand
+        `on_checkpoint` a `TrainSnapshot` from which `resume` continues the same run (same
+        config and reference) as if it had not stopped.
+      resume: a snapshot of an interrupted run of this config and reference.
 
     Returns the best parameters by evaluation pose error, with their metrics, the untrained
     policy's metrics, and the history of evaluations (one dict per evaluation).
@@ -303,8 +324,12 @@ def train(reference: Reference, config: TrainConfig = TrainConfig(),
     best = (initial.pose_error_m, state.params, state.normaliser, initial)
     history: list[dict] = []
     train_s = 0.0
-    iteration = 0
-    for iteration in range(1, config.iterations + 1):
+    iteration = first = 0
+    if resume is not None:
+        state, initial, history, train_s = resume.state, resume.initial_metrics, list(resume.history), resume.train_s
+        best = (resume.best_metrics.pose_error_m, resume.best_params, resume.best_normaliser, resume.best_metrics)
+        iteration = first = int(state.iteration)
+    for iteration in range(first + 1, config.iterations + 1):
         start = time.perf_counter()
         state, metrics = functions.train_step(state, ref)
         jax.block_until_ready(metrics)
@@ -333,6 +358,10 @@ def train(reference: Reference, config: TrainConfig = TrainConfig(),
             if (stop_at_pose_error_m is not None and not evaluation.fell
                     and evaluation.pose_error_m <= stop_at_pose_error_m):
                 break
+        if on_checkpoint and checkpoint_every and iteration % checkpoint_every == 0 and iteration < config.iterations:
+            on_checkpoint(TrainSnapshot(state=state, best_params=best[1], best_normaliser=best[2],
+                                        best_metrics=best[3], initial_metrics=initial, history=list(history),
+                                        train_s=train_s))
     _, params, normaliser, best_metrics = best
     return TrainResult(params=params, normaliser=normaliser, metrics=best_metrics, initial_metrics=initial,
                        history=history, samples=iteration * samples_per_iteration,

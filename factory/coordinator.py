@@ -1,0 +1,447 @@
+"""The coordinator: feeds catalogued clips to Ray workers and writes every result into the library.
+
+The driver process keeps the source of truth (which clip is queued, running, on which attempt,
+its best policy so far) and is the only writer of the library index. Its loop is `ray.wait` over
+the in-flight `train_clip` calls, `tasks_per_worker` per actor (an actor runs them one after
+another, so the next clip is already queued when one ends: no idle gap for a round trip).
+
+Convergence and escalation (`escalate`): a clip is ``converged`` when its evaluation rollout
+does not fall and its pose error is at most the target. Otherwise it is trained again, up to
+`max_attempts` attempts in all:
+
+==========  ==================================================================================
+attempt 1   the base config
+attempt 2   twice the iterations, another seed (a new initialisation and new RSI start frames)
+attempt 3+  four times the iterations, another seed, the demonstration-replay threshold halved
+            (rollouts are reset to the reference sooner, so the policy sees more on-track
+            states); it changes the compiled step, so each worker compiles once more
+==========  ==================================================================================
+
+Run length and seed are data of the compiled step, so attempts 1 and 2 share one compile. The
+best policy over the attempts (no fall first, then the lowest pose error) is stored as
+``best_effort`` when none converges. A `MocapError` (unreadable file, NaN poses, a one-frame clip)
+fails the clip at once, never retried. A training exception counts as an attempt.
+
+Faults: a call whose actor died (`RayActorError`: process killed, node lost, out of memory)
+re-queues its clip at the front without counting an attempt, and Ray restarts the actor
+(`max_restarts`); the restarted actor resumes the clip from its last scratch checkpoint. A clip
+that has killed `max_lost` workers is failed. Results are written as they arrive (atomic puts), so
+a killed driver loses only the clips in flight; run again, it skips every clip the library already
+has (any status) unless `force`.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import math
+import os
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import ray
+
+from factory.catalog import Catalog, CatalogEntry
+from factory.library import PolicyLibrary
+from factory.worker import remote_trainer
+
+WORK_DIR = ".factory"  # under the library root: scratch checkpoints, worker status, catalog cache
+
+
+@dataclasses.dataclass(frozen=True)
+class FactoryOptions:
+    """The coordinator's knobs.
+
+    Attributes:
+      target_pose_error_m: convergence target (evaluation pose error, no fall).
+      max_attempts: training attempts per clip (escalating, see `escalate`).
+      force: train clips the library already has.
+      workers: actors to start; None: one per `gpus_per_worker` of the cluster's GPUs, or one per
+        `cpus_per_worker` CPUs on a cluster without GPUs.
+      gpus_per_worker: GPUs per actor (fractions pack actors on a GPU); None: 1 when the cluster
+        has GPUs, else 0 (CPU actors). Set it explicitly on an autoscaling cluster whose GPU
+        nodes are not up yet.
+      cpus_per_worker: CPUs per actor.
+      tasks_per_worker: calls queued per actor (2: the next clip waits in the actor's queue).
+      checkpoint_every: iterations between a worker's scratch checkpoints (0: none).
+      max_lost: times a clip may lose its worker before it is failed.
+      progress_every_s: seconds between progress lines (one is also printed per finished clip).
+      compile_cache_dir: JAX compilation cache for the workers (None: the driver's, else
+        `$DIFFMIMIC_JAX_CACHE`, else ~/.cache/diffmimic/jax on each node).
+      worker_resources: extra Ray custom resources per actor.
+    """
+
+    target_pose_error_m: float = 0.04
+    max_attempts: int = 3
+    force: bool = False
+    workers: int | None = None
+    gpus_per_worker: float | None = None
+    cpus_per_worker: float = 1.0
+    tasks_per_worker: int = 2
+    checkpoint_every: int = 50
+    max_lost: int = 3
+    progress_every_s: float = 30.0
+    compile_cache_dir: str | None = None
+    worker_resources: dict | None = None
+
+
+def escalate(base, attempt: int):
+    """The TrainConfig of `attempt` (1-based) of a clip: see the module docstring."""
+    if attempt <= 1:
+        return base
+    scale = 2 if attempt == 2 else 4
+    config = dataclasses.replace(base, iterations=base.iterations * scale, seed=base.seed + 1000 * (attempt - 1))
+    if attempt >= 3:
+        env = dataclasses.replace(base.env, replay_threshold_m=base.env.replay_threshold_m / 2)
+        config = dataclasses.replace(config, env=env)
+    return config
+
+
+@dataclasses.dataclass
+class ClipState:
+    entry: CatalogEntry
+    attempts: int = 0  # training attempts finished
+    lost: int = 0  # calls lost with their worker
+    best: dict | None = None  # the best `trained` outcome so far
+    status: str | None = None  # final: converged / best_effort / failed
+    error: str | None = None
+    resumed_from: list = dataclasses.field(default_factory=list)
+    wall_s: float = 0.0  # worker seconds over all attempts
+    nodes: list = dataclasses.field(default_factory=list)  # (node id, GPU ids) of each finished call
+
+
+def _better(outcome: dict, best: dict | None) -> bool:
+    if best is None:
+        return True
+    a, b = outcome["result"].metrics, best["result"].metrics
+    return (bool(a.fell), a.pose_error_m) < (bool(b.fell), b.pose_error_m)
+
+
+def _format_duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(max(seconds, 0))
+    return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def driver_rss_mb() -> float:
+    """Peak resident memory of this process in MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class Coordinator:
+    """Trains the clips of `catalog` into `library` with Ray actors. Call `run()`."""
+
+    def __init__(self, library: PolicyLibrary, catalog: Catalog, base_config, options: FactoryOptions = FactoryOptions(),
+                 progress: Callable[[str], None] | None = print, train_fn=None):
+        """`train_fn`: a benchmark device that replaces the workers' loading and training (see
+        `factory.worker.TrainFn`); None in product runs."""
+        self.library = library
+        self.catalog = catalog
+        self.base_config = base_config
+        self.options = options
+        self.progress = progress or (lambda line: None)
+        self.train_fn = train_fn
+        self.work_dir = Path(library.root) / WORK_DIR
+        self.clips: dict[str, ClipState] = {e.clip_id: ClipState(e) for e in catalog.entries}
+        self.queue: collections.deque[str] = collections.deque()
+        self.inflight: dict = {}  # ObjectRef -> (worker index, clip id, attempt)
+        self.workers: list = []
+        self.worker_load: list[int] = []
+        # Workers that lost a call: Ray is restarting them. A ping (`counters`) is in flight for
+        # each; nothing is submitted to it until the ping answers (calls sent to a restarting
+        # actor fail with ActorUnavailableError).
+        self.pings: dict = {}  # ObjectRef -> worker index
+        self.unavailable: set[int] = set()
+        self.counts = collections.Counter()  # final statuses written by this run
+        self.skipped_done = 0
+        self.pose_errors: list[float] = []
+        self.finished_clips: list[dict] = []  # per clip written this run: id, status, seconds
+        self.lost_calls = 0
+        self.worker_counters: dict[int, dict] = {}
+        self.scheduling_s = 0.0  # driver time outside ray.wait and library writes
+        self.library_s = 0.0
+        self.start_time = 0.0
+        self._last_progress = 0.0
+
+    # ------------------------------------------------------------------------------------------
+    def _cluster_plan(self) -> tuple[int, float]:
+        resources = ray.cluster_resources()
+        gpus = float(resources.get("GPU", 0.0))
+        gpus_per_worker = self.options.gpus_per_worker
+        if gpus_per_worker is None:
+            gpus_per_worker = 1.0 if gpus > 0 else 0.0
+        workers = self.options.workers
+        if workers is None:
+            if gpus_per_worker > 0:
+                workers = max(1, int(gpus / gpus_per_worker + 1e-9))
+            else:
+                workers = max(1, int(float(resources.get("CPU", 1.0)) / max(self.options.cpus_per_worker, 1e-9)))
+        return workers, gpus_per_worker
+
+    def _compile_cache_dir(self) -> str | None:
+        if self.options.compile_cache_dir:
+            return self.options.compile_cache_dir
+        if os.environ.get("DIFFMIMIC_JAX_CACHE"):
+            return os.environ["DIFFMIMIC_JAX_CACHE"]
+        if "jax" in sys.modules:
+            import jax
+
+            return jax.config.jax_compilation_cache_dir or None
+        return None
+
+    def _start_workers(self) -> None:
+        count, gpus_per_worker = self._cluster_plan()
+        count = min(count, max(1, len(self.queue)))
+        self._actor_class = remote_trainer(num_gpus=gpus_per_worker, num_cpus=self.options.cpus_per_worker,
+                                           resources=self.options.worker_resources)
+        cache = self._compile_cache_dir()
+        self.workers = [self._new_worker(i) for i in range(count)]
+        self.worker_load = [0] * count
+        self.progress(f"factory: {count} worker(s), {gpus_per_worker:g} GPU and "
+                      f"{self.options.cpus_per_worker:g} CPU each; compilation cache {cache or '(worker default)'}")
+
+    def _new_worker(self, index: int):
+        return self._actor_class.remote(index, str(self.work_dir), self._compile_cache_dir(),
+                                        self.options.checkpoint_every, self.train_fn)
+
+    # ------------------------------------------------------------------------------------------
+    def _plan(self) -> None:
+        """Queues the clips the library does not have yet (all with `force`); fails unreadable
+        ones at once."""
+        done = set()
+        if not self.options.force:
+            done = {r.clip_id for r in self.library.query(dataset=self.catalog.dataset)}
+        for clip_id, state in self.clips.items():
+            if clip_id in done:
+                self.skipped_done += 1
+                state.status = "done before"
+                continue
+            if state.entry.error is not None:
+                self._fail(state, state.entry.error)
+                continue
+            self.queue.append(clip_id)
+
+    def _task(self, clip_id: str, attempt: int) -> dict:
+        state = self.clips[clip_id]
+        config = escalate(self.base_config, attempt)
+        return {"clip_id": clip_id, "path": state.entry.path, "attempt": attempt, "config": config.to_dict(),
+                "target_pose_error_m": self.options.target_pose_error_m}
+
+    def _submit(self) -> None:
+        depth = max(1, self.options.tasks_per_worker)
+        available = [i for i in range(len(self.workers)) if i not in self.unavailable]
+        while self.queue and available:
+            index = min(available, key=lambda i: self.worker_load[i])
+            if self.worker_load[index] >= depth:
+                return
+            clip_id = self.queue.popleft()
+            attempt = self.clips[clip_id].attempts + 1
+            ref = self.workers[index].train_clip.remote(self._task(clip_id, attempt))
+            self.inflight[ref] = (index, clip_id, attempt)
+            self.worker_load[index] += 1
+
+    # ------------------------------------------------------------------------------------------
+    def _write(self, fn, *args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.library_s += time.perf_counter() - start
+
+    def _finish(self, state: ClipState, status: str, outcome: dict | None) -> None:
+        state.status = status
+        self.counts[status] += 1
+        record = {"clip_id": state.entry.clip_id, "status": status, "attempts": state.attempts,
+                  "lost": state.lost, "worker_s": round(state.wall_s, 3), "duration_s": state.entry.duration_s}
+        if outcome is not None:
+            metrics = outcome["result"].metrics
+            record.update(pose_error_m=metrics.pose_error_m, fell=bool(metrics.fell),
+                          iterations=outcome["result"].iterations, train_s=outcome["result"].train_s)
+            if math.isfinite(metrics.pose_error_m):
+                self.pose_errors.append(metrics.pose_error_m)
+        if state.error:
+            record["error"] = state.error
+        if state.resumed_from:
+            record["resumed_from"] = list(state.resumed_from)
+        if state.nodes:
+            record["nodes"] = list(state.nodes)
+        self.finished_clips.append(record)
+        self._line(f"{status:<11} {state.entry.clip_id}" + (
+            f"  pose error {record['pose_error_m']:.3f} m{' (fell)' if record['fell'] else ''}  attempts {state.attempts}"
+            if outcome is not None else f"  {state.error}"))
+
+    def _fail(self, state: ClipState, error: str) -> None:
+        state.error = error
+        self._write(self.library.put_failure, state.entry.clip_id, error, attempts=max(state.attempts, 1),
+                    source_path=state.entry.path)
+        self._finish(state, "failed", None)
+
+    def _store(self, state: ClipState, outcome: dict, status: str) -> None:
+        config = escalate(self.base_config, outcome["attempt"])
+        self._write(self.library.put_result, state.entry.clip_id, outcome["result"], config, outcome["reference"],
+                    status=status, attempts=state.attempts, source_path=state.entry.path)
+        self._finish(state, status, outcome)
+
+    def _ping(self, index: int) -> None:
+        self.unavailable.add(index)
+        if index not in self.pings.values():
+            self.pings[self.workers[index].counters.remote()] = index
+
+    def _handle_ping(self, ref) -> None:
+        index = self.pings.pop(ref)
+        try:
+            self.worker_counters[index] = ray.get(ref)
+            self.unavailable.discard(index)
+            self._line(f"worker {index} is back")
+        except ray.exceptions.ActorUnavailableError:
+            time.sleep(0.5)  # still restarting
+            self._ping(index)
+        except ray.exceptions.RayActorError as err:  # dead for good (restarts exhausted): replace it
+            self._line(f"worker {index} is dead ({type(err).__name__}): starting a new one")
+            self.workers[index] = self._new_worker(index)
+            self._ping(index)
+
+    def _handle(self, ref) -> None:
+        if ref in self.pings:
+            self._handle_ping(ref)
+            return
+        index, clip_id, attempt = self.inflight.pop(ref)
+        self.worker_load[index] -= 1
+        state = self.clips[clip_id]
+        try:
+            outcome = ray.get(ref)
+        except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
+                ray.exceptions.ObjectLostError, ray.exceptions.OwnerDiedError) as err:
+            self._ping(index)
+            self.lost_calls += 1
+            state.lost += 1
+            if state.lost >= self.options.max_lost:
+                self._fail(state, f"its worker died {state.lost} times while training it "
+                                  f"(last: {type(err).__name__}); out of memory?")
+            else:
+                self._line(f"requeued    {clip_id}  (worker {index} died: {type(err).__name__}; "
+                           f"attempt {attempt} not counted)")
+                self.queue.appendleft(clip_id)
+            return
+        except ray.exceptions.RayTaskError as err:  # an exception outside train_clip's own handling
+            outcome = {"kind": "error", "error": str(err).splitlines()[-1], "attempt": attempt}
+        if "counters" in outcome:
+            self.worker_counters[index] = outcome["counters"]
+        state.wall_s += outcome.get("timing", {}).get("wall_s", 0.0)
+        if "node_id" in outcome:
+            state.nodes.append({"node_id": outcome["node_id"], "gpu_ids": outcome["gpu_ids"]})
+        if outcome.get("resumed_from"):
+            state.resumed_from.append(outcome["resumed_from"])
+        kind = outcome["kind"]
+        if kind == "data_error":
+            state.attempts = max(state.attempts, 1)
+            self._fail(state, outcome["error"])
+            return
+        state.attempts += 1
+        if kind == "error":
+            state.error = outcome["error"]
+        elif _better(outcome, state.best):
+            state.best = outcome
+        if kind == "trained":
+            metrics = outcome["result"].metrics
+            if not metrics.fell and metrics.pose_error_m <= self.options.target_pose_error_m:
+                state.error = None
+                self._store(state, outcome, "converged")
+                return
+        if state.attempts < self.options.max_attempts:
+            self.queue.appendleft(clip_id)  # finish started clips first
+        elif state.best is not None:
+            self._store(state, state.best, "best_effort")
+            state.best = None
+        else:
+            self._fail(state, f"every attempt raised; last: {state.error}")
+
+    # ------------------------------------------------------------------------------------------
+    def _line(self, text: str) -> None:
+        self.progress(f"[{_format_duration(time.time() - self.start_time)}] {text}")
+
+    def status_line(self) -> str:
+        done = sum(self.counts.values())
+        in_flight = len({c for _, c, _ in self.inflight.values()})
+        total = done + len(self.queue) + in_flight
+        elapsed_h = max(time.time() - self.start_time, 1e-9) / 3600
+        rate = done / elapsed_h
+        eta = (total - done) / rate * 3600 if rate > 0 else float("inf")
+        median = f"{statistics.median(self.pose_errors):.3f} m" if self.pose_errors else "-"
+        running = sum(load > 0 for load in self.worker_load)  # the others wait in a worker's queue
+        queued = len(self.queue) + in_flight - running
+        return (f"done {done}/{total}  converged {self.counts['converged']}  best_effort {self.counts['best_effort']}  "
+                f"failed {self.counts['failed']}  running {running}  queued {queued}  "
+                f"{rate:.1f} clips/h  ETA {_format_duration(eta)}  median pose error {median}")
+
+    def _maybe_progress(self, force: bool = False) -> None:
+        now = time.time()
+        if force or now - self._last_progress >= self.options.progress_every_s:
+            self._last_progress = now
+            self._line(self.status_line())
+
+    # ------------------------------------------------------------------------------------------
+    def run(self) -> dict:
+        """Trains every queued clip; returns the run summary (also in the library's report)."""
+        from factory.report import write_report
+
+        self.start_time = self._last_progress = time.time()
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self._plan()
+        if self.skipped_done:
+            self._line(f"{self.skipped_done} clip(s) already in the library: skipped (--force retrains them)")
+        if self.queue:
+            self._start_workers()
+        self._line(f"{len(self.queue)} clip(s) to train")
+        while self.queue or self.inflight:
+            tick = time.perf_counter()
+            self._submit()
+            self.scheduling_s += time.perf_counter() - tick
+            ready, _ = ray.wait(list(self.inflight) + list(self.pings), num_returns=1,
+                                timeout=max(0.5, min(self.options.progress_every_s, 30.0)))
+            tick = time.perf_counter()
+            library_before = self.library_s
+            for ref in ready:
+                self._handle(ref)
+            self._maybe_progress()
+            self.scheduling_s += time.perf_counter() - tick - (self.library_s - library_before)
+        for worker in self.workers:
+            try:
+                self.worker_counters[self.workers.index(worker)] = ray.get(worker.counters.remote(), timeout=60)
+            except Exception:  # noqa: BLE001 - counters are informative only
+                pass
+        summary = self.summary()
+        report = write_report(self.library, self.catalog, summary)
+        summary["report"] = {key: str(path) for key, path in report.items()}
+        self._line(self.status_line())
+        self._line(f"report: {report['markdown']}")
+        for worker in self.workers:
+            ray.kill(worker)
+        return summary
+
+    def summary(self) -> dict:
+        elapsed = time.time() - self.start_time
+        done = sum(self.counts.values())
+        return {
+            "dataset": self.catalog.dataset, "library": str(self.library.root),
+            "target_pose_error_m": self.options.target_pose_error_m, "max_attempts": self.options.max_attempts,
+            "clips_in_catalog": len(self.catalog.entries), "skipped_by_spec": len(self.catalog.skipped),
+            "skipped_done": self.skipped_done, "written": done, "counts": dict(self.counts),
+            "elapsed_s": round(elapsed, 3), "clips_per_hour": round(done / max(elapsed, 1e-9) * 3600, 2),
+            "median_pose_error_m": statistics.median(self.pose_errors) if self.pose_errors else None,
+            "lost_calls": self.lost_calls, "workers": len(self.workers),
+            "worker_counters": {str(k): v for k, v in sorted(self.worker_counters.items())},
+            "scheduling_s": round(self.scheduling_s, 4), "library_write_s": round(self.library_s, 4),
+            "driver_peak_rss_mb": round(driver_rss_mb(), 1),
+            "clips": self.finished_clips,
+        }
+
+
+def print_summary(summary: dict) -> str:
+    return json.dumps({k: v for k, v in summary.items() if k != "clips"}, indent=2)

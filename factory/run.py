@@ -1,0 +1,137 @@
+"""The factory's entry point: train every clip of a dataset into a policy library with Ray.
+
+    python factory/run.py --dataset sample                     # local Ray on this machine
+    python -m factory.run --dataset amass --library /mnt/lib --max-clips 100
+    ray submit cluster.yaml factory/run.py --dataset amass --library /mnt/shared/library
+
+Joins the running Ray cluster when there is one (``RAY_ADDRESS``, or ``ray submit`` on a head
+node), else starts a local Ray. `ray submit` copies this file alone to the head node, so it
+imports only installed packages (``diffmimic``, ``factory``), never its siblings by path.
+Exit codes: 0 done, 1 some clips failed, 2 bad arguments or data set-up.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+if __name__ == "__main__" and not __package__:
+    # Run as a script: Python put this file's directory first on sys.path, where catalog.py,
+    # worker.py... would shadow real top-level modules. Import the installed `factory` instead.
+    _here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Sequence  # noqa: E402
+
+DEFAULT_LIBRARY = "~/diffmimic-library"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m factory.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", required=True, help="a spec name in datasets/ (sample, amass, aistpp, cmu) "
+                                                         "or a YAML spec path")
+    parser.add_argument("--data-root", help="overrides the spec's root directory")
+    parser.add_argument("--library", default=os.environ.get("DIFFMIMIC_LIBRARY", DEFAULT_LIBRARY),
+                        help=f"the policy library directory (created if missing; default $DIFFMIMIC_LIBRARY "
+                             f"or {DEFAULT_LIBRARY}); a POSIX path, shared storage on a cluster")
+    parser.add_argument("--preset", default="cpu", help="training preset (cpu, paper)")
+    parser.add_argument("--config-json", help="TrainConfig overrides of the preset as JSON "
+                                              "(e.g. '{\"iterations\": 100, \"env\": {\"backend\": \"spring\"}}')")
+    parser.add_argument("--workers", type=int, help="actors (default: one per GPU, or per --cpus-per-worker CPUs)")
+    parser.add_argument("--gpus-per-worker", type=float, help="GPUs per actor; fractions pack actors on a GPU "
+                                                              "(default 1 when the cluster has GPUs, else 0)")
+    parser.add_argument("--cpus-per-worker", type=float, default=1.0)
+    parser.add_argument("--clips", help="only clips whose id or relative path matches this shell pattern")
+    parser.add_argument("--max-clips", type=int, help="only the first N clips by path")
+    parser.add_argument("--target-pose-error-m", type=float, default=0.04)
+    parser.add_argument("--max-attempts", type=int, default=3)
+    parser.add_argument("--force", action="store_true", help="retrain clips the library already has")
+    parser.add_argument("--checkpoint-every", type=int, default=50, help="iterations between worker checkpoints")
+    parser.add_argument("--progress-every-s", type=float, default=30.0)
+    parser.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS"),
+                        help="a Ray cluster to join (default $RAY_ADDRESS, else a running local one, else start one); "
+                             "'local' always starts a new local Ray")
+    parser.add_argument("--num-cpus", type=int, help="CPUs of a Ray started here (default: all)")
+    parser.add_argument("--summary-json", help="also write the run summary to this file")
+    return parser
+
+
+def init_ray(address: str | None, num_cpus: int | None = None) -> str:
+    """Joins `address` (or a running cluster); starts a local Ray when there is none."""
+    import ray
+
+    if ray.is_initialized():
+        return "already initialised"
+    if address == "local":  # a new local Ray even when one runs on this machine
+        ray.init(address="local", num_cpus=num_cpus)
+        return "started a local Ray"
+    if address:
+        ray.init(address=address)
+        return f"joined {address}"
+    try:
+        ray.init(address="auto")
+        return "joined the running cluster"
+    except ConnectionError:
+        ray.init(num_cpus=num_cpus)
+        return "started a local Ray"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    import dataclasses
+
+    from diffmimic.mocap.dataset_spec import DatasetSpecError, load_dataset_spec
+    from diffmimic.train import PRESETS, make_config
+    from factory.catalog import build_catalog, summarize
+    from factory.coordinator import WORK_DIR, Coordinator, FactoryOptions, print_summary
+    from factory.library import LibraryError, PolicyLibrary
+
+    def fail(message: str) -> int:
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+
+    if args.preset not in PRESETS:
+        return fail(f"--preset: unknown preset {args.preset!r}; choose one of {sorted(PRESETS)}")
+    try:
+        overrides = json.loads(args.config_json) if args.config_json else {}
+        if not isinstance(overrides, dict):
+            raise ValueError("must be a JSON object")
+        config = make_config(args.preset, **overrides)
+    except (ValueError, TypeError) as err:
+        return fail(f"--config-json: {err}")
+    if args.max_attempts < 1:
+        return fail("--max-attempts must be >= 1")
+    try:
+        spec = load_dataset_spec(args.dataset)
+        if args.data_root:
+            spec = dataclasses.replace(spec, root=Path(args.data_root).expanduser(), generate=None)
+        if spec.generate and not spec.root.is_dir():
+            print(f"generating dataset {spec.name!r} into {spec.root}", flush=True)
+            spec.prepare()
+        library = PolicyLibrary(Path(args.library).expanduser(), create=True)
+        catalog = build_catalog(spec, clips=args.clips, max_clips=args.max_clips,
+                                cache_path=Path(library.root) / WORK_DIR / f"catalog-{spec.name}.json")
+    except (DatasetSpecError, FileNotFoundError, LibraryError) as err:
+        return fail(str(err))
+    print(f"catalog: {json.dumps(summarize(catalog))}", flush=True)
+
+    cache = os.environ.get("DIFFMIMIC_JAX_CACHE")  # None: each worker uses its node's default
+    options = FactoryOptions(
+        target_pose_error_m=args.target_pose_error_m, max_attempts=args.max_attempts, force=args.force,
+        workers=args.workers, gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
+        checkpoint_every=args.checkpoint_every, progress_every_s=args.progress_every_s, compile_cache_dir=cache)
+    how = init_ray(args.ray_address, args.num_cpus)
+    print(f"ray: {how}", flush=True)
+    summary = Coordinator(library, catalog, config, options, progress=lambda line: print(line, flush=True)).run()
+    text = print_summary(summary)
+    print(text, flush=True)
+    if args.summary_json:
+        Path(args.summary_json).write_text(json.dumps(summary, indent=2, default=str))
+    return 1 if summary["counts"].get("failed") else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

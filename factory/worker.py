@@ -1,0 +1,231 @@
+"""The factory's Ray actor: trains clips one after another and returns the results.
+
+A `ClipTrainer` owns a GPU (or CPUs), turns on JAX's persistent compilation cache before it
+compiles anything (so an actor that Ray restarts loads its compiled steps instead of compiling
+again) and keeps the jitted train step of every configuration it has met
+(`diffmimic.train.compiled_functions`): clips of one length bucket share one compile.
+
+Workers never write the library index: `train_clip` returns the policy (parameters as numpy), its
+metrics and the reference to the coordinator, which writes the library. They do write two kinds
+of scratch files under the coordinator's work directory (on shared storage in a cluster):
+
+- ``checkpoints/<key>.msgpack`` + ``.json``: the training state of a long clip every
+  ``checkpoint_every`` iterations (flax msgpack, no pickle), so a clip re-queued after its actor
+  died resumes where it was; deleted when the attempt ends;
+- ``workers/<index>.json``: what the worker is doing (pid, host, clip, iteration), for the live
+  view and for tests that kill a worker mid-clip.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import socket
+import time
+import traceback
+from pathlib import Path
+from typing import Callable
+
+import ray
+
+# A benchmark device: `train_fn(task, config) -> (reference, TrainResult)` replaces loading and
+# training (scripts/bench_factory.py measures the coordinator with trivial training). Product
+# runs leave it None.
+TrainFn = Callable[[dict, object], tuple]
+
+
+def checkpoint_key(clip_id: str, config_dict: dict) -> str:
+    """The scratch-checkpoint name of one attempt: the clip and the exact config."""
+    text = json.dumps({"clip": clip_id, "config": config_dict}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+class ClipTrainer:
+    """Trains one clip per `train_clip` call. Run as a Ray actor (`remote_trainer`)."""
+
+    def __init__(self, index: int, work_dir: str, compile_cache_dir: str | None = None,
+                 checkpoint_every: int = 50, train_fn: TrainFn | None = None):
+        from diffmimic.train import enable_compilation_cache
+
+        self.index = index
+        self.work_dir = Path(work_dir)
+        self.checkpoint_dir = self.work_dir / "checkpoints"
+        self.status_file = self.work_dir / "workers" / f"{index}.json"
+        for directory in (self.checkpoint_dir, self.status_file.parent):
+            directory.mkdir(parents=True, exist_ok=True)
+        self.cache_dir = enable_compilation_cache(compile_cache_dir)
+        self.checkpoint_every = int(checkpoint_every)
+        self.train_fn = train_fn
+        self.started_at = time.time()
+        self.last_end = None  # end of the previous clip: idle time is measured from it
+        self.idle_s = 0.0
+        self.clips = 0
+        self.compile_keys: set = set()
+        self._status({"state": "idle"})
+
+    # ------------------------------------------------------------------------------------------
+    def info(self) -> dict:
+        """Who this worker is: pid, host, JAX devices, the compilation cache, counters."""
+        import jax
+
+        return {"index": self.index, "pid": os.getpid(), "host": socket.gethostname(),
+                "devices": [str(d) for d in jax.devices()], "cache_dir": self.cache_dir,
+                "gpu_ids": [str(g) for g in ray.get_gpu_ids()], **self.counters()}
+
+    def counters(self) -> dict:
+        """Clips trained, compiles (train-step traces: a compile or a persistent-cache load) and
+        seconds idle between clips, since this process started."""
+        from diffmimic.train import _compiled_functions
+
+        traces = 0
+        for key in self.compile_keys:
+            traces += _compiled_functions(*key).trace_counts["train_step"]
+        return {"clips": self.clips, "train_step_compiles": traces, "compile_keys": len(self.compile_keys),
+                "idle_s": round(self.idle_s, 3), "alive_s": round(time.time() - self.started_at, 3)}
+
+    def _status(self, data: dict) -> None:
+        try:
+            _write_json(self.status_file, {"index": self.index, "pid": os.getpid(), "host": socket.gethostname(),
+                                           "time": time.time(), **data})
+        except OSError:
+            pass  # the live view is best effort
+
+    # ------------------------------------------------------------------------------------------
+    def train_clip(self, task: dict) -> dict:
+        """Trains `task["path"]` with `task["config"]` (a TrainConfig dict).
+
+        Returns a dict: ``kind`` ``trained`` (with ``result``: a TrainResult with numpy
+        parameters, and ``reference``), ``data_error`` (the file cannot be used; never retried)
+        or ``error`` (training raised); plus ``timing`` and ``resumed_from`` (iteration).
+        """
+        from diffmimic.mocap.motion import MocapError
+        from diffmimic.train import TrainConfig
+
+        begin = time.time()
+        if self.last_end is not None:
+            self.idle_s += begin - self.last_end
+        out = {"clip_id": task["clip_id"], "attempt": task["attempt"], "worker": self.index,
+               "host": socket.gethostname(), "pid": os.getpid(), "resumed_from": 0,
+               "node_id": ray.get_runtime_context().get_node_id(), "gpu_ids": [str(g) for g in ray.get_gpu_ids()]}
+        config = TrainConfig.from_dict(task["config"])
+        self._status({"state": "training", "clip_id": task["clip_id"], "attempt": task["attempt"], "iteration": 0})
+        try:
+            if self.train_fn is not None:
+                reference, result = self.train_fn(task, config)
+                load_s = 0.0
+            else:
+                reference, result, load_s, out["resumed_from"] = self._train(task, config)
+            out.update(kind="trained", result=_to_numpy(result), reference=reference)
+        except MocapError as err:
+            out.update(kind="data_error", error=str(err))
+            load_s = time.time() - begin
+        except Exception as err:  # noqa: BLE001 - a training failure is reported, the actor lives on
+            out.update(kind="error", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc(limit=8))
+            load_s = 0.0
+        end = time.time()
+        self.last_end = end
+        self.clips += 1
+        out["timing"] = {"started_at": begin, "finished_at": end, "wall_s": end - begin, "load_s": load_s}
+        out["counters"] = self.counters()
+        self._status({"state": "idle", "last_clip": task["clip_id"]})
+        return out
+
+    def _train(self, task: dict, config):
+        from diffmimic.mocap.retarget import load_reference
+        from diffmimic.train import compile_key, train
+
+        start = time.time()
+        reference = load_reference(task["path"], fps=config.env.control_hz)
+        load_s = time.time() - start
+        from diffmimic.character.mjcf import CharacterConfig
+
+        self.compile_keys.add((compile_key(config), CharacterConfig()))
+        key = checkpoint_key(task["clip_id"], task["config"])
+        resume = self._load_snapshot(key, config)
+        resumed_from = 0 if resume is None else int(resume.state.iteration)
+
+        def on_checkpoint(snapshot) -> None:
+            self._save_snapshot(key, snapshot)
+            self._status({"state": "training", "clip_id": task["clip_id"], "attempt": task["attempt"],
+                          "iteration": int(snapshot.state.iteration), "checkpointed": True})
+
+        result = train(reference, config, progress=None, stop_at_pose_error_m=task.get("target_pose_error_m"),
+                       checkpoint_every=self.checkpoint_every, on_checkpoint=on_checkpoint, resume=resume)
+        for suffix in (".msgpack", ".json"):
+            (self.checkpoint_dir / f"{key}{suffix}").unlink(missing_ok=True)
+        return reference, result, load_s, resumed_from
+
+    # ------------------------------------------------------------------------------------------
+    def _save_snapshot(self, key: str, snapshot) -> None:
+        from flax import serialization
+
+        tree = {"state": snapshot.state, "best_params": snapshot.best_params,
+                "best_normaliser": snapshot.best_normaliser}
+        meta = {"best_metrics": snapshot.best_metrics.to_dict(per_frame=True),
+                "initial_metrics": snapshot.initial_metrics.to_dict(per_frame=True),
+                "history": snapshot.history, "train_s": snapshot.train_s,
+                "iteration": int(snapshot.state.iteration)}
+        data = self.checkpoint_dir / f"{key}.msgpack"
+        tmp = data.with_name(f".{data.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(serialization.to_bytes(tree))
+        os.replace(tmp, data)
+        # The JSON is written last and names the iteration of the state: a reader that finds both
+        # with the same iteration has a consistent pair.
+        _write_json(self.checkpoint_dir / f"{key}.json", meta)
+
+    def _load_snapshot(self, key: str, config):
+        import jax
+        from flax import serialization
+
+        from diffmimic.evaluate import EvalMetrics
+        from diffmimic.train import TrainSnapshot, compiled_functions
+
+        data, meta_file = self.checkpoint_dir / f"{key}.msgpack", self.checkpoint_dir / f"{key}.json"
+        if not (data.is_file() and meta_file.is_file()):
+            return None
+        try:
+            meta = json.loads(meta_file.read_text())
+            template_state = compiled_functions(config).init(jax.random.PRNGKey(config.seed), config.iterations)
+            template = {"state": template_state, "best_params": template_state.params,
+                        "best_normaliser": template_state.normaliser}
+            tree = serialization.from_bytes(template, data.read_bytes())
+            if int(tree["state"].iteration) != meta["iteration"]:
+                return None  # killed between the two writes: start the attempt afresh
+
+            def metrics(d: dict) -> EvalMetrics:
+                d = dict(d)
+                d["per_frame_pose_error_m"] = tuple(d.get("per_frame_pose_error_m", ()))
+                return EvalMetrics(**d)
+
+            return TrainSnapshot(state=tree["state"], best_params=tree["best_params"],
+                                 best_normaliser=tree["best_normaliser"], best_metrics=metrics(meta["best_metrics"]),
+                                 initial_metrics=metrics(meta["initial_metrics"]), history=meta["history"],
+                                 train_s=float(meta["train_s"]))
+        except Exception:  # noqa: BLE001 - a bad scratch checkpoint only costs the iterations it held
+            return None
+
+
+def _to_numpy(result):
+    """The TrainResult with its arrays on the host, so it travels to the coordinator as numpy."""
+    import jax
+
+    return dataclasses.replace(result, params=jax.device_get(result.params),
+                               normaliser=jax.device_get(result.normaliser))
+
+
+def remote_trainer(num_gpus: float = 0.0, num_cpus: float = 1.0, max_restarts: int = -1,
+                   resources: dict | None = None):
+    """The Ray actor class of `ClipTrainer` with its resources.
+
+    An actor that dies is restarted by Ray (`max_restarts`, -1: always); its in-flight calls fail
+    (no task retries) and the coordinator re-queues those clips."""
+    return ray.remote(ClipTrainer).options(num_gpus=num_gpus, num_cpus=num_cpus, max_restarts=max_restarts,
+                                           max_task_retries=0, resources=resources or None)

@@ -1,0 +1,147 @@
+"""The Ray factory on a local Ray (real actors, real training with the tiny config).
+
+One Ray for the module (2 CPUs). Workers load the tiny config's compiled steps from the JAX
+persistent compilation cache that tests/conftest.py configures (the coordinator hands the
+driver's cache directory to the actors), so each new actor traces and loads in seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import signal
+import threading
+import time
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def sample_spec(root: Path):
+    from diffmimic.mocap.dataset_spec import load_dataset_spec
+
+    return dataclasses.replace(load_dataset_spec("sample"), root=Path(root), generate=None)
+
+
+def copy_clips(sample_clips, names, directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        shutil.copy(sample_clips[name], directory / sample_clips[name].name)
+    return directory
+
+
+def run_factory(library_root, spec, config, progress=None, train_fn=None, **options):
+    from factory.catalog import build_catalog
+    from factory.coordinator import Coordinator, FactoryOptions
+    from factory.library import PolicyLibrary
+
+    library = PolicyLibrary(library_root, create=True)
+    catalog = build_catalog(spec)
+    opts = FactoryOptions(**{"workers": 1, "max_attempts": 2, "progress_every_s": 5.0, **options})
+    lines = []
+    summary = Coordinator(library, catalog, config, opts, progress=progress or lines.append, train_fn=train_fn).run()
+    return library, summary, lines
+
+
+def test_sample_dataset_end_to_end(local_ray, tmp_path, sample_clips, tiny_config):
+    data = copy_clips(sample_clips, ["squat", "wave", "idle_sway"], tmp_path / "data")
+    library, summary, lines = run_factory(tmp_path / "lib", sample_spec(data), tiny_config, workers=2)
+
+    rows = library.query(dataset="sample", all_versions=True)
+    assert sorted(r.clip_id for r in rows) == ["sample/idle_sway_poses", "sample/squat_poses", "sample/wave_poses"]
+    for row in rows:
+        # Two iterations cannot reach 4 cm: every clip ran both (escalated) attempts.
+        assert row.status == "best_effort" and row.attempts == 2
+        assert row.pose_error_m is not None and np.isfinite(row.pose_error_m)
+        assert library.load_policy(row.clip_id).act(np.zeros((1, 794), np.float32)).shape == (1, 69)
+    assert summary["counts"] == {"best_effort": 3} and summary["lost_calls"] == 0
+    # One compile (or cache load) of the train step per worker: attempt 2 only changes data.
+    for counters in summary["worker_counters"].values():
+        assert counters["train_step_compiles"] == 1, summary["worker_counters"]
+    progress = [line for line in lines if "clips/h" in line]
+    assert progress and all(k in progress[-1] for k in ("done 3/3", "best_effort 3", "ETA", "median pose error"))
+
+    report = json.loads((tmp_path / "lib" / "reports" / "sample.json").read_text())
+    assert report["counts"] == {"converged": 0, "best_effort": 3, "failed": 0}
+    assert (tmp_path / "lib" / "reports" / "sample.md").read_text().startswith("# Factory report: sample")
+    assert (tmp_path / "lib" / "reports" / "sample_pose_error.png").stat().st_size > 1000
+
+    # Run again: nothing to do, nothing duplicated.
+    _, again, _ = run_factory(tmp_path / "lib", sample_spec(data), tiny_config)
+    assert again["skipped_done"] == 3 and again["written"] == 0 and again["workers"] == 0
+    assert len(library.query(dataset="sample", all_versions=True)) == 3
+
+
+def test_bad_clips_fail_with_reasons_and_good_ones_train(local_ray, tmp_path, sample_clips, tiny_config):
+    data = copy_clips(sample_clips, ["squat", "wave"], tmp_path / "data")
+    with np.load(sample_clips["squat"]) as npz:
+        arrays = {key: npz[key] for key in npz.files}
+    (data / "corrupt_poses.npz").write_bytes(b"PK\x03\x04 not really a zip archive" + bytes(range(200)))
+    nan = {**arrays, "poses": arrays["poses"].copy()}
+    nan["poses"][10, 5] = np.nan
+    np.savez(data / "nan_poses.npz", **nan)
+    np.savez(data / "one_frame_poses.npz", **{**arrays, "poses": arrays["poses"][:1], "trans": arrays["trans"][:1]})
+
+    library, summary, _ = run_factory(tmp_path / "lib", sample_spec(data), tiny_config, max_attempts=3)
+
+    rows = {r.clip_id.rsplit("/", 1)[-1]: r for r in library.query(dataset="sample", all_versions=True)}
+    assert sorted(rows) == ["corrupt_poses", "nan_poses", "one_frame_poses", "squat_poses", "wave_poses"]
+    for name in ("squat_poses", "wave_poses"):
+        assert rows[name].status == "best_effort" and rows[name].attempts == 3
+    for name, words in (("corrupt_poses", "corrupt"), ("nan_poses", "NaN"), ("one_frame_poses", "at least 2 frames")):
+        row = rows[name]
+        assert row.status == "failed" and row.attempts == 1, (name, row.attempts)  # data errors: never retried
+        assert words in row.error and name in row.error, row.error
+    report = json.loads((tmp_path / "lib" / "reports" / "sample.json").read_text())
+    assert sorted(f["clip_id"] for f in report["failures"]) == [
+        "sample/corrupt_poses", "sample/nan_poses", "sample/one_frame_poses"]
+
+
+def test_worker_killed_mid_clip_requeues_and_resumes(local_ray, tmp_path, sample_clips, tiny_config):
+    data = copy_clips(sample_clips, ["squat", "wave"], tmp_path / "data")
+    # A longer run of the same compiled step (iterations are data), checkpointed every 10.
+    config = dataclasses.replace(tiny_config, iterations=60, eval_every=10)
+    status_file = tmp_path / "lib" / ".factory" / "workers" / "0.json"
+    killed = {}
+
+    def killer():
+        deadline = time.time() + 240
+        while time.time() < deadline and not killed:
+            try:
+                status = json.loads(status_file.read_text())
+            except (OSError, ValueError):
+                status = {}
+            if status.get("state") == "training" and status.get("iteration", 0) >= 20:
+                os.kill(status["pid"], signal.SIGKILL)
+                killed.update(status)
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    library, summary, lines = run_factory(tmp_path / "lib", sample_spec(data), config, max_attempts=1,
+                                          checkpoint_every=10, target_pose_error_m=0.0)
+    thread.join(timeout=5)
+
+    assert killed, "the worker was never seen training"
+    assert summary["lost_calls"] >= 1
+    rows = library.query(dataset="sample", all_versions=True)
+    assert sorted(r.clip_id for r in rows) == ["sample/squat_poses", "sample/wave_poses"]  # each exactly once
+    clips = {c["clip_id"]: c for c in summary["clips"]}
+    victim = clips[killed["clip_id"]]
+    assert victim["lost"] == 1 and victim["attempts"] == 1  # the lost call was not an attempt
+    assert victim["resumed_from"] and victim["resumed_from"][0] >= 20  # resumed from its checkpoint
+    assert victim["iterations"] == 60
+    assert any("requeued" in line for line in lines)
+    assert not list((tmp_path / "lib" / ".factory" / "checkpoints").glob("*.msgpack"))  # cleaned up

@@ -1,0 +1,55 @@
+"""The factory on a multi-node Ray (`ray.cluster_utils.Cluster`) whose worker nodes declare a GPU.
+
+On this CPU-only machine the GPU is a declared resource, so the scheduling path of a GPU cluster
+runs: the coordinator sees GPUs, starts one actor per GPU requesting `num_gpus=1`, and Ray places
+them on the GPU nodes (never on the CPU head), where JAX runs on the CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+from ray.cluster_utils import Cluster  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def gpu_cluster():
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "num_gpus": 0})
+    gpu_nodes = [cluster.add_node(num_cpus=1, num_gpus=1) for _ in range(2)]
+    ray.init(address=cluster.address, log_to_driver=False)
+    cluster.wait_for_nodes()
+    yield cluster, cluster.head_node, gpu_nodes
+    ray.shutdown()
+    cluster.shutdown()
+
+
+def test_gpu_workers_are_placed_on_gpu_nodes(gpu_cluster, tmp_path, sample_clips, tiny_config):
+    from diffmimic.mocap.dataset_spec import load_dataset_spec
+    from factory.catalog import build_catalog
+    from factory.coordinator import Coordinator, FactoryOptions
+    from factory.library import PolicyLibrary
+
+    cluster, head, gpu_nodes = gpu_cluster
+    assert ray.cluster_resources().get("GPU") == 2
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("squat", "wave", "march_in_place"):
+        shutil.copy(sample_clips[name], data)
+    spec = dataclasses.replace(load_dataset_spec("sample"), root=data, generate=None)
+    library = PolicyLibrary(tmp_path / "lib", create=True)
+    summary = Coordinator(library, build_catalog(spec), tiny_config, FactoryOptions(max_attempts=1),
+                          progress=None).run()
+
+    assert summary["workers"] == 2  # one per GPU, chosen from the cluster's resources
+    assert summary["counts"] == {"best_effort": 3}
+    assert len(library.query(dataset="sample", all_versions=True)) == 3
+    gpu_node_ids = {node.node_id for node in gpu_nodes}
+    placements = [place for clip in summary["clips"] for place in clip["nodes"]]
+    assert placements and all(p["node_id"] in gpu_node_ids for p in placements), placements
+    assert all(p["gpu_ids"] for p in placements)  # Ray assigned each actor a GPU
+    assert head.node_id not in {p["node_id"] for p in placements}

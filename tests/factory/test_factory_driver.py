@@ -1,0 +1,76 @@
+"""The factory's command line: a driver killed mid-run, then the same command run again.
+
+The driver runs as `python factory/run.py` (the script form `ray submit` uses) in its own session
+with its own local Ray; SIGKILL to its process group is a crashed head node. Run again, it
+continues: no clip twice, nothing lost, clips already in the library not retrained.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+TINY_JSON = json.dumps({"num_envs": 2, "horizon": 4, "hidden": [32, 32], "eval_every": 2, "iterations": 20})
+
+
+def _rows(library: Path) -> list[tuple]:
+    index = library / "index.sqlite"
+    if not index.is_file():
+        return []
+    try:
+        with sqlite3.connect(f"file:{index}?mode=ro", uri=True, timeout=5) as db:
+            return db.execute("SELECT clip_id, version, created_at FROM policies ORDER BY clip_id").fetchall()
+    except sqlite3.OperationalError:
+        return []  # not created yet
+
+
+def _command(data: Path, library: Path, summary: Path) -> list[str]:
+    return [sys.executable, str(REPO / "factory" / "run.py"), "--dataset", "sample", "--data-root", str(data),
+            "--library", str(library), "--config-json", TINY_JSON, "--max-attempts", "1", "--workers", "1",
+            "--ray-address", "local", "--num-cpus", "2", "--progress-every-s", "5", "--summary-json", str(summary)]
+
+
+def test_driver_killed_then_rerun_continues(tmp_path, sample_clips):
+    import jax
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for path in sample_clips.values():
+        (data / path.name).write_bytes(path.read_bytes())
+    library = tmp_path / "lib"
+    env = {**os.environ, "DIFFMIMIC_JAX_CACHE": jax.config.jax_compilation_cache_dir, "PYTHONUNBUFFERED": "1"}
+
+    log = open(tmp_path / "first.log", "w")
+    first = subprocess.Popen(_command(data, library, tmp_path / "first.json"), env=env, cwd=tmp_path,
+                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and len(_rows(library)) < 2 and first.poll() is None:
+            time.sleep(0.05)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)  # the driver and everything it started
+        first.wait(timeout=60)
+        log.close()
+    before = _rows(library)
+    assert 2 <= len(before) < 6, (before, (tmp_path / "first.log").read_text()[-3000:])
+
+    second = subprocess.run(_command(data, library, tmp_path / "second.json"), env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=400)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    after = _rows(library)
+    assert sorted(clip for clip, _, _ in after) == sorted(f"sample/{p.stem}" for p in sample_clips.values())
+    assert all(version == 1 for _, version, _ in after)  # nothing twice
+    assert set(before) <= set(after)  # what was written before the kill is untouched
+    summary = json.loads((tmp_path / "second.json").read_text())
+    assert summary["skipped_done"] == len(before) and summary["written"] == 6 - len(before)
+    assert f"{len(before)} clip(s) already in the library" in second.stdout
