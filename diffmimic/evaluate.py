@@ -71,7 +71,6 @@ def summarize_rollout(metrics, valid, control_hz: float = 30.0) -> EvalMetrics:
 def loop_reference(reference, seconds: float):
     """Tiles a (cyclic) reference to cover `seconds`, re-anchoring each repeat's root position
     horizontally at the previous repeat's end (so a walk keeps walking)."""
-    from diffmimic.mocap.retarget import Reference
 
     frames_needed = int(round(seconds * reference.fps)) + 1
     if frames_needed <= reference.num_frames:

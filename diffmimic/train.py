@@ -25,7 +25,6 @@ from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from brax.training.acme import running_statistics
 from flax import struct

@@ -16,7 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_JSON = json.dumps({"num_envs": 2, "horizon": 4, "hidden": [32, 32], "eval_every": 2, "iterations": 20})
