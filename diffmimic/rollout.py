@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from diffmimic.character.mjcf import CharacterConfig
-from diffmimic.env import length_bucket, ref_arrays
+from diffmimic.env import EnvState, length_bucket, ref_arrays
 from diffmimic.evaluate import EvalMetrics, loop_reference, summarize_rollout
 from diffmimic.mocap.retarget import Reference
 from diffmimic.policy import make_policy_network
@@ -34,7 +36,9 @@ class Trajectory:
       start_frame: the reference frame the rollout started from.
       qpos: (N + 1, nq) simulated generalized positions (root position, wxyz quaternion, hinges).
       body_pos: (N + 1, 24, 3) simulated body positions, world frame.
+      body_rot: (N + 1, 24, 4) simulated body orientations (wxyz quaternions).
       reference_body_pos: (N + 1, 24, 3) the reference's body positions at the same frames.
+      reference_body_rot: (N + 1, 24, 4) the reference's body orientations.
       pose_error_m: (N,) root-relative mean body position error after each step.
       global_error_m: (N,) mean body position error after each step.
       fell: (N,) whether the character counted as fallen after each step.
@@ -46,7 +50,9 @@ class Trajectory:
     start_frame: int
     qpos: np.ndarray
     body_pos: np.ndarray
+    body_rot: np.ndarray
     reference_body_pos: np.ndarray
+    reference_body_rot: np.ndarray
     pose_error_m: np.ndarray
     global_error_m: np.ndarray
     fell: np.ndarray
@@ -61,21 +67,52 @@ class Trajectory:
     def seconds(self) -> float:
         return self.steps / self.fps
 
-    def save(self, path: str | os.PathLike) -> Path:
-        """Writes the trajectory as an .npz (no pickled objects) with `times_s` (N + 1,)."""
+    def save(self, path: str | os.PathLike, meta: dict | None = None) -> Path:
+        """Writes the trajectory as an .npz (no pickled objects) with `times_s` (N + 1,), the
+        summary metrics and `meta` (any JSON-able dict, e.g. a title or composition segments) as
+        JSON strings."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "wb") as f:
             np.savez(f, times_s=np.arange(self.steps + 1) / self.fps, fps=np.float64(self.fps),
                      start_frame=np.int64(self.start_frame), qpos=self.qpos, body_pos=self.body_pos,
-                     reference_body_pos=self.reference_body_pos, pose_error_m=self.pose_error_m,
+                     body_rot=self.body_rot, reference_body_pos=self.reference_body_pos,
+                     reference_body_rot=self.reference_body_rot, pose_error_m=self.pose_error_m,
                      global_error_m=self.global_error_m, fell=self.fell,
                      body_names=np.array(self.body_names),
                      mean_pose_error_m=np.float64(self.metrics.pose_error_m),
-                     fell_any=np.bool_(self.metrics.fell))
+                     fell_any=np.bool_(self.metrics.fell),
+                     metrics_json=np.array(json.dumps(self.metrics.to_dict())),
+                     meta_json=np.array(json.dumps(meta or {})))
         os.replace(tmp, path)
         return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> tuple["Trajectory", dict]:
+        """Reads a file written by `save`: (trajectory, meta). Raises ValueError naming the file
+        when it is not one."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+        except (OSError, ValueError, EOFError) as err:
+            raise ValueError(f"{path}: not a readable trajectory .npz ({err})") from None
+        missing = [k for k in ("fps", "qpos", "body_pos", "body_rot", "reference_body_pos", "reference_body_rot",
+                               "pose_error_m", "global_error_m", "fell", "body_names", "metrics_json")
+                   if k not in arrays]
+        if missing:
+            raise ValueError(f"{path}: not a trajectory file of this version (missing {', '.join(missing)}); "
+                             "write it again with `python -m factory.library rollout` or `python -m factory.compose`")
+        metrics = json.loads(str(arrays["metrics_json"]))
+        metrics["per_frame_pose_error_m"] = tuple(float(e) for e in arrays["pose_error_m"])
+        trajectory = cls(fps=float(arrays["fps"]), start_frame=int(arrays.get("start_frame", 0)),
+                         qpos=arrays["qpos"], body_pos=arrays["body_pos"], body_rot=arrays["body_rot"],
+                         reference_body_pos=arrays["reference_body_pos"],
+                         reference_body_rot=arrays["reference_body_rot"], pose_error_m=arrays["pose_error_m"],
+                         global_error_m=arrays["global_error_m"], fell=arrays["fell"],
+                         metrics=EvalMetrics(**metrics), body_names=tuple(str(n) for n in arrays["body_names"]))
+        meta = json.loads(str(arrays["meta_json"])) if "meta_json" in arrays else {}
+        return trajectory, meta
 
 
 # Traces of the rollout function (trace time only): how many times it compiled in this process.
@@ -84,25 +121,79 @@ trace_counts = {"rollout": 0}
 
 @functools.lru_cache(maxsize=8)
 def _rollout_function(config, character_config: CharacterConfig):
-    """The jitted (params, normaliser, ref, start_frame) -> arrays for one compile key."""
+    """The jitted (params, normaliser, ref, start_frame, physics, steps) -> (final physics, arrays)
+    for one compile key.
+
+    It runs `steps` control steps from the physics state `physics` at reference frame
+    `start_frame`; the scan covers the whole bucket and freezes the state after `steps`, so the
+    final state is the one after exactly `steps` steps and step count is data, not shape.
+    """
     from diffmimic.train import compiled_functions
 
     env = compiled_functions(config, character_config).env
     _, apply = make_policy_network(env.observation_size, env.action_size, config.hidden)
 
-    def rollout(params, normaliser, ref, start_frame):
+    def rollout(params, normaliser, ref, start_frame, physics, steps):
         trace_counts["rollout"] += 1
-        start = env.reset(ref, jax.random.PRNGKey(0), frame=start_frame)
+        start = EnvState(physics=physics, t=jnp.asarray(start_frame, jnp.int32), key=jax.random.PRNGKey(0))
 
-        def control(state, _):
+        def control(state, i):
             action = apply(params, normaliser, env.observe(state, ref))
             next_state, metrics = env.step(state, action, ref, replay=False)
-            return next_state, (next_state.physics.q, next_state.physics.x.pos, metrics)
+            next_state = jax.tree.map(lambda new, old: jnp.where(i < steps, new, old), next_state, state)
+            x = next_state.physics.x
+            return next_state, (next_state.physics.q, x.pos, x.rot, metrics)
 
-        _, (qpos, body_pos, metrics) = jax.lax.scan(control, start, None, length=ref.bucket - 1)
-        return start.physics.q, start.physics.x.pos, qpos, body_pos, metrics
+        final, (qpos, body_pos, body_rot, metrics) = jax.lax.scan(control, start, jnp.arange(ref.bucket - 1))
+        return final.physics, qpos, body_pos, body_rot, metrics
 
     return jax.jit(rollout)
+
+
+@functools.lru_cache(maxsize=8)
+def _initial_physics_function(config, character_config: CharacterConfig):
+    """The jitted (qpos, qvel) -> physics state of the config's pipeline."""
+    from diffmimic.train import compiled_functions
+
+    env = compiled_functions(config, character_config).env
+    return jax.jit(env._init_physics)
+
+
+def initial_physics(config, character_config: CharacterConfig, qpos, qvel):
+    """The physics state of `config`'s pipeline at generalized coordinates (qpos, qvel)."""
+    from diffmimic.train import compile_key
+
+    function = _initial_physics_function(compile_key(config), character_config)
+    return function(jnp.asarray(qpos, jnp.float32), jnp.asarray(qvel, jnp.float32))
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentArrays:
+    """What `simulate` returns: the final physics state and per-step arrays (numpy, `steps` long)."""
+
+    physics: object
+    qpos: np.ndarray
+    body_pos: np.ndarray
+    body_rot: np.ndarray
+    metrics: object  # StepMetrics of (steps,) arrays
+
+
+def simulate(config, params, normaliser, reference: Reference, physics, start_frame: int, steps: int,
+             character_config: CharacterConfig = CharacterConfig()) -> SegmentArrays:
+    """Runs the policy for `steps` control steps from the physics state `physics`, tracking
+    `reference` from frame `start_frame` (start_frame + steps <= frames - 1)."""
+    from diffmimic.train import compile_key
+
+    if not 0 <= start_frame or start_frame + steps > reference.num_frames - 1 or steps < 1:
+        raise ValueError(f"cannot run {steps} steps from frame {start_frame} of a {reference.num_frames}-frame clip")
+    ref = ref_arrays(reference, length_bucket(reference.num_frames))
+    function = _rollout_function(compile_key(config), character_config)
+    final, qpos, body_pos, body_rot, metrics = function(params, normaliser, ref, np.int32(start_frame), physics,
+                                                        np.int32(steps))
+    qpos, body_pos, body_rot, metrics = jax.device_get((qpos, body_pos, body_rot, metrics))
+    cut = lambda a: np.asarray(a[:steps])
+    return SegmentArrays(physics=final, qpos=cut(qpos), body_pos=cut(body_pos), body_rot=cut(body_rot),
+                         metrics=jax.tree.map(cut, metrics))
 
 
 def rollout_policy(config, params, normaliser, reference: Reference, seconds: float | None = None,
@@ -120,8 +211,6 @@ def rollout_policy(config, params, normaliser, reference: Reference, seconds: fl
     Returns:
       A `Trajectory` of round(seconds * fps) control steps (fewer only when `seconds` is None).
     """
-    from diffmimic.train import compile_key
-
     frames = reference.num_frames
     if not 0 <= start_frame < frames - 1:
         raise ValueError(f"start_frame must be in [0, {frames - 2}] for a clip of {frames} frames, got {start_frame}")
@@ -133,16 +222,17 @@ def rollout_policy(config, params, normaliser, reference: Reference, seconds: fl
         steps = max(1, int(round(seconds * reference.fps)))
         if start_frame + steps > frames - 1:
             reference = loop_reference(reference, (start_frame + steps) / reference.fps)
-    ref = ref_arrays(reference, length_bucket(reference.num_frames))
-    function = _rollout_function(compile_key(config), character_config)
-    q0, pos0, qpos, body_pos, metrics = jax.device_get(function(params, normaliser, ref, np.int32(start_frame)))
-    metrics = jax.tree.map(lambda a: a[:steps], metrics)
-    valid = np.ones(steps, bool)
+    physics = initial_physics(config, character_config, reference.qpos[start_frame], reference.qvel[start_frame])
+    run = simulate(config, params, normaliser, reference, physics, start_frame, steps, character_config)
+    x0 = jax.device_get(physics.x)
     end = start_frame + steps + 1
     return Trajectory(
         fps=float(reference.fps), start_frame=int(start_frame),
-        qpos=np.concatenate([q0[None], qpos[:steps]]), body_pos=np.concatenate([pos0[None], body_pos[:steps]]),
+        qpos=np.concatenate([np.asarray(jax.device_get(physics.q))[None], run.qpos]),
+        body_pos=np.concatenate([np.asarray(x0.pos)[None], run.body_pos]),
+        body_rot=np.concatenate([np.asarray(x0.rot)[None], run.body_rot]),
         reference_body_pos=np.asarray(reference.body_pos[start_frame:end], np.float32),
-        pose_error_m=np.asarray(metrics.pose_error_m), global_error_m=np.asarray(metrics.global_error_m),
-        fell=np.asarray(metrics.fell), metrics=summarize_rollout(metrics, valid, reference.fps),
+        reference_body_rot=np.asarray(reference.body_rot[start_frame:end], np.float32),
+        pose_error_m=np.asarray(run.metrics.pose_error_m), global_error_m=np.asarray(run.metrics.global_error_m),
+        fell=np.asarray(run.metrics.fell), metrics=summarize_rollout(run.metrics, np.ones(steps, bool), reference.fps),
         body_names=tuple(reference.body_names))

@@ -238,6 +238,14 @@ _CLIP_COMPONENT = re.compile(r"^[A-Za-z0-9_.+=,-][A-Za-z0-9 _.+=,()-]*$")
 _VERSION_DIR = re.compile(r"^v\d{4,}$")
 
 
+DEFAULT_ROOT = "~/diffmimic-library"
+
+
+def default_root() -> str:
+    """The library used when none is given: $DIFFMIMIC_LIBRARY, else ~/diffmimic-library."""
+    return os.environ.get("DIFFMIMIC_LIBRARY", DEFAULT_ROOT)
+
+
 def check_clip_id(clip_id: str) -> str:
     """Validates a clip id (`dataset/relative/path/without_extension`); returns it."""
     parts = clip_id.split("/")
@@ -325,11 +333,11 @@ def _network_sizes(params) -> tuple[int, int, list[int]]:
     return int(kernels[0][0]), int(kernels[-1][1]), [int(k[1]) for k in kernels[:-1]]
 
 
-def _character_dict(character_config) -> dict:
+def character_dict(character_config) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(character_config)))
 
 
-def _character_config(data: dict | None):
+def character_config_from_dict(data: dict | None):
     from diffmimic.character.mjcf import CharacterConfig
 
     if not data:
@@ -431,7 +439,7 @@ def load_policy_directory(directory: str | os.PathLike, record: PolicyRecord | N
             record = PolicyRecord(clip_id=f"local/{directory.name}", version=0, name=directory.name,
                                   dataset="local", status="best_effort", attempts=1, created_at="",
                                   path=str(directory))
-    character_config = _character_config(record.character)
+    character_config = character_config_from_dict(record.character)
     params, normaliser = load_policy(directory, meta["observation_size"], meta["action_size"], meta["hidden"])
     reference = Reference.load(directory / "reference.npz")
     return Policy(record=record, params=params, normaliser=normaliser, reference=reference, config=config,
@@ -692,7 +700,7 @@ class PolicyLibrary:
         record = PolicyRecord(
             clip_id=clip_id, version=0, name=clip_id.rsplit("/", 1)[-1], dataset=clip_id.split("/", 1)[0],
             status=status, attempts=int(attempts), created_at="", source_path=source_path,
-            source_sha256=source_sha256, character=_character_dict(character_config),
+            source_sha256=source_sha256, character=character_dict(character_config),
             skeleton=reference.skeleton, frames=reference.num_frames, fps=float(reference.fps),
             duration_s=float(reference.duration_s), pose_error_m=_float(metrics.get("pose_error_m")),
             initial_pose_error_m=_float(initial.get("pose_error_m")),
@@ -1043,12 +1051,58 @@ def _cmd_show(library: PolicyLibrary, args) -> int:
 def _cmd_rollout(library: PolicyLibrary, args) -> int:
     policy = library.load_policy(args.name, args.version)
     trajectory = policy.rollout(seconds=args.seconds, start_frame=args.start_frame)
-    out = trajectory.save(args.out)
+    out = trajectory.save(args.out, meta={"title": f"{policy.record.clip_id} v{policy.record.version}",
+                                          "kind": "rollout", "character": character_dict(policy.character_config)})
     m = trajectory.metrics
     fell = f"yes, at {m.fell_at_s:.2f} s" if m.fell else "no"
     print(f"{policy.record.ref}: {trajectory.steps} steps ({trajectory.seconds:.2f} s) from frame "
           f"{args.start_frame}: pose error {m.pose_error_m:.4f} m, worst 5% {m.absurdity['worst_5pct']:.4f} m, "
           f"fell: {fell}; wrote {out}")
+    return 0
+
+
+def _cmd_render(args) -> int:
+    from factory.render import FORMATS, render, scene_for_policy, scene_from_file
+
+    out = Path(args.out)
+    if out.suffix.lower() not in FORMATS:
+        raise LibraryError(f"{out}: unknown output format (use {', '.join(FORMATS)})")
+    if args.name.endswith(".npz") and Path(args.name).is_file():
+        try:
+            scene = scene_from_file(args.name)
+        except ValueError as err:
+            raise LibraryError(str(err)) from None
+        what = args.name
+    else:
+        library = PolicyLibrary(args.root)
+        from diffmimic.train import enable_compilation_cache
+
+        enable_compilation_cache()
+        policy = library.load_policy(args.name, args.version)
+        scene, _ = scene_for_policy(policy, seconds=args.seconds, start_frame=args.start_frame)
+        what = policy.record.ref
+    progress = lambda k, n: print(f"  frame {k}/{n}", flush=True)
+    path = render(scene, out, progress=progress)
+    print(f"rendered {what} ({scene.frames} frames, {scene.frames / scene.fps:.1f} s) to {path}")
+    return 0
+
+
+def _cmd_report(library: PolicyLibrary, args) -> int:
+    from factory.library_report import write_library_report
+
+    renders = args.renders
+    if renders not in ("all", "none"):
+        try:
+            renders = int(renders)
+        except ValueError:
+            raise LibraryError(f"--renders must be all, none or a number, got {renders!r}") from None
+    if renders != "none" and renders != 0:
+        from diffmimic.train import enable_compilation_cache
+
+        enable_compilation_cache()
+    path = write_library_report(library, args.out, dataset=args.dataset, renders=renders,
+                                render_seconds=args.seconds, progress=lambda line: print(line, flush=True))
+    print(f"wrote {path}")
     return 0
 
 
@@ -1093,7 +1147,8 @@ def _cmd_put(library: PolicyLibrary, args) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m factory.library", description=__doc__.splitlines()[0])
-    parser.add_argument("--root", required=True, help="the library root directory")
+    parser.add_argument("--root", default=default_root(),
+                        help="the library root directory (default $DIFFMIMIC_LIBRARY or ~/diffmimic-library)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("list", help="clips in the library (newest version of each)")
@@ -1120,6 +1175,24 @@ def _parser() -> argparse.ArgumentParser:
         else:
             p.add_argument("dir", help="target directory (new or empty)")
 
+    p = commands.add_parser("render", help="draw a policy (or a trajectory .npz) beside its reference: "
+                                           "HTML viewer, GIF or MP4")
+    p.add_argument("name", help="clip name, or a trajectory .npz from `rollout` or `python -m factory.compose`")
+    p.add_argument("--out", required=True, help="FILE.html (offline viewer), FILE.gif or FILE.mp4")
+    p.add_argument("--version", type=int, help="default: the newest")
+    p.add_argument("--seconds", type=float, help="default: to the clip's end; longer loops the clip")
+    p.add_argument("--start-frame", type=int, default=0)
+    p.set_defaults(run=_cmd_render, needs_library=False)
+
+    p = commands.add_parser("report", help="one HTML page for the whole library (sortable table, histogram, "
+                                           "failures, renders)")
+    p.add_argument("--out", required=True, help="directory for index.html and renders/")
+    p.add_argument("--dataset", help="only this dataset")
+    p.add_argument("--renders", default="all", help="render policies without a render in DIR/renders: all (default), "
+                                                   "none, or at most N new ones")
+    p.add_argument("--seconds", type=float, help="render length (default: each clip's length)")
+    p.set_defaults(run=_cmd_report)
+
     p = commands.add_parser("verify", help="check every checkpoint against the index")
     p.add_argument("--hashes-only", action="store_true", help="skip loading checkpoints")
     p.add_argument("--remove-leftovers", action="store_true", help="delete directories of interrupted puts")
@@ -1141,8 +1214,10 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if not getattr(args, "needs_library", True):
+            return args.run(args)
         library = PolicyLibrary(args.root, create=args.command == "put")
-        if args.command in ("rollout", "verify", "put"):
+        if args.command in ("rollout", "verify", "put"):  # (render and report turn it on when they simulate)
             from diffmimic.train import enable_compilation_cache
 
             enable_compilation_cache()
