@@ -84,3 +84,58 @@ def small_library(tmp_path, trained):
     library.put_failure("sample/torso_twist_poses", "non-finite loss in every attempt", attempts=3,
                         source_path=trained["squat"].source.with_name("torso_twist_poses.npz"))
     return library
+
+
+@dataclasses.dataclass
+class PageLoad:
+    """What a headless Chromium saw of a page: the DOM after its scripts ran, the console lines
+    it logged, and a screenshot (PNG path)."""
+
+    dom: str
+    console: list
+    screenshot: Path
+
+
+def _chromium() -> str | None:
+    import shutil
+
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory):
+    """`load(page, width, height) -> PageLoad` with Debian's headless Chromium (installed by
+    .ci/run). Without a Chromium the tests skip, except in CI (CI=true) where they fail."""
+    import os
+    import re
+    import subprocess
+
+    executable = _chromium()
+    if executable is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed (CI installs Debian's chromium in .ci/run)")
+        pytest.skip("chromium not installed (apt-get install chromium)")
+    profile = tmp_path_factory.mktemp("chromium-profile")
+
+    def run(page: Path, *flags: str, width: int, height: int) -> subprocess.CompletedProcess:
+        command = [executable, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                   "--no-first-run", f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
+                   f"--window-size={width},{height}", "--virtual-time-budget=3000", *flags,
+                   Path(page).resolve().as_uri()]
+        return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+    def load(page: Path, width: int = 1000, height: int = 700) -> PageLoad:
+        shot = Path(page).with_suffix(".screenshot.png")
+        dom = run(page, "--dump-dom", width=width, height=height)
+        assert dom.returncode == 0, dom.stderr[-2000:]
+        shots = run(page, f"--screenshot={shot}", width=width, height=height)
+        assert shots.returncode == 0 and shot.is_file(), shots.stderr[-2000:]
+        console = [line for out in (dom.stderr, shots.stderr) for line in out.splitlines()
+                   if re.search(r":CONSOLE[:(]", line)]
+        return PageLoad(dom=dom.stdout, console=console, screenshot=shot)
+
+    return load
