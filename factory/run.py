@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="a Ray cluster to join (default $RAY_ADDRESS, else a running local one, else start one); "
                              "'local' always starts a new local Ray")
     parser.add_argument("--num-cpus", type=int, help="CPUs of a Ray started here (default: all)")
+    parser.add_argument("--report-renders", type=int, default=20,
+                        help="at the end, render up to N policies that have no render yet into the library's HTML "
+                             "report LIB/reports/index.html (default 20; 0: none)")
     parser.add_argument("--summary-json", help="also write the run summary to this file")
     return parser
 
@@ -88,6 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from factory.catalog import build_catalog, summarize
     from factory.coordinator import WORK_DIR, Coordinator, FactoryOptions, print_summary
     from factory.library import LibraryError, PolicyLibrary
+    from factory.library_report import write_library_report
 
     def fail(message: str) -> int:
         print(f"error: {message}", file=sys.stderr)
@@ -128,6 +132,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = Coordinator(library, catalog, config, options, progress=lambda line: print(line, flush=True)).run()
     text = print_summary(summary)
     print(text, flush=True)
+    if args.report_renders != 0:
+        from diffmimic.train import enable_compilation_cache
+
+        enable_compilation_cache()
+    page = write_library_report(library, Path(library.root) / "reports", renders=args.report_renders,
+                                progress=lambda line: print(line, flush=True))
+    print(f"library report: {page} (all renders: python -m factory.library --root {library.root} report "
+          f"--out {page.parent})", flush=True)
     if args.summary_json:
         Path(args.summary_json).write_text(json.dumps(summary, indent=2, default=str))
     return 1 if summary["counts"].get("failed") else 0

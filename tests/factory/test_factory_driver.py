@@ -35,7 +35,8 @@ def _rows(library: Path) -> list[tuple]:
 def _command(data: Path, library: Path, summary: Path) -> list[str]:
     return [sys.executable, str(REPO / "factory" / "run.py"), "--dataset", "sample", "--data-root", str(data),
             "--library", str(library), "--config-json", TINY_JSON, "--max-attempts", "1", "--workers", "1",
-            "--ray-address", "local", "--num-cpus", "2", "--progress-every-s", "5", "--summary-json", str(summary)]
+            "--ray-address", "local", "--num-cpus", "2", "--progress-every-s", "5", "--summary-json", str(summary),
+            "--report-renders", "0"]
 
 
 def test_driver_killed_then_rerun_continues(tmp_path, sample_clips):
