@@ -23,8 +23,10 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from diffmimic.character.mjcf import CharacterConfig
+from factory.compose import heading_yaw
 
 SIMULATED_COLOUR = "#3b7dd8"
 REFERENCE_COLOUR = "#e0a040"
@@ -56,9 +58,7 @@ class Geom:
 
 def _quat_matrix(wxyz) -> np.ndarray:
     w, x, y, z = (float(v) for v in wxyz)
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-                     [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-                     [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
+    return Rotation.from_quat([x, y, z, w]).as_matrix()
 
 
 def character_geoms(character_config: CharacterConfig = CharacterConfig()) -> tuple[Geom, ...]:
@@ -117,18 +117,13 @@ class Scene:
 
     def camera(self) -> dict:
         """Initial camera: facing the character from its front-right, the reference on its left."""
-        yaw = float(_heading(self.body_rot[0, 0]))
+        yaw = float(heading_yaw(self.body_rot[0, 0]))
         return {"yaw": yaw - 0.6, "pitch": 0.28, "distance": 4.2, "fov_deg": FOV_DEG}
 
     def reference_offset(self) -> list[float]:
         """The reference is drawn this far to the character's left (at its initial heading)."""
-        yaw = float(_heading(self.body_rot[0, 0]))
+        yaw = float(heading_yaw(self.body_rot[0, 0]))
         return [-np.sin(yaw) * REFERENCE_BESIDE_M, np.cos(yaw) * REFERENCE_BESIDE_M, 0.0]
-
-
-def _heading(wxyz) -> float:
-    w, x, y, z = (float(v) for v in wxyz)
-    return float(np.arctan2(2 * (x * y + w * z), 1 - 2 * (y * y + z * z)))
 
 
 def scene_from_trajectory(trajectory, title: str, subtitle: str = "", segments=None,
@@ -403,8 +398,11 @@ def write_video(scene: Scene, path: str | os.PathLike, width: int | None = None,
         def write(tmp: Path):
             from PIL import Image
 
-            images = [im.convert("P", palette=Image.Palette.ADAPTIVE, colors=96, dither=Image.Dither.NONE)
-                      for im in counted(frames)]
+            images, palette = [], None
+            for image in counted(frames):  # one palette for all frames: GIF then stores only changes
+                if palette is None:
+                    palette = image.quantize(colors=96, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+                images.append(image.quantize(palette=palette, dither=Image.Dither.NONE))
             images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
                            duration=int(round(1000 / fps)), loop=0, optimize=False)
     else:

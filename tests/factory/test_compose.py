@@ -106,7 +106,6 @@ def _lifted(policy, height: float = 1.0):
 
 def test_a_failed_transition_is_reported_not_hidden(library, tmp_path):
     from factory.compose import compose
-    from factory.library import main
 
     squat = library.load_policy("squat_poses")
     policies = {"squat": squat, "lifted": _lifted(squat)}
