@@ -1067,7 +1067,9 @@ def _cmd_render(args) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in FORMATS:
         raise LibraryError(f"{out}: unknown output format (use {', '.join(FORMATS)})")
-    if args.name.endswith(".npz") and Path(args.name).is_file():
+    if args.name.endswith(".npz"):
+        if not Path(args.name).is_file():
+            raise LibraryError(f"{args.name}: no such trajectory file")
         try:
             scene = scene_from_file(args.name)
         except ValueError as err:

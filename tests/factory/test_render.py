@@ -138,5 +138,7 @@ def test_render_cli_for_a_policy_and_a_composition(library, tmp_path, capsys):
     assert main(["--root", root, "render", "no_such_clip", "--out", str(tmp_path / "x.html")]) == 2
     (tmp_path / "junk.npz").write_bytes(b"not an npz")
     assert main(["render", str(tmp_path / "junk.npz"), "--out", str(tmp_path / "x.html")]) == 2
+    assert main(["render", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "x.html")]) == 2
     err = capsys.readouterr().err
     assert "unknown output format" in err and "no clip named" in err and "junk.npz" in err
+    assert "no such trajectory file" in err
