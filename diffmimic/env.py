@@ -196,12 +196,19 @@ class MimicEnv:
         return self.config.action_scale_absolute * action
 
     # -- API ---------------------------------------------------------------------------------
-    def reset(self, ref: RefArrays, key: jax.Array, horizon: int = 0, frame: jax.Array | None = None) -> EnvState:
+    def reset(self, ref: RefArrays, key: jax.Array, horizon: int = 0, frame: jax.Array | None = None,
+              start_probs: jax.Array | None = None) -> EnvState:
         """Reference State Initialization: start at a random frame with room for `horizon` steps
-        when the clip allows (or at `frame` when given)."""
+        when the clip allows, or drawn from `start_probs` ((L,) probabilities over the padded
+        frames, see `diffmimic.curriculum.start_probabilities`), or at `frame` when given."""
         key, sample = jax.random.split(key)
-        last_start = jnp.maximum(ref.length - 1 - horizon, 0)
-        t = jax.random.randint(sample, (), 0, last_start + 1) if frame is None else jnp.asarray(frame, jnp.int32)
+        if frame is not None:
+            t = jnp.asarray(frame, jnp.int32)
+        elif start_probs is not None:
+            t = jax.random.categorical(sample, jnp.log(start_probs)).astype(jnp.int32)
+        else:
+            last_start = jnp.maximum(ref.length - 1 - horizon, 0)
+            t = jax.random.randint(sample, (), 0, last_start + 1)
         return EnvState(physics=self._init_physics(ref.qpos[t], ref.qvel[t]), t=t, key=key)
 
     def observe(self, state: EnvState, ref: RefArrays) -> jax.Array:
@@ -220,10 +227,12 @@ class MimicEnv:
     def observation_size(self) -> int:
         return 361 + (2 if self.config.observation == "phase" else 361 + 72)
 
-    def step(self, state: EnvState, action: jax.Array, ref: RefArrays, replay: bool = True):
+    def step(self, state: EnvState, action: jax.Array, ref: RefArrays, replay: bool = True,
+             replay_threshold_m: jax.Array | float | None = None):
         """One control step. Returns (next state, StepMetrics).
 
         The loss compares the simulated body states after the step with reference frame t + 1.
+        `replay_threshold_m` (data, so a schedule does not recompile) overrides the config's.
         """
         cfg = self.config
         t_next = jnp.minimum(state.t + 1, ref.length - 1)
@@ -254,7 +263,8 @@ class MimicEnv:
 
         key, sample = jax.random.split(state.key)
         if replay and cfg.replay == "threshold":
-            replace = global_error > cfg.replay_threshold_m
+            threshold = cfg.replay_threshold_m if replay_threshold_m is None else replay_threshold_m
+            replace = global_error > threshold
         elif replay and cfg.replay == "random":
             replace = jax.random.bernoulli(sample, cfg.replay_rate)
         else:

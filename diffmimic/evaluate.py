@@ -30,6 +30,8 @@ class EvalMetrics:
     absurdity: mean pose error of the worst 1 / 5 / 10 % of frames.
     nonfinite_steps: control steps whose simulated state went NaN/inf.
     frames: evaluated control steps.
+    per_frame_pose_error_m, per_frame_global_error_m: per step (entry i: reference frame
+      start + i + 1).
     """
 
     pose_error_m: float
@@ -40,11 +42,18 @@ class EvalMetrics:
     nonfinite_steps: int
     frames: int
     per_frame_pose_error_m: tuple = ()
+    per_frame_global_error_m: tuple = ()
+
+    def rank(self) -> tuple:
+        """Sort key, best first: no fall, then the latest fall, then the lowest pose error."""
+        return (bool(self.fell), -(self.fell_at_s if self.fell_at_s is not None else float("inf")),
+                self.pose_error_m)
 
     def to_dict(self, per_frame: bool = False) -> dict:
         data = dataclasses.asdict(self)
         if not per_frame:
             data.pop("per_frame_pose_error_m")
+            data.pop("per_frame_global_error_m")
         return data
 
 
@@ -65,7 +74,8 @@ def summarize_rollout(metrics, valid, control_hz: float = 30.0) -> EvalMetrics:
         pose_error_m=float(pose.mean()), global_error_m=float(np.asarray(metrics.global_error_m)[valid].mean()),
         fell=bool(fell.any()), fell_at_s=None if first_fall is None else (first_fall + 1) / control_hz,
         absurdity=worst_fraction_means(pose), nonfinite_steps=int(np.asarray(metrics.nonfinite)[valid].sum()),
-        frames=int(valid.sum()), per_frame_pose_error_m=tuple(float(e) for e in pose))
+        frames=int(valid.sum()), per_frame_pose_error_m=tuple(float(e) for e in pose),
+        per_frame_global_error_m=tuple(float(e) for e in np.asarray(metrics.global_error_m)[valid]))
 
 
 def loop_reference(reference, seconds: float):

@@ -25,16 +25,21 @@ from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from brax.training.acme import running_statistics
 from flax import struct
 
+from diffmimic.curriculum import start_probabilities, trouble_from_evaluation
 from diffmimic.env import EnvConfig, MimicEnv, RefArrays, length_bucket, ref_arrays
 from diffmimic.evaluate import EvalMetrics, summarize_rollout
 from diffmimic.mocap.retarget import Reference
 from diffmimic.physics import backend_character
 from diffmimic.character.mjcf import CharacterConfig
 from diffmimic.policy import init_normaliser, make_policy_network, save_policy
+
+
+START_SAMPLING = ("uniform", "adaptive")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,8 +55,14 @@ class TrainConfig:
       learning_rate: Adam's initial rate, decayed linearly to `final_learning_rate_fraction` of it.
       grad_clip_norm: global gradient-norm clipping.
       hidden: MLP hidden layer widths (swish).
-      eval_every: iterations between evaluations.
+      eval_every: iterations between evaluations (each one rolls out the whole clip from frame 0
+        without replay, as convergence is judged; the best parameters, early stop and the start
+        distribution follow it).
       seed: PRNG seed.
+      start_sampling: ``uniform`` (plain RSI) or ``adaptive``: after each evaluation a
+        `focus_share` of the rollouts starts shortly before the frames where the full-clip
+        evaluation drifted or fell (`diffmimic.curriculum`).
+      focus_share: the failure-directed share of the start frames (``adaptive``).
     """
 
     env: EnvConfig = EnvConfig()
@@ -65,6 +76,16 @@ class TrainConfig:
     hidden: tuple[int, ...] = (512, 256)
     eval_every: int = 50
     seed: int = 0
+    start_sampling: str = "adaptive"
+    focus_share: float = 0.5
+
+    def __post_init__(self):
+        if self.start_sampling not in START_SAMPLING:
+            raise ValueError(f"TrainConfig.start_sampling must be one of {START_SAMPLING}, got {self.start_sampling!r}")
+        if not 0.0 <= self.focus_share <= 1.0:
+            raise ValueError(f"TrainConfig.focus_share must be in [0, 1], got {self.focus_share}")
+        if self.eval_every < 1 or self.horizon < 1 or self.num_envs < 1:
+            raise ValueError("TrainConfig: eval_every, horizon and num_envs must be >= 1")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -107,6 +128,28 @@ class TrainState:
 
 
 @struct.dataclass
+class Curriculum:
+    """What the trainer changes between iterations without recompiling (jit data).
+
+    start_probs: (L,) probabilities of the rollouts' start frames over the padded reference.
+    replay_threshold_m: () the demonstration-replay threshold.
+    """
+
+    start_probs: jax.Array
+    replay_threshold_m: jax.Array
+
+
+def make_curriculum(config: TrainConfig, length: int, bucket: int, trouble=None,
+                    replay_threshold_m: float | None = None) -> Curriculum:
+    """The curriculum for a clip of `length` frames padded to `bucket`, from the trouble of the
+    last evaluation (None: plain RSI)."""
+    share = config.focus_share if config.start_sampling == "adaptive" else 0.0
+    probs = start_probabilities(length, bucket, config.horizon, trouble, focus_share=share)
+    threshold = config.env.replay_threshold_m if replay_threshold_m is None else replay_threshold_m
+    return Curriculum(start_probs=jnp.asarray(probs, jnp.float32), replay_threshold_m=jnp.float32(threshold))
+
+
+@struct.dataclass
 class IterationMetrics:
     loss: jax.Array
     pose_error_m: jax.Array
@@ -122,7 +165,7 @@ class CompiledFunctions:
 
     env: MimicEnv
     init: Callable  # key -> TrainState
-    train_step: Callable  # (TrainState, RefArrays) -> (TrainState, IterationMetrics)
+    train_step: Callable  # (TrainState, RefArrays, Curriculum) -> (TrainState, IterationMetrics)
     eval_rollout: Callable  # (params, normaliser, RefArrays) -> per-step arrays
     trace_counts: dict
 
@@ -140,9 +183,12 @@ def _learning_rate(config: TrainConfig, iteration, total):
 
 
 def compile_key(config: TrainConfig) -> TrainConfig:
-    """The part of a config that shapes the compiled functions (run length, cadence and seed
-    are data)."""
-    return dataclasses.replace(config, iterations=0, eval_every=1, seed=0)
+    """The part of a config that shapes the compiled functions: run length, cadence, seed, start
+    sampling and the replay threshold are data (`Curriculum`), so configs that differ only in
+    them share one compile."""
+    env = dataclasses.replace(config.env, replay_threshold_m=EnvConfig.replay_threshold_m)
+    return dataclasses.replace(config, env=env, iterations=0, eval_every=1, seed=0,
+                               start_sampling=TrainConfig.start_sampling, focus_share=TrainConfig.focus_share)
 
 
 def _where_tree(flag, new, old):
@@ -172,13 +218,14 @@ def _compiled_functions(config: TrainConfig, character_config: CharacterConfig) 
                           skipped_updates=jnp.zeros((), jnp.int32), iteration=jnp.zeros((), jnp.int32),
                           total_iterations=jnp.asarray(total_iterations, jnp.int32))
 
-    def rollout_loss(params, normaliser, ref: RefArrays, keys):
-        starts = jax.vmap(lambda k: env.reset(ref, k, config.horizon))(keys)
+    def rollout_loss(params, normaliser, ref: RefArrays, curriculum: Curriculum, keys):
+        starts = jax.vmap(lambda k: env.reset(ref, k, config.horizon, start_probs=curriculum.start_probs))(keys)
 
         def control(states, i):
             obs = jax.vmap(env.observe, in_axes=(0, None))(states, ref)
             actions = jax.vmap(policy_apply, in_axes=(None, None, 0))(params, normaliser, obs)
-            next_states, metrics = jax.vmap(env.step, in_axes=(0, 0, None))(states, actions, ref)
+            next_states, metrics = jax.vmap(
+                lambda st, a: env.step(st, a, ref, replay_threshold_m=curriculum.replay_threshold_m))(states, actions)
             if config.truncation_length:
                 cut = (i + 1) % config.truncation_length == 0
                 next_states = jax.tree.map(
@@ -192,11 +239,11 @@ def _compiled_functions(config: TrainConfig, character_config: CharacterConfig) 
         loss = jnp.sum(metrics.loss * weight) / count
         return loss, (metrics, obs, weight, count)
 
-    def train_step(state: TrainState, ref: RefArrays):
+    def train_step(state: TrainState, ref: RefArrays, curriculum: Curriculum):
         traces["train_step"] += 1  # runs at trace time only: counts compilations
         key, *env_keys = jax.random.split(state.key, config.num_envs + 1)
         (loss, (metrics, obs, weight, count)), grads = jax.value_and_grad(rollout_loss, has_aux=True)(
-            state.params, state.normaliser, ref, jnp.stack(env_keys))
+            state.params, state.normaliser, ref, curriculum, jnp.stack(env_keys))
         grad_norm = optax.global_norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         grads = jax.tree.map(lambda g: jnp.where(finite, g, 0.0), grads)
@@ -273,6 +320,7 @@ class TrainSnapshot:
     initial_metrics: EvalMetrics
     history: list[dict]
     train_s: float
+    last_metrics: EvalMetrics | None = None  # the latest evaluation (the start distribution's source)
 
 
 def _format_eta(seconds: float) -> str:
@@ -291,8 +339,15 @@ def train(reference: Reference, config: TrainConfig = TrainConfig(),
           stop_at_pose_error_m: float | None = None,
           checkpoint_every: int = 0,
           on_checkpoint: Callable[["TrainSnapshot"], None] | None = None,
-          resume: "TrainSnapshot | None" = None) -> TrainResult:
+          resume: "TrainSnapshot | None" = None,
+          init_policy: tuple | None = None,
+          replay_threshold_m: float | None = None) -> TrainResult:
     """Trains a DiffMimic policy to reproduce `reference`.
+
+    Every `config.eval_every` iterations the policy is evaluated as convergence is judged: one
+    rollout over the whole clip from frame 0 without replay. That evaluation picks the best
+    parameters (no fall first, then the latest fall, then the lowest pose error), stops early, and
+    (``start_sampling="adaptive"``) redraws where the training rollouts start.
 
     Args:
       stop_at_pose_error_m: stop early once an evaluation has this pose error or less without
@@ -301,40 +356,68 @@ def train(reference: Reference, config: TrainConfig = TrainConfig(),
         `on_checkpoint` a `TrainSnapshot` from which `resume` continues the same run (same
         config and reference) as if it had not stopped.
       resume: a snapshot of an interrupted run of this config and reference.
+      init_policy: (params, normaliser) to start from (a warm start: an earlier attempt's or a
+        similar clip's policy of the same network shape) instead of a fresh initialisation; the
+        optimiser state starts afresh.
+      replay_threshold_m: the demonstration-replay threshold (data: no recompile); None: the
+        config's.
 
-    Returns the best parameters by evaluation pose error, with their metrics, the untrained
+    Returns the best parameters by evaluation, with their metrics, the untrained (or warm-start)
     policy's metrics, and the history of evaluations (one dict per evaluation).
     """
     if abs(reference.fps - config.env.control_hz) > 1e-6:
         raise ValueError(f"reference {reference.source} is at {reference.fps} fps; the control rate is "
                          f"{config.env.control_hz} Hz: retarget it at fps={config.env.control_hz}")
     functions = compiled_functions(config)
-    ref = ref_arrays(reference, length_bucket(reference.num_frames))
+    bucket = length_bucket(reference.num_frames)
+    ref = ref_arrays(reference, bucket)
     state = functions.init(jax.random.PRNGKey(config.seed), config.iterations)
+    if init_policy is not None:
+        params, normaliser = init_policy
+        _check_same_shapes(state.params, params, "init_policy params")
+        params = jax.tree.map(jnp.asarray, params)
+        state = state.replace(params=params, normaliser=jax.tree.map(jnp.asarray, normaliser),
+                              opt_state=_optimizer(config).init(params))
+
+    def curriculum_after(evaluation: EvalMetrics | None) -> Curriculum:
+        trouble = None
+        if evaluation is not None and config.start_sampling == "adaptive":
+            fall_frame = (None if evaluation.fell_at_s is None
+                          else int(round(evaluation.fell_at_s * config.env.control_hz)))
+            trouble = trouble_from_evaluation(evaluation.per_frame_global_error_m, fall_frame,
+                                              reference.num_frames)
+        return make_curriculum(config, reference.num_frames, bucket, trouble, replay_threshold_m)
 
     compile_start = time.perf_counter()
+    if progress:
+        progress(f"compiling the train step for length bucket {bucket} (first time minutes on a CPU, "
+                 f"then cached)")
     initial = evaluate_policy(functions, state.params, state.normaliser, ref)
-    warm_state, warm_metrics = functions.train_step(state, ref)  # compiles (or hits the cache)
+    curriculum = curriculum_after(initial)
+    warm_state, warm_metrics = functions.train_step(state, ref, curriculum)  # compiles (or hits the cache)
     jax.block_until_ready(warm_metrics)
     compile_s = time.perf_counter() - compile_start
     del warm_state  # the warm-up step is not counted as training
 
     samples_per_iteration = config.num_envs * config.horizon
-    best = (initial.pose_error_m, state.params, state.normaliser, initial)
+    best = (initial, state.params, state.normaliser)
     history: list[dict] = []
     train_s = 0.0
     iteration = first = 0
     if resume is not None:
         state, initial, history, train_s = resume.state, resume.initial_metrics, list(resume.history), resume.train_s
-        best = (resume.best_metrics.pose_error_m, resume.best_params, resume.best_normaliser, resume.best_metrics)
+        best = (resume.best_metrics, resume.best_params, resume.best_normaliser)
+        curriculum = curriculum_after(resume.last_metrics or resume.best_metrics)
         iteration = first = int(state.iteration)
+    last_evaluation = initial
     for iteration in range(first + 1, config.iterations + 1):
         start = time.perf_counter()
-        state, metrics = functions.train_step(state, ref)
+        state, metrics = functions.train_step(state, ref, curriculum)
         jax.block_until_ready(metrics)
         train_s += time.perf_counter() - start
         if iteration % config.eval_every == 0 or iteration == config.iterations:
-            evaluation = evaluate_policy(functions, state.params, state.normaliser, ref)
+            evaluation = last_evaluation = evaluate_policy(functions, state.params, state.normaliser, ref)
+            curriculum = curriculum_after(evaluation)
             record = {
                 "iteration": iteration, "loss": float(metrics.loss),
                 "train_pose_error_m": float(metrics.pose_error_m),
@@ -343,29 +426,38 @@ def train(reference: Reference, config: TrainConfig = TrainConfig(),
                 "samples": iteration * samples_per_iteration, "train_s": round(train_s, 3),
                 **evaluation.to_dict(),
             }
+            record["start_frame_mean"] = round(float(np.dot(np.arange(bucket), np.asarray(curriculum.start_probs))), 2)
             history.append(record)
             if on_evaluation:
                 on_evaluation(record)
-            if evaluation.pose_error_m < best[0]:
-                best = (evaluation.pose_error_m, state.params, state.normaliser, evaluation)
+            if evaluation.rank() < best[0].rank():
+                best = (evaluation, state.params, state.normaliser)
             if progress:
-                rate = iteration * samples_per_iteration / max(train_s, 1e-9)
-                eta = (config.iterations - iteration) * train_s / iteration
+                rate = (iteration - first) * samples_per_iteration / max(train_s - (resume.train_s if resume else 0.0), 1e-9)
+                eta = (config.iterations - iteration) * samples_per_iteration / rate
+                fall = "no fall" if not evaluation.fell else f"fell at {evaluation.fell_at_s:.2f} s"
                 progress(f"iter {iteration:5d}/{config.iterations}  loss {record['loss']:.4f}  "
-                         f"pose_error {evaluation.pose_error_m:.3f} m  replay {record['replay_rate']:.2f}  "
+                         f"pose_error {evaluation.pose_error_m:.3f} m ({fall})  replay {record['replay_rate']:.2f}  "
                          f"{rate:,.0f} samples/s  ETA {_format_eta(eta)}")
             if (stop_at_pose_error_m is not None and not evaluation.fell
                     and evaluation.pose_error_m <= stop_at_pose_error_m):
                 break
         if on_checkpoint and checkpoint_every and iteration % checkpoint_every == 0 and iteration < config.iterations:
             on_checkpoint(TrainSnapshot(state=state, best_params=best[1], best_normaliser=best[2],
-                                        best_metrics=best[3], initial_metrics=initial, history=list(history),
-                                        train_s=train_s))
-    _, params, normaliser, best_metrics = best
+                                        best_metrics=best[0], initial_metrics=initial, history=list(history),
+                                        train_s=train_s, last_metrics=last_evaluation))
+    best_metrics, params, normaliser = best
     return TrainResult(params=params, normaliser=normaliser, metrics=best_metrics, initial_metrics=initial,
                        history=history, samples=iteration * samples_per_iteration,
                        train_s=train_s, compile_s=compile_s, iterations=iteration,
                        skipped_updates=int(state.skipped_updates))
+
+
+def _check_same_shapes(expected, given, what: str) -> None:
+    shapes = lambda tree: jax.tree.map(lambda a: tuple(jnp.shape(a)), tree)
+    if jax.tree.structure(expected) != jax.tree.structure(given) or shapes(expected) != shapes(given):
+        raise ValueError(f"{what}: the network's shapes differ from this config's (hidden sizes or "
+                         f"character changed)")
 
 
 def write_outputs(out_dir: str | os.PathLike, result: TrainResult, config: TrainConfig,

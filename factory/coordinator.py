@@ -6,20 +6,23 @@ the in-flight `train_clip` calls, `tasks_per_worker` per actor (an actor runs th
 another, so the next clip is already queued when one ends: no idle gap for a round trip).
 
 Convergence and escalation (`escalate`): a clip is ``converged`` when its evaluation rollout
-does not fall and its pose error is at most the target. Otherwise it is trained again, up to
-`max_attempts` attempts in all:
+(the whole clip from frame 0, no replay) does not fall and its pose error is at most the target.
+Otherwise it is trained again, up to `max_attempts` attempts in all:
 
 ==========  ==================================================================================
-attempt 1   the base config
-attempt 2   twice the iterations, another seed (a new initialisation and new RSI start frames)
-attempt 3+  four times the iterations, another seed, the demonstration-replay threshold halved
-            (rollouts are reset to the reference sooner, so the policy sees more on-track
-            states); it changes the compiled step, so each worker compiles once more
+attempt 1   the base config, from a fresh initialisation
+attempt 2+  a warm start from the clip's best policy so far (its evaluation is where the new
+            attempt begins: the work of the last attempt is kept, not thrown away), another seed,
+            a larger failure-directed share of the start frames (0.8: most rollouts start just
+            before where the full clip still drifts or falls)
+attempt 3+  also the demonstration-replay threshold halved (rollouts are reset to the reference
+            sooner, so long stretches the policy cannot yet hold still train) and twice the
+            iterations
 ==========  ==================================================================================
 
-Run length and seed are data of the compiled step, so attempts 1 and 2 share one compile. The
-best policy over the attempts (no fall first, then the lowest pose error) is stored as
-``best_effort`` when none converges. A `MocapError` (unreadable file, NaN poses, a one-frame clip)
+Run length, seed, start sampling and the replay threshold are data of the compiled step, so every
+attempt shares one compile. The best policy over the attempts (no fall first, then the latest
+fall, then the lowest pose error) is stored as ``best_effort`` when none converges. A `MocapError` (unreadable file, NaN poses, a one-frame clip)
 fails the clip at once, never retried. A training exception counts as an attempt.
 
 Faults: a call whose actor died (`RayActorError`: process killed, node lost, out of memory)
@@ -90,15 +93,19 @@ class FactoryOptions:
     worker_resources: dict | None = None
 
 
+ESCALATED_FOCUS_SHARE = 0.8
+
+
 def escalate(base, attempt: int):
-    """The TrainConfig of `attempt` (1-based) of a clip: see the module docstring."""
+    """The TrainConfig of `attempt` (1-based) of a clip: see the module docstring. (The warm
+    start of attempts 2+ is the coordinator's: it sends the best policy with the task.)"""
     if attempt <= 1:
         return base
-    scale = 2 if attempt == 2 else 4
-    config = dataclasses.replace(base, iterations=base.iterations * scale, seed=base.seed + 1000 * (attempt - 1))
+    config = dataclasses.replace(base, seed=base.seed + 1000 * (attempt - 1),
+                                 start_sampling="adaptive", focus_share=max(base.focus_share, ESCALATED_FOCUS_SHARE))
     if attempt >= 3:
         env = dataclasses.replace(base.env, replay_threshold_m=base.env.replay_threshold_m / 2)
-        config = dataclasses.replace(config, env=env)
+        config = dataclasses.replace(config, env=env, iterations=base.iterations * 2)
     return config
 
 
@@ -118,8 +125,7 @@ class ClipState:
 def _better(outcome: dict, best: dict | None) -> bool:
     if best is None:
         return True
-    a, b = outcome["result"].metrics, best["result"].metrics
-    return (bool(a.fell), a.pose_error_m) < (bool(b.fell), b.pose_error_m)
+    return outcome["result"].metrics.rank() < best["result"].metrics.rank()
 
 
 def _format_duration(seconds: float) -> str:
@@ -230,8 +236,13 @@ class Coordinator:
     def _task(self, clip_id: str, attempt: int) -> dict:
         state = self.clips[clip_id]
         config = escalate(self.base_config, attempt)
-        return {"clip_id": clip_id, "path": state.entry.path, "attempt": attempt, "config": config.to_dict(),
+        task = {"clip_id": clip_id, "path": state.entry.path, "attempt": attempt, "config": config.to_dict(),
                 "target_pose_error_m": self.options.target_pose_error_m}
+        if state.best is not None:  # a warm start from the best attempt so far
+            result = state.best["result"]
+            task["init_policy"] = (result.params, result.normaliser)
+            task["init_from"] = f"attempt {state.best['attempt']}"
+        return task
 
     def _submit(self) -> None:
         depth = max(1, self.options.tasks_per_worker)

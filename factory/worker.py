@@ -158,7 +158,8 @@ class ClipTrainer:
                           "iteration": int(snapshot.state.iteration), "checkpointed": True})
 
         result = train(reference, config, progress=None, stop_at_pose_error_m=task.get("target_pose_error_m"),
-                       checkpoint_every=self.checkpoint_every, on_checkpoint=on_checkpoint, resume=resume)
+                       checkpoint_every=self.checkpoint_every, on_checkpoint=on_checkpoint, resume=resume,
+                       init_policy=task.get("init_policy"))
         for suffix in (".msgpack", ".json"):
             (self.checkpoint_dir / f"{key}{suffix}").unlink(missing_ok=True)
         return reference, result, load_s, resumed_from
@@ -171,6 +172,7 @@ class ClipTrainer:
                 "best_normaliser": snapshot.best_normaliser}
         meta = {"best_metrics": snapshot.best_metrics.to_dict(per_frame=True),
                 "initial_metrics": snapshot.initial_metrics.to_dict(per_frame=True),
+                "last_metrics": None if snapshot.last_metrics is None else snapshot.last_metrics.to_dict(per_frame=True),
                 "history": snapshot.history, "train_s": snapshot.train_s,
                 "iteration": int(snapshot.state.iteration)}
         data = self.checkpoint_dir / f"{key}.msgpack"
@@ -202,13 +204,15 @@ class ClipTrainer:
 
             def metrics(d: dict) -> EvalMetrics:
                 d = dict(d)
-                d["per_frame_pose_error_m"] = tuple(d.get("per_frame_pose_error_m", ()))
+                for name in ("per_frame_pose_error_m", "per_frame_global_error_m"):
+                    d[name] = tuple(d.get(name, ()))
                 return EvalMetrics(**d)
 
             return TrainSnapshot(state=tree["state"], best_params=tree["best_params"],
                                  best_normaliser=tree["best_normaliser"], best_metrics=metrics(meta["best_metrics"]),
                                  initial_metrics=metrics(meta["initial_metrics"]), history=meta["history"],
-                                 train_s=float(meta["train_s"]))
+                                 train_s=float(meta["train_s"]),
+                                 last_metrics=metrics(meta["last_metrics"]) if meta.get("last_metrics") else None)
         except Exception:  # noqa: BLE001 - a bad scratch checkpoint only costs the iterations it held
             return None
 

@@ -29,7 +29,7 @@ def _one(backend: str, batch: int, horizon: int, iterations: int, clip: str, sub
     from diffmimic.env import ref_arrays
     from diffmimic.mocap.retarget import load_reference
     from diffmimic.mocap.sample import write_sample_dataset
-    from diffmimic.train import compiled_functions, make_config
+    from diffmimic.train import compiled_functions, make_config, make_curriculum
 
     clip_path = next(p for p in write_sample_dataset() if p.name.startswith(clip))
     reference = load_reference(clip_path)
@@ -38,14 +38,15 @@ def _one(backend: str, batch: int, horizon: int, iterations: int, clip: str, sub
     functions = compiled_functions(config)
     ref = ref_arrays(reference)
     state = functions.init(jax.random.PRNGKey(0), iterations)
+    curriculum = make_curriculum(config, reference.num_frames, ref.bucket)
     start = time.perf_counter()
-    state, metrics = functions.train_step(state, ref)
+    state, metrics = functions.train_step(state, ref, curriculum)
     jax.block_until_ready(metrics)
     compile_s = time.perf_counter() - start
     start = time.perf_counter()
     norms = []
     for _ in range(iterations):
-        state, metrics = functions.train_step(state, ref)
+        state, metrics = functions.train_step(state, ref, curriculum)
         jax.block_until_ready(metrics)
         norms.append(float(metrics.grad_norm))
     elapsed = time.perf_counter() - start

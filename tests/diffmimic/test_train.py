@@ -17,7 +17,7 @@ from diffmimic.env import ref_arrays
 from diffmimic.evaluate import main as evaluate_main
 from diffmimic.mocap.retarget import load_reference
 from diffmimic.mocap.sample import write_sample_dataset
-from diffmimic.train import compiled_functions, main as train_main, make_config, train
+from diffmimic.train import compiled_functions, main as train_main, make_config, make_curriculum, train
 
 TINY = dict(num_envs=2, horizon=4, hidden=(32, 32), eval_every=2, iterations=2)
 
@@ -39,7 +39,8 @@ def test_gradient_through_the_rollout_is_finite_and_nonzero(sample_references, t
     functions = compiled_functions(tiny_config)
     ref = ref_arrays(references["squat"])
     state = functions.init(jax.random.PRNGKey(0), 10)
-    new_state, metrics = functions.train_step(state, ref)
+    curriculum = make_curriculum(tiny_config, references["squat"].num_frames, ref.bucket)
+    new_state, metrics = functions.train_step(state, ref, curriculum)
     assert np.isfinite(float(metrics.loss)) and float(metrics.loss) > 0
     assert np.isfinite(float(metrics.grad_norm)) and float(metrics.grad_norm) > 0
     assert not bool(metrics.update_skipped)
@@ -127,3 +128,44 @@ def test_demonstration_replay_modes(sample_references):
             np.testing.assert_allclose(np.asarray(next_state.physics.q), np.asarray(ref.qpos[11]), atol=1e-5)
         else:
             assert float(jnp.abs(next_state.physics.q - ref.qpos[11]).max()) > 1e-3
+
+
+@pytest.mark.slow
+def test_start_distribution_is_data_and_moves_rollouts_to_the_trouble(sample_references, tiny_config):
+    """Start frames follow the curriculum's distribution (one compile for any distribution), and
+    after an evaluation that drifted or fell the adaptive trainer moves its starts toward where
+    it did, while uniform RSI stays put."""
+    references, _ = sample_references
+    reference = references["squat"]
+    functions = compiled_functions(tiny_config)
+    ref = ref_arrays(reference)
+    probs = np.zeros(ref.bucket)
+    probs[[7, 40]] = [0.25, 0.75]
+    reset = jax.jit(jax.vmap(lambda k, p: functions.env.reset(ref, k, start_probs=p), in_axes=(0, None)))
+    starts = np.asarray(reset(jax.random.split(jax.random.PRNGKey(0), 400), jnp.asarray(probs)).t)
+    assert set(starts.tolist()) == {7, 40} and 0.65 < np.mean(starts == 40) < 0.85
+
+    means = {}
+    for sampling in ("uniform", "adaptive"):
+        config = make_config("cpu", **{**TINY, "iterations": 4, "eval_every": 2, "start_sampling": sampling,
+                                       "focus_share": 1.0})
+        result = train(reference, config, progress=None)
+        means[sampling] = [r["start_frame_mean"] for r in result.history]
+    uniform_mean = (reference.num_frames - 1 - TINY["horizon"]) / 2
+    assert means["uniform"] == [pytest.approx(uniform_mean)] * 2
+    assert all(abs(m - uniform_mean) > 1.0 for m in means["adaptive"]), means
+    assert compiled_functions(tiny_config).trace_counts["train_step"] <= 1  # sampling is data
+
+
+@pytest.mark.slow
+def test_warm_start_begins_where_the_given_policy_is(sample_references, tiny_config):
+    references, _ = sample_references
+    reference = references["arm_swings"]
+    first = train(reference, make_config("cpu", **{**TINY, "iterations": 2}), progress=None)
+    warm = train(reference, make_config("cpu", **{**TINY, "iterations": 2, "seed": 5}), progress=None,
+                 init_policy=(first.params, first.normaliser))
+    # The warm start's "initial" evaluation is the given policy's, not a fresh network's.
+    assert warm.initial_metrics.pose_error_m == pytest.approx(first.metrics.pose_error_m, rel=1e-5)
+    with pytest.raises(ValueError, match="shapes"):
+        other = make_config("cpu", **{**TINY, "hidden": (16, 16)})
+        train(reference, other, progress=None, init_policy=(first.params, first.normaliser))

@@ -1,0 +1,140 @@
+"""Benchmark: the factory's default command on real clips, per-clip quality and training time.
+
+    python scripts/bench_real.py [--data-root ../shared/data/mocap/amass_dev] [--preset cpu]
+        [--library out/bench_real] [--workers 2] [--max-attempts 3] [--clips GLOB]
+        [--out bench/real_dev_cpu.json] [--table bench/real_dev_cpu.md]
+
+Runs `python factory/run.py --dataset amass --data-root DIR --library LIB --force` (the README's
+command; defaults unchanged unless given) in a subprocess, then reads every clip's row back from
+the policy library and writes one record per clip: duration, status (converged means no fall over
+the whole clip from frame 0 and pose error <= the target), pose error, global error, pose
+absurdity (mean error of the worst 1 % of frames), fell / fell at, attempts, samples and
+training minutes (worker wall time over all attempts, compile included). Prints a Markdown table
+and the summary the issue's targets are stated in (converged share, median and max minutes per
+clip, median pose error), and writes both as JSON and Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "mocap" / "amass_dev"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python scripts/bench_real.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--data-root", default=str(DEFAULT_DATA))
+    parser.add_argument("--dataset", default="amass")
+    parser.add_argument("--preset", default="cpu")
+    parser.add_argument("--library", default=str(REPO / "out" / "bench_real"))
+    parser.add_argument("--workers", type=int)
+    parser.add_argument("--max-attempts", type=int)
+    parser.add_argument("--clips", help="only clips whose id matches this glob")
+    parser.add_argument("--config-json", help="TrainConfig overrides (default: none, the preset as shipped)")
+    parser.add_argument("--out", default=str(REPO / "bench" / "real_dev_cpu.json"))
+    parser.add_argument("--table", help="Markdown table path (default: --out with .md)")
+    return parser
+
+
+def run_factory(args) -> tuple[dict, float, list[str]]:
+    summary_file = Path(args.library) / "bench_summary.json"
+    command = [sys.executable, str(REPO / "factory" / "run.py"), "--dataset", args.dataset, "--data-root",
+               args.data_root, "--library", args.library, "--preset", args.preset, "--force",
+               "--report-renders", "0", "--summary-json", str(summary_file)]
+    for flag, value in (("--workers", args.workers), ("--max-attempts", args.max_attempts),
+                        ("--clips", args.clips), ("--config-json", args.config_json)):
+        if value is not None:
+            command += [flag, str(value)]
+    print("running:", " ".join(command), flush=True)
+    start = time.time()
+    completed = subprocess.run(command, cwd=REPO)
+    wall_s = time.time() - start
+    if not summary_file.is_file():
+        raise SystemExit(f"error: the factory exited {completed.returncode} without a summary ({summary_file})")
+    return json.loads(summary_file.read_text()), wall_s, command
+
+
+def clip_rows(library_root: str, summary: dict) -> list[dict]:
+    from factory.library import PolicyLibrary
+
+    library = PolicyLibrary(library_root)
+    rows = []
+    for finished in summary["clips"]:
+        record = library.get(finished["clip_id"])
+        absurdity = record.pose_absurdity or {}
+        rows.append({
+            "clip": record.clip_id.rsplit("/", 1)[-1], "clip_id": record.clip_id,
+            "duration_s": record.duration_s, "status": record.status, "converged": record.status == "converged",
+            "pose_error_m": record.pose_error_m, "global_error_m": record.global_error_m,
+            "absurdity_worst_1pct_m": absurdity.get("worst_1pct"), "fell": record.fell,
+            "fell_at_s": record.fell_at_s, "attempts": record.attempts, "samples": record.samples,
+            "iterations": record.iterations, "train_minutes": round(finished.get("worker_s", 0.0) / 60, 2),
+        })
+    return sorted(rows, key=lambda r: r["clip"])
+
+
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| clip | duration s | converged | pose error m | global error m | absurdity (worst 1 %) m | "
+             "fell | attempts | samples | training min |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        fell = "no" if not r["fell"] else f"at {_fmt(r['fell_at_s'], '.2f')} s"
+        lines.append(f"| {r['clip']} | {_fmt(r['duration_s'], '.1f')} | {'yes' if r['converged'] else r['status']} | "
+                     f"{_fmt(r['pose_error_m'], '.3f')} | {_fmt(r['global_error_m'], '.3f')} | "
+                     f"{_fmt(r['absurdity_worst_1pct_m'], '.3f')} | {fell} | {r['attempts']} | "
+                     f"{_fmt(r['samples'], ',')} | {r['train_minutes']:.1f} |")
+    return "\n".join(lines)
+
+
+def summarize(rows: list[dict]) -> dict:
+    minutes = [r["train_minutes"] for r in rows]
+    errors = [r["pose_error_m"] for r in rows if r["pose_error_m"] is not None]
+    return {"clips": len(rows), "converged": sum(r["converged"] for r in rows),
+            "median_train_minutes": statistics.median(minutes) if minutes else None,
+            "max_train_minutes": max(minutes) if minutes else None,
+            "median_pose_error_m": statistics.median(errors) if errors else None,
+            "median_absurdity_worst_1pct_m": statistics.median(
+                [r["absurdity_worst_1pct_m"] for r in rows if r["absurdity_worst_1pct_m"] is not None] or [float("nan")])}
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    if not Path(args.data_root).is_dir():
+        print(f"error: {args.data_root}: no such directory (the real dev clips live in ../shared)", file=sys.stderr)
+        return 2
+    summary, wall_s, command = run_factory(args)
+    rows = clip_rows(args.library, summary)
+    totals = summarize(rows)
+    table = markdown(rows)
+    print(table)
+    print(json.dumps(totals, indent=2))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result = {"command": " ".join(Path(c).name if c == sys.executable else c for c in command),
+              "wall_minutes": round(wall_s / 60, 2), "summary": totals, "clips": rows,
+              "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+              "note": "training minutes: worker wall time per clip over all attempts (compile included)"}
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(result, indent=2))
+    os.replace(tmp, out)
+    table_path = Path(args.table) if args.table else out.with_suffix(".md")
+    table_path.write_text(table + "\n")
+    print(f"wrote {out} and {table_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
