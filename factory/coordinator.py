@@ -118,6 +118,7 @@ class ClipState:
     status: str | None = None  # final: converged / best_effort / failed
     error: str | None = None
     resumed_from: list = dataclasses.field(default_factory=list)
+    warm_starts: list = dataclasses.field(default_factory=list)  # (attempt, what it started from)
     wall_s: float = 0.0  # worker seconds over all attempts
     nodes: list = dataclasses.field(default_factory=list)  # (node id, GPU ids) of each finished call
 
@@ -280,6 +281,8 @@ class Coordinator:
             record["error"] = state.error
         if state.resumed_from:
             record["resumed_from"] = list(state.resumed_from)
+        if state.warm_starts:
+            record["warm_starts"] = list(state.warm_starts)
         if state.nodes:
             record["nodes"] = list(state.nodes)
         self.finished_clips.append(record)
@@ -349,6 +352,8 @@ class Coordinator:
             state.nodes.append({"node_id": outcome["node_id"], "gpu_ids": outcome["gpu_ids"]})
         if outcome.get("resumed_from"):
             state.resumed_from.append(outcome["resumed_from"])
+        if outcome.get("init_from"):
+            state.warm_starts.append([attempt, outcome["init_from"]])
         kind = outcome["kind"]
         if kind == "data_error":
             state.attempts = max(state.attempts, 1)

@@ -114,6 +114,7 @@ class ClipTrainer:
             self.idle_s += begin - self.last_end
         out = {"clip_id": task["clip_id"], "attempt": task["attempt"], "worker": self.index,
                "host": socket.gethostname(), "pid": os.getpid(), "resumed_from": 0,
+               "init_from": task.get("init_from"),
                "node_id": ray.get_runtime_context().get_node_id(), "gpu_ids": [str(g) for g in ray.get_gpu_ids()]}
         config = TrainConfig.from_dict(task["config"])
         self._status({"state": "training", "clip_id": task["clip_id"], "attempt": task["attempt"], "iteration": 0})

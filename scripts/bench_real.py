@@ -40,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-attempts", type=int)
     parser.add_argument("--clips", help="only clips whose id matches this glob")
     parser.add_argument("--config-json", help="TrainConfig overrides (default: none, the preset as shipped)")
+    parser.add_argument("--from-library", action="store_true",
+                        help="do not run the factory: tabulate what LIB holds now (e.g. of a run still going); "
+                             "training minutes are then the stored attempt's training seconds, compile excluded")
     parser.add_argument("--out", default=str(REPO / "bench" / "real_dev_cpu.json"))
     parser.add_argument("--table", help="Markdown table path (default: --out with .md)")
     return parser
@@ -63,12 +66,17 @@ def run_factory(args) -> tuple[dict, float, list[str]]:
     return json.loads(summary_file.read_text()), wall_s, command
 
 
-def clip_rows(library_root: str, summary: dict) -> list[dict]:
+def clip_rows(library_root: str, summary: dict | None) -> list[dict]:
+    """One row per clip of the run's summary, or (summary None) per clip in the library."""
     from factory.library import PolicyLibrary
 
     library = PolicyLibrary(library_root)
+    if summary is None:
+        finished_clips = [{"clip_id": r.clip_id, "worker_s": r.train_s or 0.0} for r in library.query()]
+    else:
+        finished_clips = summary["clips"]
     rows = []
-    for finished in summary["clips"]:
+    for finished in finished_clips:
         record = library.get(finished["clip_id"])
         absurdity = record.pose_absurdity or {}
         rows.append({
@@ -100,7 +108,7 @@ def markdown(rows: list[dict]) -> str:
 
 
 def summarize(rows: list[dict]) -> dict:
-    minutes = [r["train_minutes"] for r in rows]
+    minutes = [r["train_minutes"] for r in rows if r["train_minutes"] is not None]
     errors = [r["pose_error_m"] for r in rows if r["pose_error_m"] is not None]
     return {"clips": len(rows), "converged": sum(r["converged"] for r in rows),
             "median_train_minutes": statistics.median(minutes) if minutes else None,
@@ -112,10 +120,13 @@ def summarize(rows: list[dict]) -> dict:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    if not Path(args.data_root).is_dir():
+    if not args.from_library and not Path(args.data_root).is_dir():
         print(f"error: {args.data_root}: no such directory (the real dev clips live in ../shared)", file=sys.stderr)
         return 2
-    summary, wall_s, command = run_factory(args)
+    if args.from_library:
+        summary, wall_s, command = None, float("nan"), ["(tabulated from the library)", args.library]
+    else:
+        summary, wall_s, command = run_factory(args)
     rows = clip_rows(args.library, summary)
     totals = summarize(rows)
     table = markdown(rows)

@@ -70,6 +70,9 @@ def test_sample_dataset_end_to_end(local_ray, tmp_path, sample_clips, tiny_confi
     # One compile (or cache load) of the train step per worker: attempt 2 only changes data.
     for counters in summary["worker_counters"].values():
         assert counters["train_step_compiles"] == 1, summary["worker_counters"]
+    # Attempt 2 started from attempt 1's policy, not from scratch.
+    for clip in summary["clips"]:
+        assert clip["warm_starts"] == [[2, "attempt 1"]], clip
     progress = [line for line in lines if "clips/h" in line]
     assert progress and all(k in progress[-1] for k in ("done 3/3", "best_effort 3", "ETA", "median pose error"))
 
@@ -100,6 +103,9 @@ def test_bad_clips_fail_with_reasons_and_good_ones_train(local_ray, tmp_path, sa
     assert sorted(rows) == ["corrupt_poses", "nan_poses", "one_frame_poses", "squat_poses", "wave_poses"]
     for name in ("squat_poses", "wave_poses"):
         assert rows[name].status == "best_effort" and rows[name].attempts == 3
+    # Attempt 3 halves the replay threshold and doubles the run: data, not a recompile.
+    for counters in summary["worker_counters"].values():
+        assert counters["train_step_compiles"] == 1, summary["worker_counters"]
     for name, words in (("corrupt_poses", "corrupt"), ("nan_poses", "NaN"), ("one_frame_poses", "at least 2 frames")):
         row = rows[name]
         assert row.status == "failed" and row.attempts == 1, (name, row.attempts)  # data errors: never retried
@@ -145,3 +151,16 @@ def test_worker_killed_mid_clip_requeues_and_resumes(local_ray, tmp_path, sample
     assert victim["iterations"] == 60
     assert any("requeued" in line for line in lines)
     assert not list((tmp_path / "lib" / ".factory" / "checkpoints").glob("*.msgpack"))  # cleaned up
+
+
+def test_escalation_changes_starts_threshold_and_run_length_but_not_the_compiled_step(tiny_config):
+    from diffmimic.train import compile_key
+    from factory.coordinator import ESCALATED_FOCUS_SHARE, escalate
+
+    first, second, third = (escalate(tiny_config, attempt) for attempt in (1, 2, 3))
+    assert first == tiny_config
+    assert second.seed != first.seed and second.focus_share == ESCALATED_FOCUS_SHARE
+    assert second.start_sampling == "adaptive" and second.iterations == first.iterations
+    assert third.env.replay_threshold_m == pytest.approx(first.env.replay_threshold_m / 2)
+    assert third.iterations == 2 * first.iterations and third.seed not in (first.seed, second.seed)
+    assert compile_key(first) == compile_key(second) == compile_key(third)
