@@ -3,12 +3,14 @@
     python -m diffmimic.train CLIP_OR_REF --out DIR [--preset cpu|paper] [--iterations N]
         [--backend NAME] [--seed S] [--start-s S] [--duration-s D]
 
-One jitted `train_step(state, ref)` rolls `num_envs` environments for `horizon` control steps in
+One jitted `train_step(state, ref, curriculum)` rolls `num_envs` environments for `horizon` control steps in
 `jax.lax.scan` (each control step under `jax.checkpoint`, so memory scales with control steps, not
 substeps), backpropagates the mean state-matching loss through the whole horizon (optionally
 truncated), clips the global gradient norm and applies Adam with a linearly decaying learning
 rate. The reference is an argument padded to a length bucket, so clips of one bucket share one
-compiled step (`compiled_functions` caches them per configuration).
+compiled step (`compiled_functions` caches them per configuration); where rollouts start and the
+replay threshold (`Curriculum`) are arguments too, redrawn after every full-clip evaluation
+(`diffmimic.curriculum`).
 """
 
 from __future__ import annotations
@@ -44,7 +46,10 @@ START_SAMPLING = ("uniform", "adaptive")
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """All training knobs; the defaults are the DiffMimic paper's.
+    """All training knobs. The defaults are the DiffMimic paper's (envs, horizon, network,
+    optimiser), plus what real clips of ordinary length needed: full-clip evaluation every 10
+    iterations deciding best parameters and early stop, failure-directed starts and a parameter
+    average (README: Training on real clips).
 
     Attributes:
       env: the mimic environment (backend, rates, loss weights, replay...).

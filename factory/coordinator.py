@@ -288,6 +288,7 @@ class Coordinator:
         self.finished_clips.append(record)
         self._line(f"{status:<11} {state.entry.clip_id}" + (
             f"  pose error {record['pose_error_m']:.3f} m{' (fell)' if record['fell'] else ''}  attempts {state.attempts}"
+            f"  {state.wall_s / 60:.1f} worker-min"
             if outcome is not None else f"  {state.error}"))
 
     def _fail(self, state: ClipState, error: str) -> None:
