@@ -137,7 +137,9 @@ def main(argv=None) -> int:
     result = {"command": " ".join(Path(c).name if c == sys.executable else c for c in command),
               "wall_minutes": round(wall_s / 60, 2), "summary": totals, "clips": rows,
               "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-              "note": "training minutes: worker wall time per clip over all attempts (compile included)"}
+              "note": ("training minutes: the stored attempt's training seconds (compile and evaluations "
+                       "excluded), tabulated from the library" if args.from_library else
+                       "training minutes: worker wall time per clip over all attempts (compile included)")}
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(json.dumps(result, indent=2))
     os.replace(tmp, out)
