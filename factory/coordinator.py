@@ -22,8 +22,8 @@ attempt 3+  also the demonstration-replay threshold halved (rollouts are reset t
 
 Run length, seed, start sampling and the replay threshold are data of the compiled step, so every
 attempt shares one compile. The best policy over the attempts (no fall first, then the latest
-fall, then the lowest pose error) is stored as ``best_effort`` when none converges. A `MocapError` (unreadable file, NaN poses, a one-frame clip)
-fails the clip at once, never retried. A training exception counts as an attempt.
+fall, then the lowest pose error) is stored as ``best_effort`` when none converges. A
+`MocapError` (unreadable file, NaN poses, a one-frame clip) fails the clip at once, never retried. A training exception counts as an attempt.
 
 Faults: a call whose actor died (`RayActorError`: process killed, node lost, out of memory)
 re-queues its clip at the front without counting an attempt, and Ray restarts the actor
