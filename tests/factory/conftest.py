@@ -116,7 +116,7 @@ def browser(tmp_path_factory):
 
     executable = _chromium()
     if executable is None:
-        if os.environ.get("CI"):
+        if os.environ.get("CI", "").lower() in ("true", "1"):
             pytest.fail("chromium is not installed (CI installs Debian's chromium in .ci/run)")
         pytest.skip("chromium not installed (apt-get install chromium)")
     profile = tmp_path_factory.mktemp("chromium-profile")

@@ -1,4 +1,5 @@
-"""CMU ASF/AMC reader and SMPL retargeting, on the real subject 11 soccer-kick fixture."""
+"""CMU ASF/AMC reader and SMPL retargeting, on the synthetic clip (always) and the real subject 11
+soccer kick in ../shared/data/mocap (when present); see conftest.py for both."""
 
 from __future__ import annotations
 
@@ -13,12 +14,7 @@ from diffmimic.mocap import cmu
 from diffmimic.mocap.motion import MocapError
 from diffmimic.mocap.smpl_kinematics import global_rotations, joint_positions
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-CMU_DIR = REPO_ROOT.parent / "shared" / "data" / "mocap" / "cmu"
-ASF = CMU_DIR / "11.asf"
-AMC = CMU_DIR / "11_01.amc"
-
-pytestmark = pytest.mark.skipif(not AMC.is_file(), reason=f"fixture {AMC} not available")
+pytestmark = pytest.mark.mocap_clips("cmu")
 
 # SMPL (joint, child) segment -> CMU (first bone, last bone) whose start->end it must follow.
 SEGMENTS = {
@@ -43,29 +39,32 @@ def _unit(vectors):
 
 
 @pytest.fixture(scope="module")
-def clip():
-    motion = cmu.load_cmu(AMC)
-    asf = cmu.parse_asf(ASF)
-    pose = cmu.cmu_forward_kinematics(asf, cmu.parse_amc(AMC, asf))
+def clip(mocap_clip):
+    amc = mocap_clip.path
+    motion = cmu.load_cmu(amc)
+    asf = cmu.parse_asf(cmu.find_asf(amc))
+    pose = cmu.cmu_forward_kinematics(asf, cmu.parse_amc(amc, asf))
     joints = joint_positions(motion.rotations, motion.root_position, neutral_skeleton())
     return motion, pose, joints
 
 
-def test_fixture_loads(clip):
+def test_clip_loads(mocap_clip, clip):
     motion, _, _ = clip
+    amc, frames = mocap_clip.path, mocap_clip.frames
     assert motion.format == "cmu"
-    assert motion.num_frames == 597
+    assert motion.num_frames == frames
     assert motion.fps == 120.0
-    assert motion.duration_s == pytest.approx(596 / 120)
-    assert motion.rotations.shape == (597, 24, 3) and motion.root_position.shape == (597, 3)
-    assert motion.source == str(AMC)
-    assert cmu.inspect_cmu(AMC) == {
-        "format": "cmu", "frames": 597, "fps": 120.0, "duration_s": pytest.approx(596 / 120), "joints": 24}
-    assert cmu.load_cmu(AMC, ASF, fps=60.0).fps == 60.0
+    assert motion.duration_s == pytest.approx((frames - 1) / 120)
+    assert motion.rotations.shape == (frames, 24, 3) and motion.root_position.shape == (frames, 3)
+    assert motion.source == str(amc)
+    assert cmu.inspect_cmu(amc) == {
+        "format": "cmu", "frames": frames, "fps": 120.0, "duration_s": pytest.approx((frames - 1) / 120),
+        "joints": 24}
+    assert cmu.load_cmu(amc, cmu.find_asf(amc), fps=60.0).fps == 60.0
 
 
-def test_asf_parse():
-    asf = cmu.parse_asf(ASF)
+def test_real_asf_parse(mocap_fixtures):
+    asf = cmu.parse_asf(mocap_fixtures / "cmu/11.asf")
     assert asf.length_scale == 0.45 and asf.angle_unit == "deg"
     assert asf.root_order == ("TX", "TY", "TZ", "RX", "RY", "RZ")
     assert len(asf.bones) == 30
@@ -114,37 +113,52 @@ def test_feet_do_not_swap(clip):
     assert (np.sign(cmu_feet) == np.sign(feet)).mean() > 0.95
 
 
+@pytest.mark.mocap_clips("cmu", origins=("real",))
 def test_soccer_kick_raises_one_foot(clip):
     _, _, joints = clip
     assert np.abs(joints[:, 7, 2] - joints[:, 8, 2]).max() > 0.3
 
 
-def test_rest_pose_maps_body_frame_into_z_up_world(tmp_path):
-    """All-zero dofs: the pelvis orientation is the plain Y-up -> Z-up turn, limbs hang in a T-pose."""
-    text = AMC.read_text()
+def test_rest_pose_maps_body_frame_into_z_up_world(mocap_clip, tmp_path):
+    """All-zero dofs: the pelvis orientation is the plain Y-up -> Z-up turn, limbs hang in the
+    skeleton's rest pose (CMU's: a T-pose)."""
+    text = mocap_clip.path.read_text()
     first_frames = text[:text.index("\n3\n")]
     zeroed = re.sub(r"(?m)^(\w+)((?:[ \t]+\S+)+)\r?$",
                     lambda match: match.group(1) + " 0" * len(match.group(2).split()), first_frames)
-    (tmp_path / "11.asf").write_text(ASF.read_text())
-    (tmp_path / "11_02.amc").write_text(zeroed)
-    motion = cmu.load_cmu(tmp_path / "11_02.amc")
+    asf = cmu.find_asf(mocap_clip.path)
+    (tmp_path / asf.name).write_text(asf.read_text())
+    (tmp_path / f"{asf.stem}_02.amc").write_text(zeroed)
+    motion = cmu.load_cmu(tmp_path / f"{asf.stem}_02.amc")
     world = global_rotations(motion.rotations)
     np.testing.assert_allclose(world[:, 0], np.broadcast_to(Y_UP_TO_Z_UP, (2, 3, 3)), atol=1e-12)
     joints = joint_positions(motion.rotations, motion.root_position, neutral_skeleton())
-    np.testing.assert_allclose(_unit(joints[0, 18] - joints[0, 16]), [1.0, 0.0, 0.0], atol=1e-9)
+    humerus = cmu.parse_asf(asf).bones["lhumerus"].direction  # (1, 0, 0) in CMU's files
+    np.testing.assert_allclose(_unit(joints[0, 18] - joints[0, 16]), Y_UP_TO_Z_UP @ humerus, atol=1e-9)
     assert _unit(joints[0, 4] - joints[0, 1])[2] < -0.9
 
 
-# --------------------------------------------------------------------------- bad input
+# --------------------------------------------------------------------------- bad input (synthetic clip)
 
 
 @pytest.fixture
-def broken(tmp_path):
-    """Writes an AMC variant (and the skeleton beside it) into tmp_path; returns its path."""
-    (tmp_path / "11.asf").write_bytes(ASF.read_bytes())
+def amc(synthetic_clips) -> Path:
+    """The synthetic clip's .amc (its .asf beside it)."""
+    return synthetic_clips["cmu"].path
 
-    def write(text: str, name: str = "11_99.amc") -> Path:
-        path = tmp_path / name
+
+def _text(path: Path) -> str:
+    return path.read_bytes().decode("latin-1")  # keeps the CRLF line ends
+
+
+@pytest.fixture
+def broken(tmp_path, amc):
+    """Writes an AMC variant (and the skeleton beside it) into tmp_path; returns its path."""
+    asf = cmu.find_asf(amc)
+    (tmp_path / asf.name).write_bytes(asf.read_bytes())
+
+    def write(text: str, name: str = "99.amc") -> Path:
+        path = tmp_path / f"{asf.stem}_{name}"
         path.write_bytes(text.encode("latin-1"))
         return path
     return write
@@ -160,57 +174,63 @@ def _raises(path: Path, *fragments: str):
     return message
 
 
-def test_missing_skeleton(tmp_path):
-    amc = tmp_path / "42_01.amc"
-    amc.write_bytes(AMC.read_bytes())
+def _first_line_of(bone: str, text: str, values: str) -> str:
+    """``text`` with the values on the first line of ``bone`` replaced by ``values``."""
+    return re.sub(rf"(?m)^{bone} [^\r\n]*", f"{bone} {values}", text, count=1)
+
+
+def test_missing_skeleton(tmp_path, amc):
+    moved = tmp_path / "42_01.amc"
+    moved.write_bytes(amc.read_bytes())
     with pytest.raises(MocapError, match=r"42_01\.amc.*42\.asf"):
-        cmu.load_cmu(amc)
+        cmu.load_cmu(moved)
     with pytest.raises(MocapError, match=r"42_01\.amc.*nowhere\.asf"):
-        cmu.load_cmu(amc, tmp_path / "nowhere.asf")
+        cmu.load_cmu(moved, tmp_path / "nowhere.asf")
     with pytest.raises(MocapError, match="42.asf"):
-        cmu.inspect_cmu(amc)
+        cmu.inspect_cmu(moved)
 
 
-def test_unknown_bone(broken):
-    _raises(broken(AMC.read_text().replace("\nltoes ", "\nlpinky ", 1)), "unknown bone 'lpinky'")
+def test_unknown_bone(broken, amc):
+    _raises(broken(_text(amc).replace("\nltoes ", "\nlpinky ", 1)), "unknown bone 'lpinky'")
 
 
-def test_wrong_value_count(broken):
-    _raises(broken(AMC.read_text().replace("rtibia 45.891", "rtibia 45.891 3.0", 1)), "'rtibia'", "2 values")
+def test_wrong_value_count(broken, amc):
+    _raises(broken(_first_line_of("rtibia", _text(amc), "45.891 3.0")), "'rtibia'", "2 values")
 
 
-def test_non_numeric_and_nan(broken):
-    _raises(broken(AMC.read_text().replace("rtibia 45.891", "rtibia abc", 1)), "non-numeric")
-    _raises(broken(AMC.read_text().replace("rtibia 45.891", "rtibia nan", 1)), "NaN")
+def test_non_numeric_and_nan(broken, amc):
+    _raises(broken(_first_line_of("rtibia", _text(amc), "abc")), "non-numeric")
+    _raises(broken(_first_line_of("rtibia", _text(amc), "nan")), "NaN")
 
 
-@pytest.mark.parametrize("cut", ["\r\nrfemur", "\r\nlfoot -12.0935", "\r\n597\r\n"])
-def test_truncated_last_frame(broken, cut):
-    text = AMC.read_bytes().decode("latin-1")  # keeps the CRLF line ends
-    truncated = text[:text.rindex(cut) + len(cut)]
-    _raises(broken(truncated), "597")
+@pytest.mark.parametrize("cut", ["after a bone name", "after one of three values", "after the frame number"])
+def test_truncated_last_frame(broken, amc, synthetic_clips, cut):
+    text, last = _text(amc), str(synthetic_clips["cmu"].frames)
+    end = {"after a bone name": "\r\nrfemur", "after one of three values": re.findall(r"\r\nlfoot \S+", text)[-1],
+           "after the frame number": f"\r\n{last}\r\n"}[cut]
+    _raises(broken(text[:text.rindex(end) + len(end)]), last)
 
 
-def test_one_frame(broken):
-    text = AMC.read_text()
+def test_one_frame(broken, amc):
+    text = amc.read_text()
     path = broken(text[:text.index("\n2\n") + 1])
     _raises(path, "at least 2 frames")
-    with pytest.raises(MocapError, match="11_99.amc"):
+    with pytest.raises(MocapError, match=path.name):
         cmu.inspect_cmu(path)
 
 
-def test_line_endings_do_not_matter(broken):
-    assert b"\r\n" in AMC.read_bytes()  # the fixture has CRLF line ends
-    lf = broken(AMC.read_text(), "11_98.amc")  # text mode turns CRLF into LF
-    asf = cmu.parse_asf(ASF)
-    crlf_values, lf_values = cmu.parse_amc(AMC, asf).values, cmu.parse_amc(lf, asf).values
+def test_line_endings_do_not_matter(broken, amc):
+    assert "\r\n" in _text(amc)  # CRLF line ends, as the real files have
+    lf = broken(amc.read_text(), "98.amc")  # text mode turns CRLF into LF
+    asf = cmu.parse_asf(cmu.find_asf(amc))
+    crlf_values, lf_values = cmu.parse_amc(amc, asf).values, cmu.parse_amc(lf, asf).values
     assert crlf_values.keys() == lf_values.keys()
     for name in crlf_values:
         np.testing.assert_array_equal(crlf_values[name], lf_values[name])
 
 
-def test_bone_missing_from_hierarchy(tmp_path):
-    asf = tmp_path / "11.asf"
-    asf.write_text(ASF.read_text().replace("    lfoot ltoes\n", ""))
-    with pytest.raises(MocapError, match=r"11\.asf.*ltoes"):
+def test_bone_missing_from_hierarchy(tmp_path, amc):
+    asf = tmp_path / cmu.find_asf(amc).name
+    asf.write_text(re.sub(r"(?m)^\s*lfoot ltoes\n", "", cmu.find_asf(amc).read_text()))
+    with pytest.raises(MocapError, match=rf"{asf.name}.*ltoes"):
         cmu.parse_asf(asf)

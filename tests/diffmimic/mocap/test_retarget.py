@@ -1,4 +1,5 @@
-"""Retargeting Motion -> Reference on real fixtures: fidelity, grounding, resampling, files, CLI."""
+"""Retargeting Motion -> Reference: fidelity, grounding, resampling, files, CLI; on the synthetic
+files (always) and the real clips in ../shared/data/mocap (when present), see conftest.py."""
 
 from __future__ import annotations
 
@@ -17,19 +18,10 @@ from diffmimic.mocap.retarget import Reference, load_reference, lowest_foot_heig
 from diffmimic.mocap.smpl_kinematics import joint_positions
 from diffmimic.character.character import make_character
 
-FIXTURES = [
-    "amass/amass_sample.npz",
-    "amass/dmpl_sample.npz",
-    "amass/B20_walk_with_box_stageii.npz",
-    "aistpp/aist_slice.pkl",
-    "cmu/11_01.amc",
-]
 
-
-@pytest.mark.parametrize("fixture", FIXTURES)
-def test_body_positions_reproduce_smpl_joints(mocap_fixtures, fixture):
+def test_body_positions_reproduce_smpl_joints(mocap_clip):
     """The character's FK matches SMPL FK of the same pose on the same skeleton (< 1 cm)."""
-    motion = load_motion(mocap_fixtures / fixture)
+    motion = load_motion(mocap_clip.path)
     reference = retarget(motion, fps=motion.fps, ground=False)
     assert reference.num_frames == motion.num_frames
     smpl = joint_positions(motion.rotations, motion.root_position, neutral_skeleton())
@@ -41,8 +33,9 @@ def test_body_positions_reproduce_smpl_joints(mocap_fixtures, fixture):
     np.testing.assert_allclose(reference.body_pos[:, 0], motion.root_position, atol=1e-5)
 
 
-def test_resampled_reference_is_grounded_and_smooth(mocap_fixtures):
-    motion = load_motion(mocap_fixtures / "amass/B20_walk_with_box_stageii.npz")
+@pytest.mark.mocap_clips("smplx")
+def test_resampled_reference_is_grounded_and_smooth(mocap_clip):
+    motion = load_motion(mocap_clip.path)
     raw = retarget(motion, fps=30.0, ground=False)
     reference = retarget(motion, fps=30.0)
     assert reference.num_frames == int(np.floor(motion.duration_s * 30 + 1e-9)) + 1
@@ -53,28 +46,30 @@ def test_resampled_reference_is_grounded_and_smooth(mocap_fixtures):
     lowest = lowest_foot_height(make_character(), reference.body_pos, reference.body_rot)
     assert abs(np.quantile(lowest, 0.02)) < 1e-6
     assert lowest.min() > -0.03  # no frame deep in the floor
-    # Walking: the feet alternate touching the floor.
+    # Walking (or marching): the feet take turns on the floor.
     assert np.median(lowest) < 0.03
     # Velocities agree with the positions they came from.
     finite_diff = (reference.body_pos[2:] - reference.body_pos[:-2]) * 15.0
     np.testing.assert_allclose(reference.body_vel[1:-1], finite_diff, atol=1e-6)
     assert np.isfinite(reference.qvel).all()
     assert np.abs(reference.qvel[:, 6:]).max() < 60.0  # no Euler singularity blow-up
-    # It walks ~3.9 m in a straight-ish line.
-    assert 3.0 < np.linalg.norm(reference.qpos[-1, :2] - reference.qpos[0, :2]) < 4.5
+    # The root travels as the clip's pelvis does (the real B20 walk: ~3.9 m).
+    last = round(reference.duration_s * motion.fps)
+    np.testing.assert_allclose(reference.qpos[-1, :2] - reference.qpos[0, :2],
+                               motion.root_position[last, :2] - motion.root_position[0, :2], atol=1e-6)
 
 
-def test_all_formats_give_upright_grounded_references(mocap_fixtures):
-    for fixture in FIXTURES:
-        reference = load_reference(mocap_fixtures / fixture)
-        head = reference.body_pos[:, BODY_NAMES.index("Head"), 2]
-        pelvis = reference.body_pos[:, 0, 2]
-        assert (head > pelvis).mean() > 0.95, fixture
-        assert 0.5 < np.median(pelvis) < 1.2, fixture
+def test_every_clip_gives_an_upright_grounded_reference(mocap_clip):
+    reference = load_reference(mocap_clip.path)
+    head = reference.body_pos[:, BODY_NAMES.index("Head"), 2]
+    pelvis = reference.body_pos[:, 0, 2]
+    assert (head > pelvis).mean() > 0.95
+    assert 0.5 < np.median(pelvis) < 1.2
 
 
-def test_reference_file_round_trip_and_segment(mocap_fixtures, tmp_path):
-    reference = load_reference(mocap_fixtures / "aistpp/aist_slice.pkl")
+@pytest.mark.mocap_clips("aistpp")
+def test_reference_file_round_trip_and_segment(mocap_clip, tmp_path):
+    reference = load_reference(mocap_clip.path)
     path = reference.save(tmp_path / "ref.npz")
     loaded = Reference.load(path)
     for name in ("qpos", "qvel", "body_pos", "body_rot", "body_vel", "body_ang"):
@@ -95,19 +90,24 @@ def test_reference_load_rejects_bad_files(tmp_path):
         Reference.load(bad)
 
 
-def test_cli_inspect_and_convert(mocap_fixtures, tmp_path, capsys):
-    assert mocap_cli(["inspect", str(mocap_fixtures / "amass/dmpl_sample.npz")]) == 0
+@pytest.mark.mocap_clips("smplh_bytes_gender", "cmu")
+def test_cli_inspect(mocap_clip, capsys):
+    assert mocap_cli(["inspect", str(mocap_clip.path)]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["format"] == "amass_smplh" and info["frames"] == 235 and info["joints"] == 24
-    out = tmp_path / "kick.npz"
-    assert mocap_cli(["convert", str(mocap_fixtures / "cmu/11_01.amc"), "--out", str(out),
+    assert (info["format"], info["frames"], info["joints"]) == (mocap_clip.format, mocap_clip.frames, 24)
+
+
+@pytest.mark.mocap_clips("cmu")
+def test_cli_convert(mocap_clip, tmp_path):
+    out = tmp_path / "clip.npz"
+    assert mocap_cli(["convert", str(mocap_clip.path), "--out", str(out),
                       "--fps", "30", "--start-s", "1", "--duration-s", "2"]) == 0
     with np.load(out, allow_pickle=False) as data:
         assert data["qpos"].shape == (61, 76) and data["qvel"].shape == (61, 75)
         assert data["body_pos"].shape == (61, 24, 3) and data["body_rot"].shape == (61, 24, 4)
         assert data["body_vel"].shape == (61, 24, 3) and data["body_ang"].shape == (61, 24, 3)
         assert list(data["body_names"]) == list(BODY_NAMES)
-        assert float(data["fps"]) == 30.0 and str(data["source"]).endswith("11_01.amc")
+        assert float(data["fps"]) == 30.0 and str(data["source"]) == str(mocap_clip.path)
 
 
 def test_cli_bad_input_exits_2_with_one_line(tmp_path):
