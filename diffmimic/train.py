@@ -68,6 +68,9 @@ class TrainConfig:
         `focus_share` of the rollouts starts shortly before the frames where the full-clip
         evaluation drifted or fell (`diffmimic.curriculum`).
       focus_share: the failure-directed share of the start frames (``adaptive``).
+      warm_start_learning_rate_scale: multiplies the learning rate of a run that starts from a
+        trained policy (`init_policy`: an earlier attempt's or a similar clip's): the optimiser
+        state starts afresh, and full-size first steps of Adam throw away what the policy knew.
       ema_decay: decay of an exponential moving average of the parameters (Polyak averaging;
         0: none). Each evaluation rolls out both the current and the averaged parameters and keeps
         the better: with a handful of rollouts per iteration every update moves the closed-loop
@@ -88,12 +91,16 @@ class TrainConfig:
     start_sampling: str = "adaptive"
     focus_share: float = 0.5
     ema_decay: float = 0.95
+    warm_start_learning_rate_scale: float = 0.3
 
     def __post_init__(self):
         if self.start_sampling not in START_SAMPLING:
             raise ValueError(f"TrainConfig.start_sampling must be one of {START_SAMPLING}, got {self.start_sampling!r}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"TrainConfig.ema_decay must be in [0, 1), got {self.ema_decay}")
+        if not 0.0 < self.warm_start_learning_rate_scale <= 1.0:
+            raise ValueError(f"TrainConfig.warm_start_learning_rate_scale must be in (0, 1], "
+                             f"got {self.warm_start_learning_rate_scale}")
         if not 0.0 <= self.focus_share <= 1.0:
             raise ValueError(f"TrainConfig.focus_share must be in [0, 1], got {self.focus_share}")
         if self.eval_every < 1 or self.horizon < 1 or self.num_envs < 1:
@@ -148,20 +155,24 @@ class Curriculum:
 
     start_probs: (L,) probabilities of the rollouts' start frames over the padded reference.
     replay_threshold_m: () the demonstration-replay threshold.
+    learning_rate_scale: () multiplies the learning-rate schedule (lower for a warm start).
     """
 
     start_probs: jax.Array
     replay_threshold_m: jax.Array
+    learning_rate_scale: jax.Array
 
 
 def make_curriculum(config: TrainConfig, length: int, bucket: int, trouble=None,
-                    replay_threshold_m: float | None = None) -> Curriculum:
+                    replay_threshold_m: float | None = None, warm: bool = False) -> Curriculum:
     """The curriculum for a clip of `length` frames padded to `bucket`, from the trouble of the
-    last evaluation (None: plain RSI)."""
+    last evaluation (None: plain RSI); `warm`: the run started from a trained policy."""
     share = config.focus_share if config.start_sampling == "adaptive" else 0.0
     probs = start_probabilities(length, bucket, config.horizon, trouble, focus_share=share)
     threshold = config.env.replay_threshold_m if replay_threshold_m is None else replay_threshold_m
-    return Curriculum(start_probs=jnp.asarray(probs, jnp.float32), replay_threshold_m=jnp.float32(threshold))
+    scale = config.warm_start_learning_rate_scale if warm else 1.0
+    return Curriculum(start_probs=jnp.asarray(probs, jnp.float32), replay_threshold_m=jnp.float32(threshold),
+                      learning_rate_scale=jnp.float32(scale))
 
 
 @struct.dataclass
@@ -199,11 +210,12 @@ def _learning_rate(config: TrainConfig, iteration, total):
 
 def compile_key(config: TrainConfig) -> TrainConfig:
     """The part of a config that shapes the compiled functions: run length, cadence, seed, start
-    sampling and the replay threshold are data (`Curriculum`), so configs that differ only in
-    them share one compile."""
+    sampling, the replay threshold and the warm-start learning-rate scale are data
+    (`Curriculum`), so configs that differ only in them share one compile."""
     env = dataclasses.replace(config.env, replay_threshold_m=EnvConfig.replay_threshold_m)
     return dataclasses.replace(config, env=env, iterations=0, eval_every=1, seed=0,
-                               start_sampling=TrainConfig.start_sampling, focus_share=TrainConfig.focus_share)
+                               start_sampling=TrainConfig.start_sampling, focus_share=TrainConfig.focus_share,
+                               warm_start_learning_rate_scale=TrainConfig.warm_start_learning_rate_scale)
 
 
 def _where_tree(flag, new, old):
@@ -263,7 +275,7 @@ def _compiled_functions(config: TrainConfig, character_config: CharacterConfig) 
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         grads = jax.tree.map(lambda g: jnp.where(finite, g, 0.0), grads)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        rate = _learning_rate(config, state.iteration, state.total_iterations)
+        rate = _learning_rate(config, state.iteration, state.total_iterations) * curriculum.learning_rate_scale
         params = optax.apply_updates(state.params, jax.tree.map(lambda u: -rate * u, updates))
         normaliser = running_statistics.update(
             state.normaliser, obs.reshape(-1, obs.shape[-1]), weights=weight.reshape(-1))
@@ -376,7 +388,8 @@ def train(reference: Reference, config: TrainConfig = TrainConfig(),
       resume: a snapshot of an interrupted run of this config and reference.
       init_policy: (params, normaliser) to start from (a warm start: an earlier attempt's or a
         similar clip's policy of the same network shape) instead of a fresh initialisation; the
-        optimiser state starts afresh.
+        optimiser state starts afresh and the learning rate is scaled by
+        `config.warm_start_learning_rate_scale`.
       replay_threshold_m: the demonstration-replay threshold (data: no recompile); None: the
         config's.
 
@@ -404,7 +417,8 @@ def train(reference: Reference, config: TrainConfig = TrainConfig(),
                           else int(round(evaluation.fell_at_s * config.env.control_hz)))
             trouble = trouble_from_evaluation(evaluation.per_frame_global_error_m, fall_frame,
                                               reference.num_frames)
-        return make_curriculum(config, reference.num_frames, bucket, trouble, replay_threshold_m)
+        return make_curriculum(config, reference.num_frames, bucket, trouble, replay_threshold_m,
+                               warm=init_policy is not None)
 
     compile_start = time.perf_counter()
     if progress:

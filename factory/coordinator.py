@@ -10,7 +10,10 @@ Convergence and escalation (`escalate`): a clip is ``converged`` when its evalua
 Otherwise it is trained again, up to `max_attempts` attempts in all:
 
 ==========  ==================================================================================
-attempt 1   the base config, from a fresh initialisation
+attempt 1   the base config, from the converged policy of the most similar clip (in the library
+            from earlier runs, or converged earlier in this one; `diffmimic.warmstart`: pose and
+            root-motion statistics, within `max_donor_distance_m`), else from a fresh
+            initialisation
 attempt 2+  a warm start from the clip's best policy so far (its evaluation is where the new
             attempt begins: the work of the last attempt is kept, not thrown away), another seed,
             a larger failure-directed share of the start frames (0.8: most rollouts start just
@@ -49,6 +52,7 @@ from typing import Callable
 
 import ray
 
+from diffmimic.warmstart import MAX_DONOR_DISTANCE_M, prune_pool, reference_signature
 from factory.catalog import Catalog, CatalogEntry
 from factory.library import PolicyLibrary
 from factory.worker import remote_trainer
@@ -77,6 +81,13 @@ class FactoryOptions:
       compile_cache_dir: JAX compilation cache for the workers (None: the driver's, else
         `$DIFFMIMIC_JAX_CACHE`, else ~/.cache/diffmimic/jax on each node).
       worker_resources: extra Ray custom resources per actor.
+      warm_start_similar: start a clip's first attempt from the converged policy of the most
+        similar clip (library policies of the same network, backend and action mode, and clips
+        converged earlier in the run; the worker picks it by
+        `diffmimic.warmstart.motion_signature`).
+      donor_pool_size: converged policies kept as donors (the most spread-out ones when more
+        converge; each is one policy's parameters in Ray's object store).
+      max_donor_distance_m: donors farther than this signature distance are not used.
     """
 
     target_pose_error_m: float = 0.04
@@ -91,6 +102,9 @@ class FactoryOptions:
     progress_every_s: float = 30.0
     compile_cache_dir: str | None = None
     worker_resources: dict | None = None
+    warm_start_similar: bool = True
+    donor_pool_size: int = 256
+    max_donor_distance_m: float = MAX_DONOR_DISTANCE_M
 
 
 ESCALATED_FOCUS_SHARE = 0.8
@@ -170,6 +184,7 @@ class Coordinator:
         self.pose_errors: list[float] = []
         self.finished_clips: list[dict] = []  # per clip written this run: id, status, seconds
         self.lost_calls = 0
+        self.donors: list[dict] = []  # converged policies: clip_id, signature, policy (an ObjectRef)
         self.worker_counters: dict[int, dict] = {}
         self.scheduling_s = 0.0  # driver time outside ray.wait and library writes
         self.library_s = 0.0
@@ -243,7 +258,54 @@ class Coordinator:
             result = state.best["result"]
             task["init_policy"] = (result.params, result.normaliser)
             task["init_from"] = f"attempt {state.best['attempt']}"
+        elif self.options.warm_start_similar and self.donors:
+            # The worker measures its clip and picks the nearest donor (refs stay unresolved
+            # until it does: only the chosen policy travels).
+            task["donors"] = [d for d in self.donors if d["clip_id"] != clip_id]  # never itself (--force)
+            task["max_donor_distance_m"] = self.options.max_donor_distance_m
         return task
+
+    def _add_donor(self, clip_id: str, outcome: dict) -> None:
+        if not self.options.warm_start_similar or self.train_fn is not None:
+            return
+        result = outcome["result"]
+        self.donors.append({"clip_id": clip_id, "signature": reference_signature(outcome["reference"]),
+                            "policy": ray.put((result.params, result.normaliser))})
+        keep = prune_pool([d["signature"] for d in self.donors], max(1, self.options.donor_pool_size))
+        self.donors = [self.donors[i] for i in keep]
+
+    def _library_donors(self) -> None:
+        """Seeds the donor pool with the library's converged policies that the base config can
+        start from (same network, observation, action mode and backend)."""
+        from diffmimic.mocap.retarget import Reference
+
+        base = self.base_config
+        compatible = []
+        for record in self.library.query(status="converged"):
+            config, env = record.config or {}, (record.config or {}).get("env", {})
+            if (tuple(config.get("hidden", ())) == tuple(base.hidden) and record.path is not None
+                    and env.get("observation") == base.env.observation and env.get("action_mode") == base.env.action_mode
+                    and env.get("backend") == base.env.backend):
+                compatible.append(record)
+        if not compatible:
+            return
+        signatures, kept = [], []
+        for record in compatible:
+            try:
+                reference = Reference.load(self.library.path_of(record) / "reference.npz")
+            except (OSError, ValueError, KeyError):
+                continue  # `library verify` reports broken versions; a donor is optional
+            signatures.append(reference_signature(reference))
+            kept.append(record)
+        for i in prune_pool(signatures, max(1, self.options.donor_pool_size)):
+            try:
+                policy = self.library.load_policy(kept[i].clip_id, kept[i].version)
+            except Exception:  # noqa: BLE001 - as above
+                continue
+            self.donors.append({"clip_id": kept[i].clip_id, "signature": signatures[i],
+                                "policy": ray.put((policy.params, policy.normaliser))})
+        self._line(f"warm starts: {len(self.donors)} converged library polic{'y' if len(self.donors) == 1 else 'ies'}"
+                   f" can start similar clips")
 
     def _submit(self) -> None:
         depth = max(1, self.options.tasks_per_worker)
@@ -355,6 +417,8 @@ class Coordinator:
             state.resumed_from.append(outcome["resumed_from"])
         if outcome.get("init_from"):
             state.warm_starts.append([attempt, outcome["init_from"]])
+            if outcome.get("init_distance_m") is not None:
+                state.warm_starts[-1].append(round(outcome["init_distance_m"], 4))
         kind = outcome["kind"]
         if kind == "data_error":
             state.attempts = max(state.attempts, 1)
@@ -370,6 +434,7 @@ class Coordinator:
             if not metrics.fell and metrics.pose_error_m <= self.options.target_pose_error_m:
                 state.error = None
                 self._store(state, outcome, "converged")
+                self._add_donor(clip_id, outcome)
                 return
         if state.attempts < self.options.max_attempts:
             self.queue.appendleft(clip_id)  # finish started clips first
@@ -414,6 +479,8 @@ class Coordinator:
         if self.skipped_done:
             self._line(f"{self.skipped_done} clip(s) already in the library: skipped (--force retrains them)")
         if self.queue:
+            if self.options.warm_start_similar and self.train_fn is None:
+                self._library_donors()
             self._start_workers()
         self._line(f"{len(self.queue)} clip(s) to train")
         while self.queue or self.inflight:

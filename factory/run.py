@@ -49,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--target-pose-error-m", type=float, default=0.04)
     parser.add_argument("--max-attempts", type=int, default=3)
     parser.add_argument("--force", action="store_true", help="retrain clips the library already has")
+    parser.add_argument("--no-similar-warm-start", dest="warm_start_similar", action="store_false",
+                        help="start every clip's first attempt from random weights, not from the converged "
+                             "policy of the most similar clip (in the library or converged earlier in the run)")
     parser.add_argument("--checkpoint-every", type=int, default=50, help="iterations between worker checkpoints")
     parser.add_argument("--progress-every-s", type=float, default=30.0)
     parser.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS"),
@@ -126,7 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = FactoryOptions(
         target_pose_error_m=args.target_pose_error_m, max_attempts=args.max_attempts, force=args.force,
         workers=args.workers, gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
-        checkpoint_every=args.checkpoint_every, progress_every_s=args.progress_every_s, compile_cache_dir=cache)
+        checkpoint_every=args.checkpoint_every, progress_every_s=args.progress_every_s, compile_cache_dir=cache,
+        warm_start_similar=args.warm_start_similar)
     how = init_ray(args.ray_address, args.num_cpus)
     print(f"ray: {how}", flush=True)
     summary = Coordinator(library, catalog, config, options, progress=lambda line: print(line, flush=True)).run()

@@ -123,7 +123,9 @@ class ClipTrainer:
                 reference, result = self.train_fn(task, config)
                 load_s = 0.0
             else:
-                reference, result, load_s, out["resumed_from"] = self._train(task, config)
+                reference, result, load_s, out["resumed_from"], donor = self._train(task, config)
+                if donor is not None:
+                    out["init_from"], out["init_distance_m"] = donor
             out.update(kind="trained", result=_to_numpy(result), reference=reference)
         except MocapError as err:
             out.update(kind="data_error", error=str(err))
@@ -152,6 +154,9 @@ class ClipTrainer:
         key = checkpoint_key(task["clip_id"], task["config"])
         resume = self._load_snapshot(key, config)
         resumed_from = 0 if resume is None else int(resume.state.iteration)
+        init_policy, donor = task.get("init_policy"), None
+        if init_policy is None and task.get("donors"):  # (a resumed run keeps its warm-start rate)
+            init_policy, donor = self._similar_clip_policy(reference, task)
 
         def on_checkpoint(snapshot) -> None:
             self._save_snapshot(key, snapshot)
@@ -160,10 +165,22 @@ class ClipTrainer:
 
         result = train(reference, config, progress=None, stop_at_pose_error_m=task.get("target_pose_error_m"),
                        checkpoint_every=self.checkpoint_every, on_checkpoint=on_checkpoint, resume=resume,
-                       init_policy=task.get("init_policy"))
+                       init_policy=init_policy)
         for suffix in (".msgpack", ".json"):
             (self.checkpoint_dir / f"{key}{suffix}").unlink(missing_ok=True)
-        return reference, result, load_s, resumed_from
+        return reference, result, load_s, resumed_from, donor
+
+    @staticmethod
+    def _similar_clip_policy(reference, task: dict):
+        """The policy of the donor nearest to `reference` (`diffmimic.warmstart`) and
+        ((its clip, distance)), or (None, None) when none is near enough."""
+        from diffmimic.warmstart import MAX_DONOR_DISTANCE_M, nearest_donor, reference_signature
+
+        donor, distance = nearest_donor(reference_signature(reference), task["donors"],
+                                        task.get("max_donor_distance_m", MAX_DONOR_DISTANCE_M))
+        if donor is None:
+            return None, None
+        return ray.get(donor["policy"]), (f"similar clip {donor['clip_id']}", distance)
 
     # ------------------------------------------------------------------------------------------
     def _save_snapshot(self, key: str, snapshot) -> None:

@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import statistics
+import shutil
 import subprocess
 import sys
 import time
@@ -49,6 +50,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def run_factory(args) -> tuple[dict, float, list[str]]:
+    # A fresh library, as a new user's: policies of an earlier run would warm-start this one's clips.
+    if Path(args.library).exists():
+        print(f"removing the previous benchmark library {args.library}", flush=True)
+        shutil.rmtree(args.library)
     summary_file = Path(args.library) / "bench_summary.json"
     command = [sys.executable, str(REPO / "factory" / "run.py"), "--dataset", args.dataset, "--data-root",
                args.data_root, "--library", args.library, "--preset", args.preset, "--force",
@@ -86,6 +91,7 @@ def clip_rows(library_root: str, summary: dict | None) -> list[dict]:
             "absurdity_worst_1pct_m": absurdity.get("worst_1pct"), "fell": record.fell,
             "fell_at_s": record.fell_at_s, "attempts": record.attempts, "samples": record.samples,
             "iterations": record.iterations, "train_minutes": round(finished.get("worker_s", 0.0) / 60, 2),
+            "warm_starts": finished.get("warm_starts", []),
         })
     return sorted(rows, key=lambda r: r["clip"])
 
@@ -94,16 +100,32 @@ def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _started_from(row: dict) -> str:
+    """Where each attempt began: a similar clip's policy (with the signature distance), the
+    clip's earlier attempt, or random weights."""
+    starts = {attempt: rest for attempt, *rest in row.get("warm_starts", [])}
+    parts = []
+    for attempt in range(1, (row["attempts"] or 1) + 1):
+        origin = starts.get(attempt)
+        if origin is None:
+            parts.append("scratch")
+        elif len(origin) > 1:
+            parts.append(f"{origin[0].rsplit('/', 1)[-1].removesuffix('_stageii')} ({origin[1]:.3f})")
+        else:
+            parts.append(origin[0])
+    return ", ".join(parts)
+
+
 def markdown(rows: list[dict]) -> str:
     lines = ["| clip | duration s | converged | pose error m | global error m | absurdity (worst 1 %) m | "
-             "fell | attempts | samples | training min |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "fell | attempts | samples | training min | started from |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         fell = "no" if not r["fell"] else f"at {_fmt(r['fell_at_s'], '.2f')} s"
         lines.append(f"| {r['clip']} | {_fmt(r['duration_s'], '.1f')} | {'yes' if r['converged'] else r['status']} | "
                      f"{_fmt(r['pose_error_m'], '.3f')} | {_fmt(r['global_error_m'], '.3f')} | "
                      f"{_fmt(r['absurdity_worst_1pct_m'], '.3f')} | {fell} | {r['attempts']} | "
-                     f"{_fmt(r['samples'], ',')} | {r['train_minutes']:.1f} |")
+                     f"{_fmt(r['samples'], ',')} | {r['train_minutes']:.1f} | {_started_from(r)} |")
     return "\n".join(lines)
 
 

@@ -164,3 +164,37 @@ def test_escalation_changes_starts_threshold_and_run_length_but_not_the_compiled
     assert third.env.replay_threshold_m == pytest.approx(first.env.replay_threshold_m / 2)
     assert third.iterations == 2 * first.iterations and third.seed not in (first.seed, second.seed)
     assert compile_key(first) == compile_key(second) == compile_key(third)
+
+
+def test_a_similar_converged_library_policy_warm_starts_a_clip(local_ray, tmp_path, sample_clips, tiny_config,
+                                                               trained, put_trained):
+    from diffmimic.env import ref_arrays
+    from diffmimic.mocap.retarget import load_reference
+    from diffmimic.train import compiled_functions, evaluate_policy
+    from diffmimic.warmstart import reference_signature, signature_distance
+    from factory.library import PolicyLibrary
+
+    library = PolicyLibrary(tmp_path / "lib", create=True)
+    put_trained(library, "sample/squat_poses", trained["squat"], status="converged")
+    put_trained(library, "sample/wave_poses", trained["wave"], status="best_effort")  # not a donor
+    data = copy_clips(sample_clips, ["idle_sway", "squat"], tmp_path / "data")
+    _, summary, lines = run_factory(tmp_path / "lib", sample_spec(data), tiny_config, max_attempts=1,
+                                    max_donor_distance_m=10.0, force=True)
+    assert any("warm starts: 1 converged library policy" in line for line in lines), lines
+    clips = {clip["clip_id"]: clip for clip in summary["clips"]}
+    [(attempt, origin, distance)] = clips["sample/idle_sway_poses"]["warm_starts"]
+    assert attempt == 1 and origin == "similar clip sample/squat_poses"
+    idle_sway = load_reference(data / "idle_sway_poses.npz", fps=tiny_config.env.control_hz)
+    assert distance == pytest.approx(
+        signature_distance(reference_signature(idle_sway), reference_signature(trained["squat"].reference)), abs=1e-4)
+    assert "warm_starts" not in clips["sample/squat_poses"]  # a clip is never its own donor
+    # The donor's policy is where training began: its evaluation on the clip is the clip's initial one.
+    donor = library.load_policy("sample/squat_poses", version=1)
+    on_clip = evaluate_policy(compiled_functions(tiny_config), donor.params, donor.normaliser, ref_arrays(idle_sway))
+    assert library.get("sample/idle_sway_poses").initial_pose_error_m == pytest.approx(on_clip.pose_error_m, rel=1e-4)
+
+    # Without the option (--no-similar-warm-start) every clip starts from random weights.
+    _, summary, lines = run_factory(tmp_path / "lib", sample_spec(data), tiny_config, max_attempts=1, force=True,
+                                    max_donor_distance_m=10.0, warm_start_similar=False)
+    assert all("warm_starts" not in clip for clip in summary["clips"])
+    assert not any("warm starts:" in line for line in lines)
