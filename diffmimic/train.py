@@ -22,6 +22,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -103,18 +104,47 @@ class TrainConfig:
                              f"got {self.warm_start_learning_rate_scale}")
         if not 0.0 <= self.focus_share <= 1.0:
             raise ValueError(f"TrainConfig.focus_share must be in [0, 1], got {self.focus_share}")
-        if self.eval_every < 1 or self.horizon < 1 or self.num_envs < 1:
-            raise ValueError("TrainConfig: eval_every, horizon and num_envs must be >= 1")
+        if min(self.eval_every, self.horizon, self.num_envs, self.iterations) < 1:
+            raise ValueError("TrainConfig: eval_every, horizon, num_envs and iterations must be >= 1")
+        if not (self.learning_rate > 0 and self.grad_clip_norm > 0):
+            raise ValueError("TrainConfig: learning_rate and grad_clip_norm must be > 0")
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The config as JSON-ready data, with its schema version (`from_dict` reads every
+        version since 1)."""
+        return {"schema": CONFIG_SCHEMA, **dataclasses.asdict(self)}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
+    def from_dict(cls, data: dict, strict: bool = False) -> "TrainConfig":
+        """A config from `to_dict` data of any schema version (renamed fields are renamed;
+        fields missing take today's defaults). Unknown fields raise with `strict` (a user's
+        overrides: a typo must not pass) and are otherwise dropped with a warning (a stored
+        policy of an older or newer version still loads)."""
         data = dict(data)
-        env = EnvConfig(**data.pop("env", {}))
-        data["hidden"] = tuple(data.get("hidden", (512, 256)))
-        return cls(env=env, **data)
+        version = int(data.pop("schema", 1))
+        if version > CONFIG_SCHEMA:
+            warnings.warn(f"TrainConfig schema {version} is newer than this code's ({CONFIG_SCHEMA})")
+        env = dict(data.pop("env", {}))
+        for fields, known, what in ((data, TrainConfig, "TrainConfig"), (env, EnvConfig, "EnvConfig")):
+            for old, new in CONFIG_RENAMES.get(what, {}).items():
+                if old in fields:
+                    fields.setdefault(new, fields.pop(old))
+            unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(known)} - {"env"})
+            if unknown and strict:
+                raise ValueError(f"unknown {what} field(s): {', '.join(unknown)}")
+            if unknown:
+                warnings.warn(f"ignoring unknown {what} field(s) {unknown} (config schema {version})")
+                for name in unknown:
+                    fields.pop(name)
+        if "hidden" in data:
+            data["hidden"] = tuple(data["hidden"])
+        return cls(env=EnvConfig(**env), **data)
+
+
+# The version of `TrainConfig.to_dict`'s layout, stored with every policy, and the renames since
+# version 1 ({class: {old name: new name}}): a stored config of any version loads.
+CONFIG_SCHEMA = 2
+CONFIG_RENAMES: dict[str, dict[str, str]] = {"TrainConfig": {}, "EnvConfig": {}}
 
 
 # Named presets are overrides of the defaults (nested "env" keys override EnvConfig fields).
@@ -213,7 +243,7 @@ def compile_key(config: TrainConfig) -> TrainConfig:
     sampling, the replay threshold and the warm-start learning-rate scale are data
     (`Curriculum`), so configs that differ only in them share one compile."""
     env = dataclasses.replace(config.env, replay_threshold_m=EnvConfig.replay_threshold_m)
-    return dataclasses.replace(config, env=env, iterations=0, eval_every=1, seed=0,
+    return dataclasses.replace(config, env=env, iterations=1, eval_every=1, seed=0,
                                start_sampling=TrainConfig.start_sampling, focus_share=TrainConfig.focus_share,
                                warm_start_learning_rate_scale=TrainConfig.warm_start_learning_rate_scale)
 

@@ -14,8 +14,8 @@ transition success rate (`scripts/bench_compose.py`, README).
 
 CLI::
 
-    python -m factory.compose --root LIB walk kick walk --out walk_kick_walk.npz [--seconds 3]
-    python -m factory.compose --root LIB --pairs [NAME ...] --out pairs.json
+    python -m factory.compose --library LIB walk kick walk --out walk_kick_walk.npz [--seconds 3]
+    python -m factory.compose --library LIB --pairs [NAME ...] --out pairs.json
 """
 
 from __future__ import annotations
@@ -412,8 +412,9 @@ def _parser() -> argparse.ArgumentParser:
                                      description="Run library policies one after another in one simulation.")
     parser.add_argument("names", nargs="*", help="policy names in order (with --pairs: the set to pair; "
                                                   "default every policy that did not fail)")
-    parser.add_argument("--root", default=default_root(), help="the library (default $DIFFMIMIC_LIBRARY or "
-                                                               "~/diffmimic-library)")
+    parser.add_argument("--library", "--root", dest="root", default=default_root(),
+                        help="the library (default $DIFFMIMIC_LIBRARY or ~/diffmimic-library; --root is the "
+                             "old spelling)")
     parser.add_argument("--out", required=True, help="composition: trajectory .npz (+ .npz.json summary); "
                                                      "--pairs: results .json")
     parser.add_argument("--seconds", type=float, nargs="+", help="segment durations (one for all, or one each); "

@@ -1,12 +1,12 @@
 """The policy library: one Orbax checkpoint per clip and version, indexed by SQLite, found by name.
 
-    python -m factory.library --root LIB list [--status S] [--dataset D] [--json]
-    python -m factory.library --root LIB show NAME [--version N] [--json]
-    python -m factory.library --root LIB rollout NAME [--seconds S] [--start-frame F] --out TRAJ.npz
-    python -m factory.library --root LIB export NAME DIR
-    python -m factory.library --root LIB verify [--hashes-only]
-    python -m factory.library --root LIB stats [--json]
-    python -m factory.library --root LIB put CLIP_ID TRAIN_DIR --status S [--attempts N]
+    python -m factory.library --library LIB list [--status S] [--dataset D] [--json]
+    python -m factory.library --library LIB show NAME [--version N] [--json]
+    python -m factory.library --library LIB rollout NAME [--seconds S] [--start-frame F] --out TRAJ.npz
+    python -m factory.library --library LIB export NAME DIR
+    python -m factory.library --library LIB verify [--hashes-only]
+    python -m factory.library --library LIB stats [--json]
+    python -m factory.library --library LIB put CLIP_ID TRAIN_DIR --status S [--attempts N]
 
 Layout of a library root::
 
@@ -427,9 +427,12 @@ def load_policy_directory(directory: str | os.PathLike, record: PolicyRecord | N
     directory = Path(directory)
     try:
         meta = json.loads((directory / "policy.json").read_text())
+        sizes = {key: meta[key] for key in ("observation_size", "action_size", "hidden")}
         config = TrainConfig.from_dict(json.loads((directory / "config.json").read_text()))
-    except (OSError, ValueError) as err:
-        raise LibraryError(f"{directory}: not a policy directory ({err})") from err
+    except KeyError as err:
+        raise LibraryError(f"{directory / 'policy.json'}: incomplete, no {err} (not a policy directory)") from None
+    except (OSError, ValueError, TypeError) as err:
+        raise LibraryError(f"{directory}: not a policy directory ({_one_line(err)})") from None
     if record is None:
         meta_path = directory / "meta.json"
         if meta_path.is_file():
@@ -440,7 +443,7 @@ def load_policy_directory(directory: str | os.PathLike, record: PolicyRecord | N
                                   dataset="local", status="best_effort", attempts=1, created_at="",
                                   path=str(directory))
     character_config = character_config_from_dict(record.character)
-    params, normaliser = load_policy(directory, meta["observation_size"], meta["action_size"], meta["hidden"])
+    params, normaliser = load_policy(directory, sizes["observation_size"], sizes["action_size"], sizes["hidden"])
     reference = Reference.load(directory / "reference.npz")
     return Policy(record=record, params=params, normaliser=normaliser, reference=reference, config=config,
                   character_config=character_config, observation_size=int(meta["observation_size"]),
@@ -759,7 +762,7 @@ class PolicyLibrary:
             history = [json.loads(line) for line in (directory / "metrics.jsonl").read_text().splitlines() if line]
         except (OSError, ValueError) as err:
             raise LibraryError(f"{directory}: not a training output directory ({err})") from err
-        params, normaliser = load_policy(directory, meta["observation_size"], meta["action_size"], meta["hidden"])
+        params, normaliser = load_policy(directory, sizes["observation_size"], sizes["action_size"], sizes["hidden"])
         reference = Reference.load(directory / "reference.npz")
         metrics = {"pose_error_m": summary.get("pose_error_m"), "global_error_m": summary.get("global_error_m"),
                    "fell": summary.get("fell"), "fell_at_s": summary.get("fell_at_s"),
@@ -941,6 +944,8 @@ class PolicyLibrary:
         if problems:
             raise LibraryError(f"{record.ref} is broken, not exported: {'; '.join(problems)}")
         directory = Path(directory)
+        if directory.exists() and not directory.is_dir():
+            raise LibraryError(f"{directory}: export target is a file, not a directory")
         if directory.exists() and any(directory.iterdir()):
             raise LibraryError(f"{directory}: export target exists and is not empty")
         tmp = directory.with_name(f".{directory.name}.{uuid.uuid4().hex[:8]}.tmp")
@@ -1050,6 +1055,12 @@ def _cmd_show(library: PolicyLibrary, args) -> int:
 
 def _cmd_rollout(library: PolicyLibrary, args) -> int:
     policy = library.load_policy(args.name, args.version)
+    last = policy.reference.num_frames - 2  # a rollout needs at least one step inside the clip
+    if not 0 <= args.start_frame <= last:
+        raise LibraryError(f"{policy.record.ref}: --start-frame {args.start_frame} is outside the clip "
+                           f"(frames 0..{last} can start a rollout)")
+    if args.seconds is not None and not args.seconds > 0:
+        raise LibraryError(f"--seconds must be positive, got {args.seconds}")
     trajectory = policy.rollout(seconds=args.seconds, start_frame=args.start_frame)
     out = trajectory.save(args.out, meta={"title": f"{policy.record.clip_id} v{policy.record.version}",
                                           "kind": "rollout", "character": character_dict(policy.character_config)})
@@ -1149,8 +1160,9 @@ def _cmd_put(library: PolicyLibrary, args) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m factory.library", description=__doc__.splitlines()[0])
-    parser.add_argument("--root", default=default_root(),
-                        help="the library root directory (default $DIFFMIMIC_LIBRARY or ~/diffmimic-library)")
+    parser.add_argument("--library", "--root", dest="root", default=default_root(),
+                        help="the library directory (default $DIFFMIMIC_LIBRARY or ~/diffmimic-library; "
+                             "--root is the old spelling)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("list", help="clips in the library (newest version of each)")

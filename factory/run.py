@@ -13,7 +13,9 @@ Exit codes: 0 done, 1 some clips failed, 2 bad arguments or data set-up.
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 
 if __name__ == "__main__" and not __package__:
     # Run as a script: Python put this file's directory first on sys.path, where catalog.py,
@@ -85,6 +87,27 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> str:
         return "started a local Ray"
 
 
+_RECEIVED: list[str] = []  # the stop signals received (Ray may re-raise a bare KeyboardInterrupt)
+
+
+def _on_sigterm(signum, frame):
+    _RECEIVED.append("SIGTERM")
+    raise KeyboardInterrupt("SIGTERM")
+
+
+def _interrupted(coordinator, signal_name: str) -> int:
+    """Ctrl-C or SIGTERM: what is in the library stays; the clips in flight keep their workers'
+    scratch checkpoints, so the same command run again resumes them."""
+    import ray
+
+    in_flight = sorted({clip for _, clip, _ in coordinator.inflight.values()})
+    written = sum(coordinator.counts.values())
+    print(f"interrupted ({signal_name}): {written} clip(s) written this run; {len(in_flight)} in flight "
+          f"keep their checkpoints. Run the same command again to continue.", file=sys.stderr, flush=True)
+    ray.shutdown()
+    return 143 if signal_name == "SIGTERM" else 130
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     import dataclasses
@@ -133,7 +156,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         warm_start_similar=args.warm_start_similar)
     how = init_ray(args.ray_address, args.num_cpus)
     print(f"ray: {how}", flush=True)
-    summary = Coordinator(library, catalog, config, options, progress=lambda line: print(line, flush=True)).run()
+    if threading.current_thread() is threading.main_thread():
+        # A scheduler's stop, handled as Ctrl-C is (after ray.init, which installs a crash handler).
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    coordinator = Coordinator(library, catalog, config, options, progress=lambda line: print(line, flush=True))
+    try:
+        summary = coordinator.run()
+    except KeyboardInterrupt:
+        return _interrupted(coordinator, _RECEIVED[0] if _RECEIVED else "SIGINT")
     text = print_summary(summary)
     print(text, flush=True)
     if args.report_renders != 0:
@@ -142,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         enable_compilation_cache()
     page = write_library_report(library, Path(library.root) / "reports", renders=args.report_renders,
                                 progress=lambda line: print(line, flush=True))
-    print(f"library report: {page} (all renders: python -m factory.library --root {library.root} report "
+    print(f"library report: {page} (all renders: python -m factory.library --library {library.root} report "
           f"--out {page.parent})", flush=True)
     if args.summary_json:
         Path(args.summary_json).write_text(json.dumps(summary, indent=2, default=str))

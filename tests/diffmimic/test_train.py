@@ -169,3 +169,23 @@ def test_warm_start_begins_where_the_given_policy_is(sample_references, tiny_con
     with pytest.raises(ValueError, match="shapes"):
         other = make_config("cpu", **{**TINY, "hidden": (16, 16)})
         train(reference, other, progress=None, init_policy=(first.params, first.normaliser))
+
+
+def test_config_schema_round_trips_and_reads_older_and_unknown_fields():
+    from diffmimic.train import CONFIG_SCHEMA, TrainConfig
+
+    config = make_config("cpu", seed=7, env={"replay_threshold_m": 0.1})
+    data = json.loads(json.dumps(config.to_dict()))
+    assert data["schema"] == CONFIG_SCHEMA and TrainConfig.from_dict(data) == config
+    # A version-1 file (no schema key, without fields added since, with one since removed) loads.
+    old = {k: v for k, v in data.items() if k not in ("schema", "warm_start_learning_rate_scale")}
+    old["retired_knob"] = 1
+    with pytest.warns(UserWarning, match="retired_knob"):
+        loaded = TrainConfig.from_dict(old)
+    assert loaded.seed == 7 and loaded.env.replay_threshold_m == 0.1
+    assert loaded.warm_start_learning_rate_scale == TrainConfig.warm_start_learning_rate_scale
+    # A user's overrides are strict: a typo is an error naming it, not a silent default.
+    with pytest.raises(ValueError, match="lerning_rate"):
+        TrainConfig.from_dict({**data, "lerning_rate": 1e-3}, strict=True)
+    with pytest.raises(ValueError, match="eval_every"):
+        make_config("cpu", eval_every=0)

@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_JSON = json.dumps({"num_envs": 2, "horizon": 4, "hidden": [32, 32], "eval_every": 2, "iterations": 20})
@@ -74,3 +76,50 @@ def test_driver_killed_then_rerun_continues(tmp_path, sample_clips):
     summary = json.loads((tmp_path / "second.json").read_text())
     assert summary["skipped_done"] == len(before) and summary["written"] == 6 - len(before)
     assert f"{len(before)} clip(s) already in the library" in second.stdout
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_and_sigterm_stop_within_seconds_and_a_rerun_resumes(tmp_path, sample_clips, signum):
+    import jax
+
+    data = tmp_path / "data"
+    data.mkdir()
+    path = sample_clips["squat"]
+    (data / path.name).write_bytes(path.read_bytes())
+    library = tmp_path / "lib"
+    env = {**os.environ, "DIFFMIMIC_JAX_CACHE": jax.config.jax_compilation_cache_dir, "PYTHONUNBUFFERED": "1"}
+    command = _command(data, library, tmp_path / "summary.json")
+    command[command.index("--config-json") + 1] = TINY_JSON.replace('"iterations": 20', '"iterations": 300')
+    command += ["--checkpoint-every", "5"]
+    status = library / ".factory" / "workers" / "0.json"
+
+    run = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and run.poll() is None:
+            if status.is_file() and json.loads(status.read_text() or "{}").get("checkpointed"):
+                break
+            time.sleep(0.1)
+        if run.poll() is not None:
+            out, err = run.communicate()
+            pytest.fail(f"the run ended before its first checkpoint: {out[-2000:]} {err[-2000:]}")
+        sent = time.time()
+        os.kill(run.pid, signum)  # the driver only, as a terminal's Ctrl-C or a scheduler's stop
+        out, err = run.communicate(timeout=60)
+        stopped_s = time.time() - sent
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+    assert run.returncode == (130 if signum == signal.SIGINT else 143), err[-2000:]
+    assert stopped_s < 30 and "interrupted (" in err and "Traceback" not in err, (stopped_s, err[-2000:])
+    assert "1 in flight keep their checkpoints" in err
+    assert list((library / ".factory" / "checkpoints").glob("*.msgpack"))
+    if signum == signal.SIGINT:
+        return
+    # The same command again resumes the clip from its checkpoint.
+    again = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=400)
+    summary = json.loads((tmp_path / "summary.json").read_text()) if again.returncode == 0 else None
+    assert summary is not None, again.stdout[-2000:] + again.stderr[-2000:]
+    [clip] = summary["clips"]
+    assert clip["resumed_from"] and clip["resumed_from"][0] >= 5

@@ -20,7 +20,7 @@ def _run(capsys, *argv) -> tuple[int, str, str]:
 
 def test_list_show_stats(small_library, capsys):
     root = small_library.root
-    code, out, _ = _run(capsys, "--root", root, "list")
+    code, out, _ = _run(capsys, "--library", root, "list")
     assert code == 0
     lines = out.splitlines()
     assert lines[0].split()[:4] == ["clip", "ver", "status", "pose_err_m"]
