@@ -460,7 +460,31 @@ class Coordinator:
         queued = len(self.queue) + in_flight - running
         return (f"done {done}/{total}  converged {self.counts['converged']}  best_effort {self.counts['best_effort']}  "
                 f"failed {self.counts['failed']}  running {running}  queued {queued}  "
-                f"{rate:.1f} clips/h  ETA {_format_duration(eta)}  median pose error {median}")
+                f"{rate:.1f} clips/h  ETA {_format_duration(eta)}  median pose error {median}"
+                + "".join(f"\n    {line}" for line in self.worker_activity()))
+
+    def worker_activity(self) -> list[str]:
+        """One line per busy worker from its status file: the clip, and compiling or the
+        iteration and last evaluation."""
+        lines = []
+        for index in range(len(self.workers)):
+            try:
+                status = json.loads((self.work_dir / "workers" / f"{index}.json").read_text())
+            except (OSError, ValueError):
+                continue
+            if status.get("state") not in ("compiling", "training"):
+                continue
+            clip = str(status.get("clip_id", "?")).rsplit("/", 1)[-1]
+            if status["state"] == "compiling":
+                what = "compiling the train step (or loading it from the cache)"
+            else:
+                fell = status.get("fell_at_s")
+                last = ("" if status.get("pose_error_m") is None else
+                        f", last evaluation {status['pose_error_m']:.3f} m"
+                        + (f", fell at {fell:.1f} s" if fell is not None else ", no fall"))
+                what = f"iteration {status.get('iteration', 0)}{last}"
+            lines.append(f"worker {index}: {clip} attempt {status.get('attempt', '?')}: {what}")
+        return lines
 
     def _maybe_progress(self, force: bool = False) -> None:
         now = time.time()

@@ -115,9 +115,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from diffmimic.mocap.dataset_spec import DatasetSpecError, load_dataset_spec
     from diffmimic.train import PRESETS, make_config
     from factory.catalog import build_catalog, summarize
-    from factory.coordinator import WORK_DIR, Coordinator, FactoryOptions, print_summary
+    from factory.coordinator import WORK_DIR
     from factory.library import LibraryError, PolicyLibrary
-    from factory.library_report import write_library_report
+    from factory.runlock import CoordinatorLock, LockHeld
 
     def fail(message: str) -> int:
         print(f"error: {message}", file=sys.stderr)
@@ -147,6 +147,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DatasetSpecError, FileNotFoundError, LibraryError) as err:
         return fail(str(err))
     print(f"catalog: {json.dumps(summarize(catalog))}", flush=True)
+
+    lock = CoordinatorLock(library.root, WORK_DIR)
+    try:
+        lock.acquire()
+    except LockHeld as err:
+        return fail(str(err))
+    try:
+        return _run(args, library, catalog, config)
+    finally:
+        lock.release()
+
+
+def _run(args, library, catalog, config) -> int:
+    """The run itself, with the library's coordinator lock held."""
+    from factory.coordinator import Coordinator, FactoryOptions, print_summary
+    from factory.library_report import write_library_report
 
     cache = os.environ.get("DIFFMIMIC_JAX_CACHE")  # None: each worker uses its node's default
     options = FactoryOptions(

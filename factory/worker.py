@@ -163,9 +163,16 @@ class ClipTrainer:
             self._status({"state": "training", "clip_id": task["clip_id"], "attempt": task["attempt"],
                           "iteration": int(snapshot.state.iteration), "checkpointed": True})
 
+        def on_evaluation(record: dict) -> None:
+            self._status({"state": "training", "clip_id": task["clip_id"], "attempt": task["attempt"],
+                          "iteration": record["iteration"], "pose_error_m": record["pose_error_m"],
+                          "fell_at_s": record["fell_at_s"]})
+
+        # Until the first evaluation the step is being compiled (or loaded from the cache).
+        self._status({"state": "compiling", "clip_id": task["clip_id"], "attempt": task["attempt"], "iteration": 0})
         result = train(reference, config, progress=None, stop_at_pose_error_m=task.get("target_pose_error_m"),
                        checkpoint_every=self.checkpoint_every, on_checkpoint=on_checkpoint, resume=resume,
-                       init_policy=init_policy)
+                       init_policy=init_policy, on_evaluation=on_evaluation)
         for suffix in (".msgpack", ".json"):
             (self.checkpoint_dir / f"{key}{suffix}").unlink(missing_ok=True)
         return reference, result, load_s, resumed_from, donor

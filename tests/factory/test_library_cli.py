@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -98,11 +99,22 @@ def test_put_from_a_training_directory(tmp_path, trained, capsys):
 
 def test_unknown_names_and_non_libraries_exit_2_with_one_line(small_library, tmp_path, capsys):
     root = small_library.root
+    (tmp_path / "a_file").write_text("not a directory")
+    incomplete = tmp_path / "incomplete"
+    shutil.copytree(small_library.path_of(small_library.get("wave_poses")), incomplete)
+    (incomplete / "policy.json").write_text(json.dumps({"observation_size": 794}))
     for argv in (["show", "wave_pose"], ["rollout", "backflip", "--out", tmp_path / "x.npz"],
-                 ["export", "nothing", tmp_path / "x"], ["show", "squat_poses"]):
-        code, out, err = _run(capsys, "--root", root, *argv)
+                 ["export", "nothing", tmp_path / "x"], ["show", "squat_poses"],
+                 ["rollout", "wave_poses", "--start-frame", "999", "--out", tmp_path / "x.npz"],
+                 ["export", "wave_poses", tmp_path / "a_file"],
+                 ["put", "sample/other", incomplete, "--status", "converged"]):
+        code, out, err = _run(capsys, "--library", root, *argv)
         assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, (argv, err)
         assert err.startswith("error: ")
+    assert "outside the clip" in _run(capsys, "--library", root, "rollout", "wave_poses", "--start-frame", "999",
+                                      "--out", tmp_path / "x.npz")[2]
+    assert "incomplete, no 'action_size'" in _run(capsys, "--library", root, "put", "sample/other", incomplete,
+                                                  "--status", "converged")[2]
     assert "did you mean sample/wave_poses" in _run(capsys, "--root", root, "show", "wave_pose")[2]
     assert "ambiguous" in _run(capsys, "--root", root, "show", "squat_poses")[2]
 

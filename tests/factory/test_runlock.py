@@ -1,0 +1,47 @@
+"""One coordinator per library: a live holder is named, a killed one leaves no lock."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from factory.runlock import CoordinatorLock, LockHeld
+
+HOLD = ("import sys, time\nfrom factory.runlock import CoordinatorLock\n"
+        "CoordinatorLock(sys.argv[1]).acquire()\nprint('held', flush=True)\ntime.sleep(600)\n")
+
+
+def test_second_coordinator_exits_2_naming_the_holder_and_a_killed_holder_leaves_no_lock(
+        tmp_path, sample_clips, capsys):
+    from factory.run import main
+
+    library = tmp_path / "lib"
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / sample_clips["squat"].name).write_bytes(sample_clips["squat"].read_bytes())
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(library)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(LockHeld, match=f"pid {holder.pid}, since "):
+            CoordinatorLock(library).acquire()
+        # The factory's command: exit 2 and one line naming the holder, before Ray starts.
+        code = main(["--dataset", "sample", "--data-root", str(data), "--library", str(library),
+                     "--report-renders", "0"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and f"pid {holder.pid}" in err[0], err
+        assert "another coordinator is running" in err[0]
+    finally:
+        holder.kill()  # SIGKILL: no chance to release anything
+        holder.wait(timeout=30)
+    # The kernel dropped the dead holder's lock: the next coordinator takes it at once.
+    with CoordinatorLock(library) as lock:
+        assert lock.holder()["pid"] != holder.pid
+        with pytest.raises(LockHeld):
+            CoordinatorLock(library).acquire()  # held by this process now (a second open file)
+    again = CoordinatorLock(library).acquire()  # released: free again
+    assert again.holder()["pid"] == os.getpid()
+    again.release()
+    assert CoordinatorLock(library).holder() == {}  # no holder written after a release
