@@ -41,6 +41,9 @@ class CatalogEntry:
       path: the mocap file.
       format, frames, fps, duration_s: from the header (None when it could not be read).
       error: why the clip cannot be trained (a `MocapError` message), or None.
+      transient: the error was the operating system failing the read (retried with backoff and
+        still failing), not the file's content: the clip is queued anyway (its worker reads it
+        again) and the header is not cached.
     """
 
     clip_id: str
@@ -50,6 +53,7 @@ class CatalogEntry:
     fps: float | None = None
     duration_s: float | None = None
     error: str | None = None
+    transient: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,13 +83,13 @@ def _included(spec: DatasetSpec, relative: str) -> bool:
 
 
 def _inspect(path: str) -> dict:
-    from diffmimic.mocap.motion import MocapError
+    from diffmimic.mocap.motion import MocapError, retry_transient
     from diffmimic.mocap.readers import inspect_motion
 
     try:
-        info = inspect_motion(path)
+        info = retry_transient(inspect_motion, path)
     except MocapError as err:
-        return {"error": str(err)}
+        return {"error": str(err), **({"transient": True} if err.transient else {})}
     except Exception as err:  # noqa: BLE001 - an unreadable header is a data error of that file
         return {"error": f"{path}: cannot read header: {type(err).__name__}: {err}"}
     return {"format": info["format"], "frames": int(info["frames"]), "fps": float(info["fps"]),
@@ -170,7 +174,8 @@ def build_catalog(spec: DatasetSpec, clips: str | None = None, max_clips: int | 
         with concurrent.futures.ThreadPoolExecutor(max(1, threads)) as pool:
             for (path, key), info in zip(to_read, pool.map(_inspect, [p for p, _ in to_read])):
                 infos[path] = info
-                cache[path] = {"key": key, "info": info}
+                if not info.get("transient"):  # an I/O failure says nothing about the file: read it again next run
+                    cache[path] = {"key": key, "info": info}
         _save_cache(cache_file, cache)
 
     entries: list[CatalogEntry] = []

@@ -68,6 +68,7 @@ class FactoryOptions:
       target_pose_error_m: convergence target (evaluation pose error, no fall).
       max_attempts: training attempts per clip (escalating, see `escalate`).
       force: train clips the library already has.
+      retry_failed: train the clips whose newest library version failed (the others are skipped).
       workers: actors to start; None: one per `gpus_per_worker` of the cluster's GPUs, or one per
         `cpus_per_worker` CPUs on a cluster without GPUs.
       gpus_per_worker: GPUs per actor (fractions pack actors on a GPU); None: 1 when the cluster
@@ -93,6 +94,7 @@ class FactoryOptions:
     target_pose_error_m: float = 0.04
     max_attempts: int = 3
     force: bool = False
+    retry_failed: bool = False
     workers: int | None = None
     gpus_per_worker: float | None = None
     cpus_per_worker: float = 1.0
@@ -238,13 +240,14 @@ class Coordinator:
         ones at once."""
         done = set()
         if not self.options.force:
-            done = {r.clip_id for r in self.library.query(dataset=self.catalog.dataset)}
+            done = {r.clip_id for r in self.library.query(dataset=self.catalog.dataset)
+                    if not (self.options.retry_failed and r.status == "failed")}
         for clip_id, state in self.clips.items():
             if clip_id in done:
                 self.skipped_done += 1
                 state.status = "done before"
                 continue
-            if state.entry.error is not None:
+            if state.entry.error is not None and not state.entry.transient:
                 self._fail(state, state.entry.error)
                 continue
             self.queue.append(clip_id)

@@ -51,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--target-pose-error-m", type=float, default=0.04)
     parser.add_argument("--max-attempts", type=int, default=3)
     parser.add_argument("--force", action="store_true", help="retrain clips the library already has")
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="train again the clips whose newest library version failed")
     parser.add_argument("--no-similar-warm-start", dest="warm_start_similar", action="store_false",
                         help="start every clip's first attempt from random weights, not from the converged "
                              "policy of the most similar clip (in the library or converged earlier in the run)")
@@ -169,7 +171,7 @@ def _run(args, library, catalog, config) -> int:
         target_pose_error_m=args.target_pose_error_m, max_attempts=args.max_attempts, force=args.force,
         workers=args.workers, gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
         checkpoint_every=args.checkpoint_every, progress_every_s=args.progress_every_s, compile_cache_dir=cache,
-        warm_start_similar=args.warm_start_similar)
+        warm_start_similar=args.warm_start_similar, retry_failed=args.retry_failed)
     how = init_ray(args.ray_address, args.num_cpus)
     print(f"ray: {how}", flush=True)
     if threading.current_thread() is threading.main_thread():

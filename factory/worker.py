@@ -128,7 +128,8 @@ class ClipTrainer:
                     out["init_from"], out["init_distance_m"] = donor
             out.update(kind="trained", result=_to_numpy(result), reference=reference)
         except MocapError as err:
-            out.update(kind="data_error", error=str(err))
+            # A read the OS kept failing is an attempt's error (retried), not the data's verdict.
+            out.update(kind="error" if err.transient else "data_error", error=str(err))
             load_s = time.time() - begin
         except Exception as err:  # noqa: BLE001 - a training failure is reported, the actor lives on
             out.update(kind="error", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc(limit=8))
@@ -145,8 +146,10 @@ class ClipTrainer:
         from diffmimic.mocap.retarget import load_reference
         from diffmimic.train import compile_key, train
 
+        from diffmimic.mocap.motion import retry_transient
+
         start = time.time()
-        reference = load_reference(task["path"], fps=config.env.control_hz)
+        reference = retry_transient(load_reference, task["path"], fps=config.env.control_hz)
         load_s = time.time() - start
         from diffmimic.character.mjcf import CharacterConfig
 

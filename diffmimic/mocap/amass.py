@@ -74,7 +74,7 @@ def reading(path: str | os.PathLike) -> Iterator[None]:
     except MocapError:
         raise
     except OSError as exc:
-        raise MocapError(path, f"cannot read file: {type(exc).__name__}: {exc}") from exc
+        raise MocapError(path, f"cannot read file: {type(exc).__name__}: {exc}", transient=True) from exc
     except Exception as exc:  # noqa: BLE001 - every parse failure must surface as MocapError
         raise MocapError(path, f"corrupt or truncated file: {type(exc).__name__}: {exc}") from exc
 

@@ -165,7 +165,7 @@ def _read_lines(path: Path) -> list[str]:
     except FileNotFoundError:
         raise MocapError(path, "file not found") from None
     except OSError as error:
-        raise MocapError(path, f"cannot read the file: {error}") from None
+        raise MocapError(path, f"cannot read the file: {error}", transient=True) from None
 
 
 def _content(lines: list[str]):

@@ -11,12 +11,35 @@ from diffmimic.character.skeleton import NUM_JOINTS
 
 
 class MocapError(ValueError):
-    """A mocap file could not be read. The message names the file and the problem."""
+    """A mocap file could not be read. The message names the file and the problem.
 
-    def __init__(self, path: str | os.PathLike, problem: str):
+    `transient`: the operating system failed the read (an OSError: a network file system's
+    hiccup, a timeout, a device error), not the file's content: worth retrying, never a verdict
+    on the data to cache.
+    """
+
+    def __init__(self, path: str | os.PathLike, problem: str, transient: bool = False):
         self.path = str(path)
         self.problem = problem
+        self.transient = bool(transient)
         super().__init__(f"{self.path}: {problem}")
+
+    def __reduce__(self):  # keeps `transient` across pickling (Ray, process pools)
+        return (type(self), (self.path, self.problem, self.transient))
+
+
+def retry_transient(read, *args, attempts: int = 4, first_delay_s: float = 0.5, **kwargs):
+    """`read(*args, **kwargs)`, retried with exponential backoff (0.5, 1, 2 s) while it raises
+    a transient `MocapError`; the last error is raised when every attempt failed."""
+    import time
+
+    for attempt in range(attempts):
+        try:
+            return read(*args, **kwargs)
+        except MocapError as err:
+            if not err.transient or attempt == attempts - 1:
+                raise
+            time.sleep(first_delay_s * 2 ** attempt)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -114,6 +114,16 @@ def test_bad_clips_fail_with_reasons_and_good_ones_train(local_ray, tmp_path, sa
     assert sorted(f["clip_id"] for f in report["failures"]) == [
         "sample/corrupt_poses", "sample/nan_poses", "sample/one_frame_poses"]
 
+    # The NaN clip fixed on disk: a rerun skips it (the library has it), --retry-failed retrains
+    # the failed clips (the two still broken fail again, as a new version).
+    np.savez(data / "nan_poses.npz", **arrays)
+    _, again, _ = run_factory(tmp_path / "lib", sample_spec(data), tiny_config, max_attempts=1)
+    assert again["written"] == 0 and again["skipped_done"] == 5
+    _, again, _ = run_factory(tmp_path / "lib", sample_spec(data), tiny_config, max_attempts=1, retry_failed=True)
+    assert {c["clip_id"]: c["status"] for c in again["clips"]} == {
+        "sample/nan_poses": "best_effort", "sample/corrupt_poses": "failed", "sample/one_frame_poses": "failed"}
+    assert library.get("nan_poses").version == 2 and library.get("squat_poses").version == 1
+
 
 def test_worker_killed_mid_clip_requeues_and_resumes(local_ray, tmp_path, sample_clips, tiny_config):
     data = copy_clips(sample_clips, ["squat", "wave"], tmp_path / "data")

@@ -297,3 +297,30 @@ def test_smplx_object_array_key_is_not_unpickled(tmp_path, synthetic_clips):
         with pytest.raises(MocapError) as excinfo:
             read(path)
         assert_names_file(excinfo, path, "'pose_body'", "object array")
+
+
+def test_transient_read_errors_are_retried_and_survive_pickling():
+    import pickle
+
+    from diffmimic.mocap.motion import MocapError, retry_transient
+
+    failures = []
+
+    def flaky(path):  # the OS fails the first two reads, as a network file system's hiccup does
+        if len(failures) < 2:
+            failures.append(path)
+            raise MocapError(path, "cannot read file: OSError: [Errno 5] Input/output error", transient=True)
+        return "read"
+
+    assert retry_transient(flaky, "clip.npz", first_delay_s=0.01) == "read" and len(failures) == 2
+
+    def corrupt(path):
+        failures.append(path)
+        raise MocapError(path, "corrupt or truncated file")
+
+    failures.clear()
+    with pytest.raises(MocapError, match="corrupt"):
+        retry_transient(corrupt, "clip.npz", first_delay_s=0.01)
+    assert len(failures) == 1  # a data error is never retried
+    error = pickle.loads(pickle.dumps(MocapError("clip.npz", "cannot read", transient=True)))
+    assert error.transient and str(error) == "clip.npz: cannot read"
