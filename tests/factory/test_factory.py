@@ -139,7 +139,8 @@ def test_worker_killed_mid_clip_requeues_and_resumes(local_ray, tmp_path, sample
                 status = json.loads(status_file.read_text())
             except (OSError, ValueError):
                 status = {}
-            if status.get("state") == "training" and status.get("iteration", 0) >= 20:
+            # (the status is also written at evaluations: wait for the checkpoint of iteration 20)
+            if status.get("checkpointed") and status.get("iteration", 0) >= 20:
                 os.kill(status["pid"], signal.SIGKILL)
                 killed.update(status)
             time.sleep(0.02)
