@@ -760,8 +760,11 @@ class PolicyLibrary:
             meta = json.loads((directory / "policy.json").read_text())
             summary = json.loads((directory / "result.json").read_text())
             history = [json.loads(line) for line in (directory / "metrics.jsonl").read_text().splitlines() if line]
+            sizes = {key: meta[key] for key in ("observation_size", "action_size", "hidden")}
+        except KeyError as err:
+            raise LibraryError(f"{directory / 'policy.json'}: incomplete, no {err} (not a policy directory)") from None
         except (OSError, ValueError) as err:
-            raise LibraryError(f"{directory}: not a training output directory ({err})") from err
+            raise LibraryError(f"{directory}: not a training output directory ({_one_line(err)})") from None
         params, normaliser = load_policy(directory, sizes["observation_size"], sizes["action_size"], sizes["hidden"])
         reference = Reference.load(directory / "reference.npz")
         metrics = {"pose_error_m": summary.get("pose_error_m"), "global_error_m": summary.get("global_error_m"),
