@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
+import shutil
 from pathlib import Path
 from typing import Sequence
 
@@ -13,6 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from brax.training.acme import running_statistics
+
+from diffmimic import atomic
 
 
 class MLP(nn.Module):
@@ -49,15 +51,27 @@ def init_normaliser(observation_size: int):
 def save_policy(directory: str | os.PathLike, params, normaliser, meta: dict) -> Path:
     """Writes an Orbax checkpoint of {params, normaliser} plus `policy.json` into `directory`.
 
-    Orbax writes into a temporary directory and renames it when complete, so a reader never sees
-    a half-written checkpoint.
+    The checkpoint is written beside `directory/checkpoint` and swapped in complete
+    (`diffmimic.atomic.replace_directory`): a reader sees the old checkpoint or the new one, and
+    replacing one never deletes the old before the new exists. `policy.json` is written the same
+    way, after the checkpoint.
     """
     directory = Path(directory).absolute()
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / "checkpoint"
-    with ocp.StandardCheckpointer() as checkpointer:
-        checkpointer.save(target, {"params": params, "normaliser": normaliser}, force=True)
-    (directory / "policy.json").write_text(json.dumps(meta, indent=2))
+
+    def write(staging: Path) -> None:
+        try:
+            # Synchronous: the checkpoint is complete (or the save failed) when this returns.
+            with ocp.Checkpointer(ocp.StandardCheckpointHandler()) as checkpointer:
+                checkpointer.save(staging, args=ocp.args.StandardSave({"params": params, "normaliser": normaliser}))
+        except BaseException:
+            for partial in staging.parent.glob(f"{staging.name}.orbax-checkpoint-tmp*"):  # Orbax's own
+                shutil.rmtree(partial, ignore_errors=True)
+            raise
+
+    atomic.replace_directory(target, write, create=False)
+    atomic.write_json(directory / "policy.json", meta)
     return target
 
 

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from diffmimic import atomic
 from diffmimic.character.mjcf import CharacterConfig
 from diffmimic.env import EnvState, length_bucket, ref_arrays
 from diffmimic.evaluate import EvalMetrics, loop_reference, summarize_rollout
@@ -73,9 +74,9 @@ class Trajectory:
         JSON strings."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            np.savez(f, times_s=np.arange(self.steps + 1) / self.fps, fps=np.float64(self.fps),
+
+        def write(tmp: Path) -> None:
+            np.savez(tmp, times_s=np.arange(self.steps + 1) / self.fps, fps=np.float64(self.fps),
                      start_frame=np.int64(self.start_frame), qpos=self.qpos, body_pos=self.body_pos,
                      body_rot=self.body_rot, reference_body_pos=self.reference_body_pos,
                      reference_body_rot=self.reference_body_rot, pose_error_m=self.pose_error_m,
@@ -85,7 +86,7 @@ class Trajectory:
                      fell_any=np.bool_(self.metrics.fell),
                      metrics_json=np.array(json.dumps(self.metrics.to_dict())),
                      meta_json=np.array(json.dumps(meta or {})))
-        os.replace(tmp, path)
+        atomic.write_with(path, write, suffix=".tmp.npz")  # savez keeps a name ending in .npz
         return path
 
     @classmethod

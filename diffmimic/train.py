@@ -39,6 +39,7 @@ from diffmimic.evaluate import EvalMetrics, summarize_rollout
 from diffmimic.mocap.retarget import Reference
 from diffmimic.physics import backend_character
 from diffmimic.character.mjcf import CharacterConfig
+from diffmimic import atomic
 from diffmimic.policy import init_normaliser, make_policy_network, save_policy
 
 
@@ -546,16 +547,14 @@ def write_outputs(out_dir: str | os.PathLike, result: TrainResult, config: Train
     """Writes DIR/: Orbax checkpoint, config.json, metrics.jsonl, result.json, reference.npz."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
-    with open(out / "metrics.jsonl", "w") as f:
-        for record in result.history:
-            f.write(json.dumps(record) + "\n")
+    atomic.write_json(out / "config.json", config.to_dict())
+    atomic.write_text(out / "metrics.jsonl", "".join(json.dumps(record) + "\n" for record in result.history))
     reference.save(out / "reference.npz")
     save_policy(out, result.params, result.normaliser,
                 {"observation_size": compiled_functions(config).env.observation_size,
                  "action_size": compiled_functions(config).env.action_size, "hidden": list(config.hidden)})
     summary = {**result.summary(config), "source": reference.source}
-    (out / "result.json").write_text(json.dumps(summary, indent=2))
+    atomic.write_json(out / "result.json", summary)
     return out
 
 

@@ -22,10 +22,10 @@ import dataclasses
 import fnmatch
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterable
 
+from diffmimic import atomic
 from diffmimic.mocap.dataset_spec import DatasetSpec
 from factory.library import clip_id_for
 
@@ -110,10 +110,7 @@ def _save_cache(path: Path | None, files: dict) -> None:
     if path is None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump({"version": CACHE_VERSION, "files": files}, f)
-    os.replace(tmp, path)
+    atomic.write_json(path, {"version": CACHE_VERSION, "files": files}, indent=None, durable=False)
 
 
 def walk(spec: DatasetSpec) -> tuple[list[Path], list[Skipped]]:

@@ -33,6 +33,7 @@ from typing import Sequence
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from diffmimic import atomic
 from factory.library import LibraryError, Policy, PolicyLibrary, character_dict, default_root
 
 
@@ -122,9 +123,7 @@ class Composition:
         path = Path(path)
         summary = self.summary()
         out = self.trajectory.save(path, meta=summary)
-        tmp = path.with_name(path.name + ".json.tmp")
-        tmp.write_text(json.dumps(summary, indent=2))
-        os.replace(tmp, path.with_name(path.name + ".json"))
+        atomic.write_json(path.with_name(path.name + ".json"), summary)
         return out
 
 
@@ -443,7 +442,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = transition_pairs(library, names, seconds, args.transition_window_s)
             out = Path(args.out)
             out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(result, indent=2))
+            atomic.write_json(out, result)
             rate = result["transition_success_rate"]
             print(f"{result['transition_ok']}/{result['transitions']} transitions without a fall within "
                   f"{args.transition_window_s:g} s ({'n/a' if rate is None else f'{rate:.0%}'}); "

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from diffmimic import atomic
 from factory.library import PolicyLibrary, PolicyRecord
 
 STATUS_COLOURS = {"converged": "#4a9c5d", "best_effort": "#e0a040", "failed": "#c0504d"}
@@ -294,7 +295,4 @@ def write_library_report(library: PolicyLibrary, out_dir: str | os.PathLike, dat
         "__ROWS__": json.dumps(rows, separators=(",", ":")).replace("</", "<\\/")}
     page = re.sub("|".join(map(re.escape, replacements)), lambda m: replacements[m.group(0)], _PAGE)
     path = out_dir / "index.html"
-    tmp = path.with_name(f".index.{os.getpid()}.tmp.html")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic.write_text(path, page)

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from diffmimic import atomic
 from diffmimic.character.mjcf import CharacterConfig
 from factory.compose import heading_yaw
 
@@ -177,13 +178,7 @@ def html_page(scene: Scene) -> str:
 
 def _atomic_write(path: Path, write) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return atomic.write_with(path, write, suffix=f".tmp{path.suffix}")  # writers that read the extension
 
 
 def write_html(scene: Scene, path: str | os.PathLike) -> Path:

@@ -9,11 +9,11 @@ pose-error histogram (matplotlib).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
+from diffmimic import atomic
 from factory.catalog import Catalog, skipped_reasons
 from factory.library import PolicyLibrary
 
@@ -39,17 +39,15 @@ def _histogram_png(errors: list[float], target: float | None, path: Path, title:
     ax.set_ylabel("clips")
     ax.set_title(title)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        atomic.write_with(path, fig.savefig, suffix=".tmp.png")  # matplotlib takes the format from the name
+    finally:
+        plt.close(fig)
     return path
 
 
 def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic.write_text(path, text)
 
 
 def write_report(library: PolicyLibrary, catalog: Catalog, run: dict) -> dict[str, Path]:

@@ -30,6 +30,8 @@ from typing import Callable
 
 import ray
 
+from diffmimic import atomic
+
 # A benchmark device: `train_fn(task, config) -> (reference, TrainResult)` replaces loading and
 # training (scripts/bench_factory.py measures the coordinator with trivial training). Product
 # runs leave it None.
@@ -43,9 +45,7 @@ def checkpoint_key(clip_id: str, config_dict: dict) -> str:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
+    atomic.write_json(path, data, indent=None)
 
 
 class ClipTrainer:
@@ -204,9 +204,7 @@ class ClipTrainer:
                 "history": snapshot.history, "train_s": snapshot.train_s,
                 "iteration": int(snapshot.state.iteration)}
         data = self.checkpoint_dir / f"{key}.msgpack"
-        tmp = data.with_name(f".{data.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(serialization.to_bytes(tree))
-        os.replace(tmp, data)
+        atomic.write_bytes(data, serialization.to_bytes(tree))
         # The JSON is written last and names the iteration of the state: a reader that finds both
         # with the same iteration has a consistent pair.
         _write_json(self.checkpoint_dir / f"{key}.json", meta)

@@ -162,11 +162,11 @@ def main(argv=None) -> int:
               "note": ("training minutes: the stored attempt's training seconds (compile and evaluations "
                        "excluded), tabulated from the library" if args.from_library else
                        "training minutes: worker wall time per clip over all attempts (compile included)")}
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    os.replace(tmp, out)
+    from diffmimic import atomic
+
+    atomic.write_json(out, result)
     table_path = Path(args.table) if args.table else out.with_suffix(".md")
-    table_path.write_text(table + "\n")
+    atomic.write_text(table_path, table + "\n")
     print(f"wrote {out} and {table_path}")
     return 0
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from diffmimic import atomic
 from diffmimic.character.character import Character, make_character
 from diffmimic.character.constants import HINGE_ORDER
 from diffmimic.character.skeleton import BODY_NAMES, BODY_SMPL_JOINT, NUM_JOINTS, SMPL_TO_CHARACTER
@@ -72,14 +73,12 @@ class Reference:
         """Writes the reference as an .npz (no pickled objects), atomically."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            np.savez(f, qpos=self.qpos, qvel=self.qvel, body_pos=self.body_pos, body_rot=self.body_rot,
-                     body_vel=self.body_vel, body_ang=self.body_ang, body_names=np.array(self.body_names),
-                     smpl_joint=np.array(self.smpl_joint, dtype=np.int32), fps=np.float64(self.fps),
-                     source=np.array(self.source), skeleton=np.array(self.skeleton))
-        os.replace(tmp, path)
-        return path
+        arrays = dict(qpos=self.qpos, qvel=self.qvel, body_pos=self.body_pos, body_rot=self.body_rot,
+                      body_vel=self.body_vel, body_ang=self.body_ang, body_names=np.array(self.body_names),
+                      smpl_joint=np.array(self.smpl_joint, dtype=np.int32), fps=np.float64(self.fps),
+                      source=np.array(self.source), skeleton=np.array(self.skeleton))
+        # savez keeps a temporary name that ends in .npz as it is
+        return atomic.write_with(path, lambda tmp: np.savez(tmp, **arrays), suffix=".tmp.npz")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Reference":

@@ -31,6 +31,7 @@ from typing import Callable
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from diffmimic import atomic
 from diffmimic.character.skeleton import (
     NEUTRAL_REST_JOINTS_SMPL, NUM_JOINTS, SMPL_TO_CHARACTER, neutral_skeleton,
 )
@@ -418,7 +419,7 @@ def write_sample_dataset(out_dir: str | os.PathLike | None = None, overwrite: bo
     Returns:
       The paths of the clip files, in :data:`SAMPLE_CLIPS` order.
 
-    Files are written atomically (a temporary file in the same directory, then ``os.replace``).
+    Files are written atomically (`diffmimic.atomic`).
     """
     directory = Path(out_dir).expanduser() if out_dir is not None else sample_data_dir()
     directory.mkdir(parents=True, exist_ok=True)
@@ -429,17 +430,7 @@ def write_sample_dataset(out_dir: str | os.PathLike | None = None, overwrite: bo
         if not overwrite and path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
             paths.append(path)
             continue
-        tmp = directory / f".{path.name}.{os.getpid()}.tmp"
-        try:
-            with open(tmp, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-        paths.append(path)
+        paths.append(atomic.write_bytes(path, data))
     return paths
 
 
