@@ -89,6 +89,10 @@ class FactoryOptions:
       donor_pool_size: converged policies kept as donors (the most spread-out ones when more
         converge; each is one policy's parameters in Ray's object store).
       max_donor_distance_m: donors farther than this signature distance are not used.
+      work_dir: workers' scratch checkpoints and status files (None: LIB/.factory). On a cluster,
+        shared storage every node mounts; the library itself stays on the head's local disk.
+      publish_dir: publish a read-only snapshot of the library there (`factory.snapshot`) every
+        `publish_every_s` seconds while clips finish, and at the end; None: no snapshots.
     """
 
     target_pose_error_m: float = 0.04
@@ -107,6 +111,9 @@ class FactoryOptions:
     warm_start_similar: bool = True
     donor_pool_size: int = 256
     max_donor_distance_m: float = MAX_DONOR_DISTANCE_M
+    work_dir: str | None = None
+    publish_dir: str | None = None
+    publish_every_s: float = 300.0
 
 
 ESCALATED_FOCUS_SHARE = 0.8
@@ -170,7 +177,10 @@ class Coordinator:
         self.options = options
         self.progress = progress or (lambda line: None)
         self.train_fn = train_fn
-        self.work_dir = Path(library.root) / WORK_DIR
+        self.work_dir = Path(options.work_dir).expanduser().absolute() if options.work_dir else \
+            Path(library.root) / WORK_DIR
+        self._published_at: float | None = None
+        self.published: dict | None = None
         self.clips: dict[str, ClipState] = {e.clip_id: ClipState(e) for e in catalog.entries}
         self.queue: collections.deque[str] = collections.deque()
         self.inflight: dict = {}  # ObjectRef -> (worker index, clip id, attempt)
@@ -351,10 +361,28 @@ class Coordinator:
         if state.nodes:
             record["nodes"] = list(state.nodes)
         self.finished_clips.append(record)
+        self.publish()
         self._line(f"{status:<11} {state.entry.clip_id}" + (
             f"  pose error {record['pose_error_m']:.3f} m{' (fell)' if record['fell'] else ''}  attempts {state.attempts}"
             f"  {state.wall_s / 60:.1f} worker-min"
             if outcome is not None else f"  {state.error}"))
+
+    def publish(self, force: bool = False) -> None:
+        """A snapshot to `options.publish_dir` when one is due (or `force`); a failure to publish is
+        reported and retried at the next one, never stops the run."""
+        from factory.snapshot import publish_snapshot
+
+        if not self.options.publish_dir:
+            return
+        now = time.time()
+        if not force and self._published_at is not None and now - self._published_at < self.options.publish_every_s:
+            return
+        self._published_at = now
+        try:
+            self.published = self._write(publish_snapshot, self.library, self.options.publish_dir)
+        except Exception as err:  # noqa: BLE001 - shared storage trouble: said, retried next time
+            self._line(f"snapshot to {self.options.publish_dir} failed ({type(err).__name__}: {err}); "
+                       f"retried at the next one")
 
     def _fail(self, state: ClipState, error: str) -> None:
         state.error = error
@@ -527,6 +555,7 @@ class Coordinator:
                 self.worker_counters[self.workers.index(worker)] = ray.get(worker.counters.remote(), timeout=60)
             except Exception:  # noqa: BLE001 - counters are informative only
                 pass
+        self.publish(force=True)
         summary = self.summary()
         report = write_report(self.library, self.catalog, summary)
         summary["report"] = {key: str(path) for key, path in report.items()}
@@ -550,6 +579,7 @@ class Coordinator:
             "worker_counters": {str(k): v for k, v in sorted(self.worker_counters.items())},
             "scheduling_s": round(self.scheduling_s, 4), "library_write_s": round(self.library_s, 4),
             "driver_peak_rss_mb": round(driver_rss_mb(), 1),
+            "work_dir": str(self.work_dir), "snapshot": self.published,
             "clips": self.finished_clips,
         }
 

@@ -55,6 +55,8 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
+from factory import snapshot
+
 INDEX_FILE = "index.sqlite"
 POLICIES_DIR = "policies"
 STAGING_DIR = ".staging"
@@ -483,6 +485,16 @@ class PolicyLibrary:
                                    "POSIX file locks); object-store URIs are not supported")
         self.root = Path(text).expanduser().absolute()
         self.index_path = self.root / INDEX_FILE
+        self.snapshot = None
+        if snapshot.is_snapshot(self.root):
+            self._open_snapshot()
+            return
+        network = snapshot.network_filesystem(self.root)
+        if network and not os.environ.get(snapshot.ALLOW_NETWORK_ENV):
+            raise LibraryError(f"{self.root}: on a network filesystem ({network}), where SQLite's locks and WAL are "
+                               f"unreliable; keep the library on a local disk and publish read-only snapshots to "
+                               f"shared storage (factory/run.py --publish DIR); {snapshot.ALLOW_NETWORK_ENV}=1 "
+                               f"overrides")
         if not self.index_path.is_file():
             if not create:
                 what = "does not exist" if not self.root.exists() else f"has no {INDEX_FILE}"
@@ -491,10 +503,41 @@ class PolicyLibrary:
             (self.root / POLICIES_DIR).mkdir(exist_ok=True)
         self._migrate(create)
 
+    def _open_snapshot(self) -> None:
+        """A published snapshot (`factory.snapshot`): read-only, its index opened immutable."""
+        try:
+            self.snapshot = json.loads((self.root / snapshot.SNAPSHOT_FILE).read_text())
+        except (OSError, ValueError) as err:
+            raise NotALibraryError(f"{self.root / snapshot.SNAPSHOT_FILE}: unreadable ({_one_line(err)})") from None
+        if not self.index_path.is_file():
+            raise NotALibraryError(f"{self.root}: a snapshot still being published for the first time (no "
+                                   f"{INDEX_FILE} yet)")
+        try:
+            with self._connect() as db:
+                version = self._schema_version(db)
+        except sqlite3.DatabaseError as err:
+            raise NotALibraryError(f"{self.index_path}: not a policy library index ({err})") from err
+        if version != schema_version():
+            raise LibraryError(f"{self.root}: snapshot index schema {version}, this code reads {schema_version()}: "
+                               f"publish it again with this code")
+
+    @property
+    def read_only(self) -> bool:
+        return self.snapshot is not None
+
+    def _check_writable(self) -> None:
+        if self.snapshot is not None:
+            raise LibraryError(f"{self.root}: a read-only snapshot published from {self.snapshot.get('source_host')}:"
+                               f"{self.snapshot.get('source_root')}; write to that library")
+
     # -- connections -------------------------------------------------------------------------
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.index_path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        if self.snapshot is not None:  # no locks, no journal, no shared memory: safe on NFS
+            uri = f"{self.index_path.as_uri()}?mode=ro&immutable=1"
+            db = sqlite3.connect(uri, uri=True, isolation_level=None)
+        else:
+            db = sqlite3.connect(self.index_path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         try:
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA foreign_keys = ON")
@@ -505,6 +548,7 @@ class PolicyLibrary:
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """A connection inside BEGIN IMMEDIATE (the write lock), committed on success."""
+        self._check_writable()
         with self._connect() as db:
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -798,6 +842,7 @@ class PolicyLibrary:
         return self._publish(record, None, {})
 
     def _new_staging(self) -> Path:
+        self._check_writable()
         staging_root = self.root / STAGING_DIR
         staging_root.mkdir(exist_ok=True)
         self._remove_dead_staging()
@@ -951,14 +996,15 @@ class PolicyLibrary:
             raise LibraryError(f"{directory}: export target is a file, not a directory")
         if directory.exists() and any(directory.iterdir()):
             raise LibraryError(f"{directory}: export target exists and is not empty")
-        tmp = directory.with_name(f".{directory.name}.{uuid.uuid4().hex[:8]}.tmp")
-        shutil.copytree(source, tmp)
-        (tmp / "SHA256SUMS").write_text("".join(f"{digest}  {rel}\n" for rel, (_, digest)
-                                                in self.files(record).items()))
-        if directory.exists():
-            directory.rmdir()
-        os.rename(tmp, directory)
-        return directory
+        from diffmimic import atomic
+
+        sums = "".join(f"{digest}  {rel}\n" for rel, (_, digest) in self.files(record).items())
+
+        def build(tmp: Path) -> None:
+            shutil.copytree(source, tmp, dirs_exist_ok=True)
+            (tmp / "SHA256SUMS").write_text(sums)
+
+        return atomic.replace_directory(directory, build)
 
 
 def _float(value) -> float | None:
@@ -1161,6 +1207,14 @@ def _cmd_put(library: PolicyLibrary, args) -> int:
     return 0
 
 
+def _cmd_publish(library: PolicyLibrary, args) -> int:
+    info = snapshot.publish_snapshot(library, args.dir)
+    print(f"published {info['rows']} rows to {Path(args.dir).expanduser().absolute()} "
+          f"({info['version_directories_copied']} new version directories, {info['seconds']:.1f} s); "
+          f"readers: python -m factory.library --library {args.dir} list")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m factory.library", description=__doc__.splitlines()[0])
     parser.add_argument("--library", "--root", dest="root", default=default_root(),
@@ -1225,6 +1279,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--status", required=True, choices=("converged", "best_effort"))
     p.add_argument("--attempts", type=int, default=1)
     p.set_defaults(run=_cmd_put)
+
+    p = commands.add_parser("publish", help="copy a read-only snapshot of the library to DIR (shared storage), "
+                                            "safe to read on NFS; run again to update it")
+    p.add_argument("dir")
+    p.set_defaults(run=_cmd_publish)
     return parser
 
 

@@ -66,6 +66,14 @@ def _parser() -> argparse.ArgumentParser:
                         help="at the end, render up to N policies that have no render yet into the library's HTML "
                              "report LIB/reports/index.html (default 20; 0: none)")
     parser.add_argument("--summary-json", help="also write the run summary to this file")
+    parser.add_argument("--work-dir", default=os.environ.get("DIFFMIMIC_WORK_DIR"),
+                        help="workers' scratch checkpoints and status (default $DIFFMIMIC_WORK_DIR, else "
+                             "LIB/.factory); on a cluster: shared storage every node mounts")
+    parser.add_argument("--publish", default=os.environ.get("DIFFMIMIC_PUBLISH"), metavar="DIR",
+                        help="publish a read-only snapshot of the library to DIR (shared storage) as clips finish "
+                             "and at the end (default $DIFFMIMIC_PUBLISH; readers open DIR as a library)")
+    parser.add_argument("--publish-every", type=float, default=300.0, metavar="SECONDS",
+                        help="seconds between snapshots while clips finish (default 300)")
     return parser
 
 
@@ -120,6 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from factory.coordinator import WORK_DIR
     from factory.library import LibraryError, PolicyLibrary
     from factory.runlock import CoordinatorLock, LockHeld
+    from factory.snapshot import check_publish_target
 
     def fail(message: str) -> int:
         print(f"error: {message}", file=sys.stderr)
@@ -146,8 +155,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         library = PolicyLibrary(Path(args.library).expanduser(), create=True)
         catalog = build_catalog(spec, clips=args.clips, max_clips=args.max_clips,
                                 cache_path=Path(library.root) / WORK_DIR / f"catalog-{spec.name}.json")
+        if library.read_only:
+            raise LibraryError(f"--library {library.root}: a read-only snapshot; train into the library it was "
+                               f"published from")
+        if args.publish:
+            check_publish_target(library, args.publish)
     except (DatasetSpecError, FileNotFoundError, LibraryError) as err:
         return fail(str(err))
+    if args.publish_every <= 0:
+        return fail("--publish-every must be > 0 seconds")
     print(f"catalog: {json.dumps(summarize(catalog))}", flush=True)
 
     lock = CoordinatorLock(library.root, WORK_DIR)
@@ -171,7 +187,8 @@ def _run(args, library, catalog, config) -> int:
         target_pose_error_m=args.target_pose_error_m, max_attempts=args.max_attempts, force=args.force,
         workers=args.workers, gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
         checkpoint_every=args.checkpoint_every, progress_every_s=args.progress_every_s, compile_cache_dir=cache,
-        warm_start_similar=args.warm_start_similar, retry_failed=args.retry_failed)
+        warm_start_similar=args.warm_start_similar, retry_failed=args.retry_failed, work_dir=args.work_dir,
+        publish_dir=args.publish, publish_every_s=args.publish_every)
     how = init_ray(args.ray_address, args.num_cpus)
     print(f"ray: {how}", flush=True)
     if threading.current_thread() is threading.main_thread():
@@ -181,6 +198,7 @@ def _run(args, library, catalog, config) -> int:
     try:
         summary = coordinator.run()
     except KeyboardInterrupt:
+        coordinator.publish(force=True)  # what was written this run reaches the readers too
         return _interrupted(coordinator, _RECEIVED[0] if _RECEIVED else "SIGINT")
     text = print_summary(summary)
     print(text, flush=True)
@@ -193,7 +211,9 @@ def _run(args, library, catalog, config) -> int:
     print(f"library report: {page} (all renders: python -m factory.library --library {library.root} report "
           f"--out {page.parent})", flush=True)
     if args.summary_json:
-        Path(args.summary_json).write_text(json.dumps(summary, indent=2, default=str))
+        from diffmimic import atomic
+
+        atomic.write_json(args.summary_json, summary, default=str)
     return 1 if summary["counts"].get("failed") else 0
 
 

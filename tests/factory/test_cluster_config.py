@@ -32,7 +32,9 @@ def test_cluster_yaml_has_cpu_head_gpu_workers_and_shared_library(cluster_config
                              for t in gpu_types)  # autoscaling GPU workers
     setup = "\n".join(cluster_config["setup_commands"])
     assert "pip install" in setup and "[cuda]" in setup and "/mnt/shared" in setup
-    assert "DIFFMIMIC_LIBRARY=/mnt/shared/" in setup
+    # The index on the head's local disk, never on NFS; scratch and the published snapshot shared.
+    assert "DIFFMIMIC_LIBRARY=$HOME/" in setup and "DIFFMIMIC_LIBRARY=/mnt/" not in setup
+    assert "DIFFMIMIC_WORK_DIR=/mnt/shared/" in setup and "DIFFMIMIC_PUBLISH=/mnt/shared/" in setup
 
 
 def test_validation_catches_a_broken_config(cluster_config):

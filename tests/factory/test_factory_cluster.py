@@ -40,9 +40,10 @@ def test_gpu_workers_are_placed_on_gpu_nodes(gpu_cluster, tmp_path, sample_clips
     for name in ("squat", "wave", "march_in_place"):
         shutil.copy(sample_clips[name], data)
     spec = dataclasses.replace(load_dataset_spec("sample"), root=data, generate=None)
-    library = PolicyLibrary(tmp_path / "lib", create=True)
-    summary = Coordinator(library, build_catalog(spec), tiny_config, FactoryOptions(max_attempts=1),
-                          progress=None).run()
+    library = PolicyLibrary(tmp_path / "head-local" / "lib", create=True)
+    shared = tmp_path / "shared"  # as /mnt/shared in cluster.yaml
+    options = FactoryOptions(max_attempts=1, work_dir=str(shared / "work"), publish_dir=str(shared / "lib"))
+    summary = Coordinator(library, build_catalog(spec), tiny_config, options, progress=None).run()
 
     assert summary["workers"] == 2  # one per GPU, chosen from the cluster's resources
     assert summary["counts"] == {"best_effort": 3}
@@ -52,3 +53,12 @@ def test_gpu_workers_are_placed_on_gpu_nodes(gpu_cluster, tmp_path, sample_clips
     assert placements and all(p["node_id"] in gpu_node_ids for p in placements), placements
     assert all(p["gpu_ids"] for p in placements)  # Ray assigned each actor a GPU
     assert head.node_id not in {p["node_id"] for p in placements}
+
+    # Storage as on the cluster: workers wrote their scratch and status to the shared work
+    # directory, never into the library; readers elsewhere get the published snapshot.
+    assert sorted(p.name for p in (shared / "work" / "workers").glob("*.json")) == ["0.json", "1.json"]
+    assert not (library.root / ".factory" / "workers").exists()
+    reader = PolicyLibrary(shared / "lib")
+    assert reader.read_only and summary["snapshot"]["rows"] == 3
+    assert reader.query(all_versions=True) == library.query(all_versions=True)
+    assert reader.verify(load=False).ok
