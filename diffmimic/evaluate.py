@@ -1,4 +1,4 @@
-"""Evaluation: pose error of a deterministic rollout over the whole clip, and the CLI.
+"""Evaluation of a saved policy, the CLI (the metrics themselves: `diffmimic.metrics`).
 
     python -m diffmimic.evaluate DIR [--seconds S]
 
@@ -10,105 +10,20 @@ paper's 20 s test): the reference is tiled, each repeat re-anchored at where the
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
-
-
-@dataclasses.dataclass(frozen=True)
-class EvalMetrics:
-    """Metrics of one evaluation rollout.
-
-    pose_error_m: mean root-relative body position error over the clip (the paper's metric).
-    global_error_m: mean body position error (root drift included).
-    fell: the character fell (pelvis out of range, > 0.5 m off, or NaN) at some frame.
-    fell_at_s: when it first fell (None if never).
-    absurdity: mean pose error of the worst 1 / 5 / 10 % of frames.
-    nonfinite_steps: control steps whose simulated state went NaN/inf.
-    frames: evaluated control steps.
-    per_frame_pose_error_m, per_frame_global_error_m: per step (entry i: reference frame
-      start + i + 1).
-    """
-
-    pose_error_m: float
-    global_error_m: float
-    fell: bool
-    fell_at_s: float | None
-    absurdity: dict
-    nonfinite_steps: int
-    frames: int
-    per_frame_pose_error_m: tuple = ()
-    per_frame_global_error_m: tuple = ()
-
-    def rank(self) -> tuple:
-        """Sort key, best first: no fall, then the latest fall, then the lowest pose error."""
-        return (bool(self.fell), -(self.fell_at_s if self.fell_at_s is not None else float("inf")),
-                self.pose_error_m)
-
-    def to_dict(self, per_frame: bool = False) -> dict:
-        data = dataclasses.asdict(self)
-        if not per_frame:
-            data.pop("per_frame_pose_error_m")
-            data.pop("per_frame_global_error_m")
-        return data
-
-
-def worst_fraction_means(errors: np.ndarray, fractions=(0.01, 0.05, 0.10)) -> dict:
-    """Mean of the worst `fraction` of frame errors, keyed like 'worst_5pct'."""
-    ordered = np.sort(errors)[::-1]
-    return {f"worst_{round(f * 100)}pct": float(ordered[:max(1, int(np.ceil(f * len(ordered))))].mean())
-            for f in fractions}
-
-
-def summarize_rollout(metrics, valid, control_hz: float = 30.0) -> EvalMetrics:
-    """Reduces per-step rollout metrics (StepMetrics of arrays (T,)) over the valid steps."""
-    valid = np.asarray(valid, bool)
-    pose = np.asarray(metrics.pose_error_m)[valid]
-    fell = np.asarray(metrics.fell)[valid]
-    first_fall = int(np.argmax(fell)) if fell.any() else None
-    return EvalMetrics(
-        pose_error_m=float(pose.mean()), global_error_m=float(np.asarray(metrics.global_error_m)[valid].mean()),
-        fell=bool(fell.any()), fell_at_s=None if first_fall is None else (first_fall + 1) / control_hz,
-        absurdity=worst_fraction_means(pose), nonfinite_steps=int(np.asarray(metrics.nonfinite)[valid].sum()),
-        frames=int(valid.sum()), per_frame_pose_error_m=tuple(float(e) for e in pose),
-        per_frame_global_error_m=tuple(float(e) for e in np.asarray(metrics.global_error_m)[valid]))
-
-
-def loop_reference(reference, seconds: float):
-    """Tiles a (cyclic) reference to cover `seconds`, re-anchoring each repeat's root position
-    horizontally at the previous repeat's end (so a walk keeps walking)."""
-
-    frames_needed = int(round(seconds * reference.fps)) + 1
-    if frames_needed <= reference.num_frames:
-        return reference.segment(0.0, seconds)
-    parts = {k: [getattr(reference, k)] for k in ("qpos", "qvel", "body_pos", "body_rot", "body_vel", "body_ang")}
-    total = reference.num_frames
-    while total < frames_needed:
-        shift = parts["qpos"][-1][-1, :2] - reference.qpos[0, :2]
-        qpos = reference.qpos[1:].copy()
-        qpos[:, :2] += shift
-        body_pos = reference.body_pos[1:].copy()
-        body_pos[..., :2] += shift
-        parts["qpos"].append(qpos)
-        parts["body_pos"].append(body_pos)
-        for k in ("qvel", "body_rot", "body_vel", "body_ang"):
-            parts[k].append(getattr(reference, k)[1:])
-        total += reference.num_frames - 1
-    arrays = {k: np.concatenate(v)[:frames_needed] for k, v in parts.items()}
-    return dataclasses.replace(reference, **arrays)
+from diffmimic.env import length_bucket, ref_arrays
+from diffmimic.metrics import EvalMetrics, loop_reference
+from diffmimic.mocap.retarget import Reference
+from diffmimic.policy import load_policy
+from diffmimic.train import TrainConfig, compiled_functions, enable_compilation_cache, evaluate_policy
 
 
 def evaluate_directory(directory: str | Path, seconds: float | None = None) -> EvalMetrics:
     """Loads DIR (config.json, checkpoint, reference.npz) and evaluates its policy."""
-    from diffmimic.env import length_bucket, ref_arrays
-    from diffmimic.mocap.retarget import Reference
-    from diffmimic.policy import load_policy
-    from diffmimic.train import TrainConfig, compiled_functions, evaluate_policy
-
     directory = Path(directory)
     config = TrainConfig.from_dict(json.loads((directory / "config.json").read_text()))
     reference = Reference.load(directory / "reference.npz")
@@ -130,8 +45,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not (directory / "config.json").is_file() or not (directory / "checkpoint").exists():
         print(f"error: {directory}: not a training output directory (no config.json/checkpoint)", file=sys.stderr)
         return 2
-    from diffmimic.train import enable_compilation_cache
-
     enable_compilation_cache()
     print(json.dumps(evaluate_directory(directory, args.seconds).to_dict()))
     return 0

@@ -5,7 +5,7 @@ mimic environment at a reference frame, runs observe -> policy -> step without d
 replay, and returns every simulated body position with the per-frame pose error. The scan is
 jitted once per (compile key of the config, character config) and runs over the whole padded
 length bucket, so clips of one bucket share one compiled function; start frame and clip length
-are data. Rollouts longer than the clip loop it (`diffmimic.evaluate.loop_reference`).
+are data. Rollouts longer than the clip loop it (`diffmimic.metrics.loop_reference`).
 """
 
 from __future__ import annotations
@@ -23,9 +23,8 @@ import numpy as np
 from diffmimic import atomic
 from diffmimic.character.mjcf import CharacterConfig
 from diffmimic.env import EnvState, length_bucket, ref_arrays
-from diffmimic.evaluate import EvalMetrics, loop_reference, summarize_rollout
+from diffmimic.metrics import EvalMetrics, loop_reference, summarize_rollout
 from diffmimic.mocap.retarget import Reference
-from diffmimic.policy import make_policy_network
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,38 +116,21 @@ class Trajectory:
 
 
 # Traces of the rollout function (trace time only): how many times it compiled in this process.
-trace_counts = {"rollout": 0}
-
-
-@functools.lru_cache(maxsize=8)
 def _rollout_function(config, character_config: CharacterConfig):
-    """The jitted (params, normaliser, ref, start_frame, physics, steps) -> (final physics, arrays)
-    for one compile key.
-
-    It runs `steps` control steps from the physics state `physics` at reference frame
-    `start_frame`; the scan covers the whole bucket and freezes the state after `steps`, so the
-    final state is the one after exactly `steps` steps and step count is data, not shape.
-    """
+    """(params, normaliser, ref, start_frame, physics, steps) -> (final physics, qpos, body pos,
+    body rot, metrics): `steps` control steps from the physics state `physics` at reference frame
+    `start_frame`, by the same compiled rollout that evaluates policies during training
+    (`CompiledFunctions.rollout`), so the step count is data and the compile is shared."""
     from diffmimic.train import compiled_functions
 
-    env = compiled_functions(config, character_config).env
-    _, apply = make_policy_network(env.observation_size, env.action_size, config.hidden)
+    functions = compiled_functions(config, character_config)
 
     def rollout(params, normaliser, ref, start_frame, physics, steps):
-        trace_counts["rollout"] += 1
         start = EnvState(physics=physics, t=jnp.asarray(start_frame, jnp.int32), key=jax.random.PRNGKey(0))
-
-        def control(state, i):
-            action = apply(params, normaliser, env.observe(state, ref))
-            next_state, metrics = env.step(state, action, ref, replay=False)
-            next_state = jax.tree.map(lambda new, old: jnp.where(i < steps, new, old), next_state, state)
-            x = next_state.physics.x
-            return next_state, (next_state.physics.q, x.pos, x.rot, metrics)
-
-        final, (qpos, body_pos, body_rot, metrics) = jax.lax.scan(control, start, jnp.arange(ref.bucket - 1))
+        final, (qpos, body_pos, body_rot, metrics) = functions.rollout(params, normaliser, ref, start, steps)
         return final.physics, qpos, body_pos, body_rot, metrics
 
-    return jax.jit(rollout)
+    return rollout
 
 
 @functools.lru_cache(maxsize=8)

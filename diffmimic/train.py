@@ -34,8 +34,8 @@ from brax.training.acme import running_statistics
 from flax import struct
 
 from diffmimic.curriculum import start_probabilities, trouble_from_evaluation
-from diffmimic.env import EnvConfig, MimicEnv, RefArrays, length_bucket, ref_arrays
-from diffmimic.evaluate import EvalMetrics, summarize_rollout
+from diffmimic.env import EnvConfig, EnvState, MimicEnv, RefArrays, length_bucket, ref_arrays
+from diffmimic.metrics import EvalMetrics, summarize_rollout
 from diffmimic.mocap.retarget import Reference
 from diffmimic.physics import backend_character
 from diffmimic.character.mjcf import CharacterConfig
@@ -223,7 +223,10 @@ class CompiledFunctions:
     env: MimicEnv
     init: Callable  # key -> TrainState
     train_step: Callable  # (TrainState, RefArrays, Curriculum) -> (TrainState, IterationMetrics)
-    eval_rollout: Callable  # (params, normaliser, RefArrays) -> per-step arrays
+    eval_rollout: Callable  # (params, normaliser, RefArrays) -> (StepMetrics, valid), from frame 0
+    # (params, normaliser, RefArrays, start EnvState, steps) -> (final EnvState, (qpos, body pos,
+    # body rot, StepMetrics) per step): the one rollout, behind eval_rollout, the library and compose
+    rollout: Callable
     trace_counts: dict
 
 
@@ -266,7 +269,7 @@ def _compiled_functions(config: TrainConfig, character_config: CharacterConfig) 
     env = MimicEnv(character, config.env)
     policy_init, policy_apply = make_policy_network(env.observation_size, env.action_size, config.hidden)
     optimizer = _optimizer(config)
-    traces = {"train_step": 0, "eval_rollout": 0}
+    traces = {"train_step": 0, "eval_rollout": 0, "rollout": 0}
 
     def init(key, total_iterations):
         key, init_key = jax.random.split(key)
@@ -324,20 +327,31 @@ def _compiled_functions(config: TrainConfig, character_config: CharacterConfig) 
             loss=loss, pose_error_m=mean(metrics.pose_error_m), replay_rate=mean(metrics.replayed),
             nonfinite_rate=mean(metrics.nonfinite), grad_norm=grad_norm, update_skipped=~finite)
 
+    def rollout(params, normaliser, ref: RefArrays, start: EnvState, steps):
+        """The deterministic policy (no replay) for `steps` control steps from `start`; the scan
+        spans the whole bucket and holds the state after `steps`, so the step count is data."""
+        def control(state, i):
+            action = policy_apply(params, normaliser, env.observe(state, ref))
+            next_state, metrics = env.step(state, action, ref, replay=False)
+            next_state = _where_tree(i < steps, next_state, state)
+            x = next_state.physics.x
+            return next_state, (next_state.physics.q, x.pos, x.rot, metrics)
+
+        return jax.lax.scan(control, start, jnp.arange(ref.bucket - 1))
+
     def eval_rollout(params, normaliser, ref: RefArrays):
         traces["eval_rollout"] += 1
         start = env.reset(ref, jax.random.PRNGKey(0), frame=0)
+        _, (_, _, _, metrics) = rollout(params, normaliser, ref, start, ref.length - 1)
+        return metrics, jnp.arange(ref.bucket - 1) < ref.length - 1
 
-        def control(state, _):
-            action = policy_apply(params, normaliser, env.observe(state, ref))
-            next_state, metrics = env.step(state, action, ref, replay=False)
-            return next_state, (metrics, state.t < ref.length - 1)
-
-        _, (metrics, valid) = jax.lax.scan(control, start, None, length=ref.bucket - 1)
-        return metrics, valid
+    def counted_rollout(*args):
+        traces["rollout"] += 1
+        return rollout(*args)
 
     return CompiledFunctions(env=env, init=jax.jit(init), train_step=jax.jit(train_step),
-                             eval_rollout=jax.jit(eval_rollout), trace_counts=traces)
+                             eval_rollout=jax.jit(eval_rollout), rollout=jax.jit(counted_rollout),
+                             trace_counts=traces)
 
 
 @dataclasses.dataclass

@@ -245,7 +245,7 @@ def compose(library: PolicyLibrary, names: Sequence[str], seconds: float | Seque
     """
     import jax
 
-    from diffmimic.evaluate import loop_reference, summarize_rollout
+    from diffmimic.metrics import loop_reference, summarize_rollout
     from diffmimic.rollout import Trajectory, initial_physics, simulate
 
     if not names:

@@ -91,7 +91,7 @@ class FactoryOptions:
       max_donor_distance_m: donors farther than this signature distance are not used.
       work_dir: workers' scratch checkpoints and status files (None: LIB/.factory). On a cluster,
         shared storage every node mounts; the library itself stays on the head's local disk.
-      publish_dir: publish a read-only snapshot of the library there (`factory.snapshot`) every
+      publish_dir: publish a read-only snapshot of the library there (`factory.library.snapshot`) every
         `publish_every_s` seconds while clips finish, and at the end; None: no snapshots.
     """
 
@@ -370,7 +370,7 @@ class Coordinator:
     def publish(self, force: bool = False) -> None:
         """A snapshot to `options.publish_dir` when one is due (or `force`); a failure to publish is
         reported and retried at the next one, never stops the run."""
-        from factory.snapshot import publish_snapshot
+        from factory.library.snapshot import publish_snapshot
 
         if not self.options.publish_dir:
             return

@@ -128,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from factory.coordinator import WORK_DIR
     from factory.library import LibraryError, PolicyLibrary
     from factory.runlock import CoordinatorLock, LockHeld
-    from factory.snapshot import check_publish_target
+    from factory.library.snapshot import check_publish_target
 
     def fail(message: str) -> int:
         print(f"error: {message}", file=sys.stderr)

@@ -213,7 +213,7 @@ class ClipTrainer:
         import jax
         from flax import serialization
 
-        from diffmimic.evaluate import EvalMetrics
+        from diffmimic.metrics import EvalMetrics
         from diffmimic.train import TrainSnapshot, compiled_functions
 
         data, meta_file = self.checkpoint_dir / f"{key}.msgpack", self.checkpoint_dir / f"{key}.json"

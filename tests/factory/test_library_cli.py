@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from factory.library import main
+from factory.library.cli import main
 
 
 def _run(capsys, *argv) -> tuple[int, str, str]:

@@ -15,7 +15,7 @@ def _rows(page: str) -> list[dict]:
 
 
 def test_report_of_a_library(small_library, tmp_path, browser):
-    from factory.library import main
+    from factory.library.cli import main
     from factory.library_report import write_library_report
 
     out = tmp_path / "report"
@@ -67,7 +67,7 @@ def test_report_stays_readable_with_thousands_of_clips(tmp_path, browser):
 
 
 def test_report_cli_errors(small_library, tmp_path, capsys):
-    from factory.library import main
+    from factory.library.cli import main
 
     assert main(["--root", str(small_library.root), "report", "--out", str(tmp_path), "--renders", "some"]) == 2
     assert "--renders must be" in capsys.readouterr().err
@@ -76,7 +76,7 @@ def test_report_cli_errors(small_library, tmp_path, capsys):
 
 @pytest.mark.parametrize("renders", ["none", "0"])
 def test_report_without_renders_simulates_nothing(small_library, tmp_path, renders):
-    from factory.library import main
+    from factory.library.cli import main
 
     assert main(["--root", str(small_library.root), "report", "--out", str(tmp_path), "--renders", renders]) == 0
     assert not any((tmp_path / "renders").iterdir())

@@ -119,7 +119,7 @@ def test_gif_and_mp4(rollout, tmp_path):
 
 def test_render_cli_for_a_policy_and_a_composition(library, tmp_path, capsys):
     from factory.compose import compose
-    from factory.library import main
+    from factory.library.cli import main
 
     root = str(library.root)
     assert main(["--root", root, "render", "wave_poses", "--seconds", "0.5", "--out", str(tmp_path / "w.html")]) == 0

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from factory import snapshot
+from factory.library import snapshot
 from factory.library import LibraryError, PolicyLibrary
 
 MOUNTS = """\

@@ -32,6 +32,8 @@ import sqlite3
 import time
 from pathlib import Path
 
+from factory.library.index import INDEX_FILE, POLICIES_DIR, LibraryError
+
 SNAPSHOT_FILE = "SNAPSHOT.json"
 
 # Filesystem types (as /proc/mounts names them) on which SQLite's locking is not to be trusted.
@@ -83,8 +85,6 @@ def is_snapshot(root: str | os.PathLike) -> bool:
 def check_publish_target(library, dest: str | os.PathLike) -> Path:
     """`dest` as an absolute path if a snapshot of `library` may be published there, else
     LibraryError: not the library or inside it, and empty, absent or an earlier snapshot."""
-    from factory.library import LibraryError
-
     dest = Path(dest).expanduser().absolute()
     if dest == library.root or library.root in dest.parents:
         raise LibraryError(f"{dest}: inside the library it would snapshot; give a directory elsewhere")
@@ -99,7 +99,6 @@ def publish_snapshot(library, dest: str | os.PathLike) -> dict:
     """Publishes a read-only snapshot of `library` (a writable `PolicyLibrary`) at `dest`; returns
     what `SNAPSHOT.json` records (source, time, rows, version directories copied this time)."""
     from diffmimic import atomic
-    from factory.library import INDEX_FILE, POLICIES_DIR
 
     dest = check_publish_target(library, dest)
     start = time.perf_counter()
