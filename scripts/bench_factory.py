@@ -105,7 +105,7 @@ class TrivialTraining:
         self.trained = trained
 
     def __call__(self, task: dict, config):
-        from diffmimic.evaluate import EvalMetrics
+        from diffmimic.metrics import EvalMetrics
         from diffmimic.mocap.motion import MocapError
         from diffmimic.train import TrainResult
 
