@@ -18,7 +18,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from scipy.spatial.transform import Rotation
+from scipy.spatial.transform import Rotation, Slerp
 
 from diffmimic import atomic
 from diffmimic.character.character import Character, make_character
@@ -129,20 +129,6 @@ _REFERENCE_KEYS = ("qpos", "qvel", "body_pos", "body_rot", "body_vel", "body_ang
                    "smpl_joint", "fps", "source", "skeleton")
 
 
-def _slerp(q0: np.ndarray, q1: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """Spherical interpolation of unit quaternions (..., 4) (xyzw), weight (...,) in [0, 1]."""
-    dot = np.sum(q0 * q1, axis=-1)
-    q1 = np.where(dot[..., None] < 0, -q1, q1)
-    dot = np.abs(dot).clip(-1.0, 1.0)
-    theta = np.arccos(dot)
-    sin = np.sin(theta)
-    small = sin < 1e-6
-    w0 = np.where(small, 1.0 - weight, np.sin((1.0 - weight) * theta) / np.where(small, 1.0, sin))
-    w1 = np.where(small, weight, np.sin(weight * theta) / np.where(small, 1.0, sin))
-    out = w0[..., None] * q0 + w1[..., None] * q1
-    return out / np.linalg.norm(out, axis=-1, keepdims=True)
-
-
 def resample(motion: Motion, fps: float) -> tuple[np.ndarray, np.ndarray]:
     """Resamples a motion to `fps`: slerp for joint rotations, linear for the root.
 
@@ -155,10 +141,10 @@ def resample(motion: Motion, fps: float) -> tuple[np.ndarray, np.ndarray]:
     source_t = np.arange(frames_out) / fps * motion.fps
     lower = np.minimum(np.floor(source_t).astype(int), motion.num_frames - 2)
     weight = source_t - lower
-    quats = Rotation.from_rotvec(motion.rotations.reshape(-1, 3)).as_quat().reshape(motion.num_frames, NUM_JOINTS, 4)
-    w = np.broadcast_to(weight[:, None], (frames_out, NUM_JOINTS))
-    rotations = _slerp(quats[lower], quats[lower + 1], w)
-    matrices = Rotation.from_quat(rotations.reshape(-1, 4)).as_matrix().reshape(frames_out, NUM_JOINTS, 3, 3)
+    frame_times = np.arange(motion.num_frames, dtype=np.float64)
+    at = np.clip(source_t, 0.0, frame_times[-1])
+    matrices = np.stack([Slerp(frame_times, Rotation.from_rotvec(motion.rotations[:, j]))(at).as_matrix()
+                         for j in range(NUM_JOINTS)], axis=1)
     root = (1.0 - weight)[:, None] * motion.root_position[lower] + weight[:, None] * motion.root_position[lower + 1]
     return matrices, root
 

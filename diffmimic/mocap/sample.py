@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from scipy.spatial.transform import Rotation
+from scipy.spatial.transform import Rotation, Slerp
 
 from diffmimic import atomic
 from diffmimic.character.skeleton import (
@@ -85,8 +85,7 @@ def _rotvec(matrices: np.ndarray) -> np.ndarray:
 
 def _slerp(r0: np.ndarray, r1: np.ndarray, s: np.ndarray) -> np.ndarray:
     """Per-frame interpolation from rotation r0 (3,3) to r1 (3,3) by fractions s (T,)."""
-    delta = Rotation.from_matrix(r0.T @ r1).as_rotvec()
-    return r0 @ Rotation.from_rotvec(np.asarray(s)[:, None] * delta).as_matrix()
+    return Slerp([0.0, 1.0], Rotation.from_matrix(np.stack([r0, r1])))(np.asarray(s)).as_matrix()
 
 
 def _normalize(v: np.ndarray) -> np.ndarray:

@@ -49,12 +49,9 @@ def clip_id_for(dataset: str, dataset_root: str | os.PathLike, path: str | os.Pa
     return check_clip_id("/".join((dataset, *relative.with_suffix("").parts)))
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
+def sha256_file(path: str | os.PathLike) -> str:
     with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 @functools.lru_cache(maxsize=1)
