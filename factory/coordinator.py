@@ -507,7 +507,10 @@ class Coordinator:
                 continue
             clip = str(status.get("clip_id", "?")).rsplit("/", 1)[-1]
             if status["state"] == "compiling":
-                what = "compiling the train step (or loading it from the cache)"
+                waited = f", {(time.time() - status['since']) / 60:.1f} min so far" if status.get("since") else ""
+                what = (f"compiling the train step for length bucket {status.get('bucket', '?')} (minutes the "
+                        f"first time, ~7 on a 2-core CPU; later runs load it from the cache{waited})"
+                        if status.get("first", True) else "starting (train step already compiled)")
             else:
                 fell = status.get("fell_at_s")
                 last = ("" if status.get("pose_error_m") is None else

@@ -66,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="at the end, render up to N policies that have no render yet into the library's HTML "
                              "report LIB/reports/index.html (default 20; 0: none)")
     parser.add_argument("--summary-json", help="also write the run summary to this file")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show Ray's notes and the workers' own output (XLA, JAX) on the console too")
     parser.add_argument("--work-dir", default=os.environ.get("DIFFMIMIC_WORK_DIR"),
                         help="workers' scratch checkpoints and status (default $DIFFMIMIC_WORK_DIR, else "
                              "LIB/.factory); on a cluster: shared storage every node mounts")
@@ -77,23 +79,34 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def init_ray(address: str | None, num_cpus: int | None = None) -> str:
-    """Joins `address` (or a running cluster); starts a local Ray when there is none."""
+def init_ray(address: str | None, num_cpus: int | None = None, verbose: bool = True) -> str:
+    """Joins `address` (or a running cluster); starts a local Ray when there is none.
+
+    Without `verbose` the console keeps to the factory's own lines: Ray's info and warnings (the
+    dashboard address, the authentication-token notes) and the workers' stdout/stderr (XLA's
+    slow-compile alarms, library notes) are not shown; a worker's errors still reach the console
+    and the library through the factory's own reporting, and Ray's logs stay in its session
+    directory (/tmp/ray/session_latest/logs)."""
+    import logging
+
     import ray
 
     if ray.is_initialized():
         return "already initialised"
+    quiet = {} if verbose else {"logging_level": logging.ERROR, "log_to_driver": False}
+    if not verbose:
+        logging.getLogger("ray").setLevel(logging.ERROR)  # notes logged before ray.init configures it
     if address == "local":  # a new local Ray even when one runs on this machine
-        ray.init(address="local", num_cpus=num_cpus)
+        ray.init(address="local", num_cpus=num_cpus, **quiet)
         return "started a local Ray"
     if address:
-        ray.init(address=address)
+        ray.init(address=address, **quiet)
         return f"joined {address}"
     try:
-        ray.init(address="auto")
+        ray.init(address="auto", **quiet)
         return "joined the running cluster"
     except ConnectionError:
-        ray.init(num_cpus=num_cpus)
+        ray.init(num_cpus=num_cpus, **quiet)
         return "started a local Ray"
 
 
@@ -189,7 +202,7 @@ def _run(args, library, catalog, config) -> int:
         checkpoint_every=args.checkpoint_every, progress_every_s=args.progress_every_s, compile_cache_dir=cache,
         warm_start_similar=args.warm_start_similar, retry_failed=args.retry_failed, work_dir=args.work_dir,
         publish_dir=args.publish, publish_every_s=args.publish_every)
-    how = init_ray(args.ray_address, args.num_cpus)
+    how = init_ray(args.ray_address, args.num_cpus, verbose=args.verbose)
     print(f"ray: {how}", flush=True)
     if threading.current_thread() is threading.main_thread():
         # A scheduler's stop, handled as Ctrl-C is (after ray.init, which installs a crash handler).

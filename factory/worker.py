@@ -171,8 +171,14 @@ class ClipTrainer:
                           "iteration": record["iteration"], "pose_error_m": record["pose_error_m"],
                           "fell_at_s": record["fell_at_s"]})
 
-        # Until the first evaluation the step is being compiled (or loaded from the cache).
-        self._status({"state": "compiling", "clip_id": task["clip_id"], "attempt": task["attempt"], "iteration": 0})
+        # Until the first evaluation the step is being compiled (or loaded from the cache), the
+        # first time in this process for this config and length bucket.
+        from diffmimic.env import length_bucket
+        from diffmimic.train import compiled_functions
+
+        self._status({"state": "compiling", "clip_id": task["clip_id"], "attempt": task["attempt"], "iteration": 0,
+                      "bucket": length_bucket(reference.num_frames), "since": time.time(),
+                      "first": compiled_functions(config).trace_counts["train_step"] == 0})
         result = train(reference, config, progress=None, stop_at_pose_error_m=task.get("target_pose_error_m"),
                        checkpoint_every=self.checkpoint_every, on_checkpoint=on_checkpoint, resume=resume,
                        init_policy=init_policy, on_evaluation=on_evaluation)

@@ -76,6 +76,12 @@ def test_driver_killed_then_rerun_continues(tmp_path, sample_clips):
     summary = json.loads((tmp_path / "second.json").read_text())
     assert summary["skipped_done"] == len(before) and summary["written"] == 6 - len(before)
     assert f"{len(before)} clip(s) already in the library" in second.stdout
+    # A readable console: the factory's lines, not Ray's notes or the workers' own output.
+    console = second.stdout + second.stderr
+    for noise in ("Started a local Ray instance", "authentication token", "(ClipTrainer pid=", "Failed to import warp",
+                  "not actively being maintained"):
+        assert noise not in console, (noise, console[-3000:])
+    assert "ray: started a local Ray" in console
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
