@@ -137,10 +137,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from diffmimic.mocap.dataset_spec import DatasetSpecError, load_dataset_spec
     from diffmimic.train import PRESETS, make_config
-    from factory.catalog import build_catalog, summarize
-    from factory.coordinator import WORK_DIR
+    from factory.distribution.catalog import build_catalog, summarize
+    from factory.distribution.coordinator import WORK_DIR
     from factory.library import LibraryError, PolicyLibrary
-    from factory.runlock import CoordinatorLock, LockHeld
+    from factory.distribution.runlock import CoordinatorLock, LockHeld
     from factory.library.snapshot import check_publish_target
 
     def fail(message: str) -> int:
@@ -192,8 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args, library, catalog, config) -> int:
     """The run itself, with the library's coordinator lock held."""
-    from factory.coordinator import Coordinator, FactoryOptions, print_summary
-    from factory.library_report import write_library_report
+    from factory.distribution.coordinator import Coordinator, FactoryOptions, print_summary
+    from factory.presentation.library_report import write_library_report
 
     cache = os.environ.get("DIFFMIMIC_JAX_CACHE")  # None: each worker uses its node's default
     options = FactoryOptions(

@@ -50,8 +50,8 @@ def bench_sample(args) -> None:
 
     from diffmimic.mocap.dataset_spec import load_dataset_spec
     from diffmimic.train import enable_compilation_cache, make_config
-    from factory.catalog import build_catalog
-    from factory.coordinator import Coordinator, FactoryOptions
+    from factory.distribution.catalog import build_catalog
+    from factory.distribution.coordinator import Coordinator, FactoryOptions
     from factory.library import PolicyLibrary
 
     config = make_config(args.preset, **(json.loads(args.config_json) if args.config_json else {}))
@@ -125,8 +125,8 @@ def bench_scale(args) -> None:
     import ray
 
     from diffmimic.train import make_config
-    from factory.catalog import Catalog, CatalogEntry
-    from factory.coordinator import Coordinator, FactoryOptions, driver_rss_mb
+    from factory.distribution.catalog import Catalog, CatalogEntry
+    from factory.distribution.coordinator import Coordinator, FactoryOptions, driver_rss_mb
     from factory.library import PolicyLibrary
 
     config = make_config("cpu", **TINY)
@@ -189,7 +189,7 @@ def _tiny_clip_bytes(frames: int) -> bytes:
 
 def bench_catalog(args) -> None:
     from diffmimic.mocap.dataset_spec import load_dataset_spec
-    from factory.catalog import build_catalog
+    from factory.distribution.catalog import build_catalog
 
     work = Path(tempfile.mkdtemp(prefix="bench_catalog_"))
     root = work / "amass"

@@ -96,7 +96,7 @@ def _cmd_rollout(library: PolicyLibrary, args) -> int:
 
 
 def _cmd_render(args) -> int:
-    from factory.render import FORMATS, render, scene_for_policy, scene_from_file
+    from factory.presentation.render import FORMATS, render, scene_for_policy, scene_from_file
 
     out = Path(args.out)
     if out.suffix.lower() not in FORMATS:
@@ -124,7 +124,7 @@ def _cmd_render(args) -> int:
 
 
 def _cmd_report(library: PolicyLibrary, args) -> int:
-    from factory.library_report import write_library_report
+    from factory.presentation.library_report import write_library_report
 
     renders = args.renders
     if renders not in ("all", "none"):

@@ -4,7 +4,7 @@ SQLite needs POSIX locks and, in WAL mode, shared memory that network filesystem
 SMB, ...) do not provide reliably: an index there can be corrupted or deadlock. So:
 
 - The writable library (index and policy files) lives on the head node's local disk; only the
-  coordinator writes it (`factory.runlock` keeps it to one). `PolicyLibrary` refuses to open a
+  coordinator writes it (`factory.distribution.runlock` keeps it to one). `PolicyLibrary` refuses to open a
   writable index on a network filesystem (`network_filesystem`).
 - Workers never touch the library: donors travel as Ray objects, results come back to the
   coordinator. Their scratch checkpoints and status files go to the work directory, which on a

@@ -43,8 +43,8 @@ def copy_clips(sample_clips, names, directory: Path) -> Path:
 
 
 def run_factory(library_root, spec, config, progress=None, train_fn=None, **options):
-    from factory.catalog import build_catalog
-    from factory.coordinator import Coordinator, FactoryOptions
+    from factory.distribution.catalog import build_catalog
+    from factory.distribution.coordinator import Coordinator, FactoryOptions
     from factory.library import PolicyLibrary
 
     library = PolicyLibrary(library_root, create=True)
@@ -166,7 +166,7 @@ def test_worker_killed_mid_clip_requeues_and_resumes(local_ray, tmp_path, sample
 
 def test_escalation_changes_starts_threshold_and_run_length_but_not_the_compiled_step(tiny_config):
     from diffmimic.train import compile_key
-    from factory.coordinator import ESCALATED_FOCUS_SHARE, escalate
+    from factory.distribution.coordinator import ESCALATED_FOCUS_SHARE, escalate
 
     first, second, third = (escalate(tiny_config, attempt) for attempt in (1, 2, 3))
     assert first == tiny_config

@@ -29,8 +29,8 @@ def gpu_cluster():
 
 def test_gpu_workers_are_placed_on_gpu_nodes(gpu_cluster, tmp_path, sample_clips, tiny_config):
     from diffmimic.mocap.dataset_spec import load_dataset_spec
-    from factory.catalog import build_catalog
-    from factory.coordinator import Coordinator, FactoryOptions
+    from factory.distribution.catalog import build_catalog
+    from factory.distribution.coordinator import Coordinator, FactoryOptions
     from factory.library import PolicyLibrary
 
     cluster, head, gpu_nodes = gpu_cluster

@@ -16,7 +16,7 @@ def _rows(page: str) -> list[dict]:
 
 def test_report_of_a_library(small_library, tmp_path, browser):
     from factory.library.cli import main
-    from factory.library_report import write_library_report
+    from factory.presentation.library_report import write_library_report
 
     out = tmp_path / "report"
     page_path = write_library_report(small_library, out, renders=1, progress=None)
@@ -47,7 +47,7 @@ def test_report_of_a_library(small_library, tmp_path, browser):
 
 def test_report_stays_readable_with_thousands_of_clips(tmp_path, browser):
     from factory.library import PolicyLibrary
-    from factory.library_report import write_library_report
+    from factory.presentation.library_report import write_library_report
 
     library = PolicyLibrary(tmp_path / "big", create=True)
     for i in range(3000):

@@ -22,7 +22,7 @@ def library(tmp_path_factory, trained, put_trained):
 
 @pytest.fixture(scope="module")
 def rollout(library):
-    from factory.render import scene_for_policy
+    from factory.presentation.render import scene_for_policy
 
     policy = library.load_policy("squat_poses")
     scene, trajectory = scene_for_policy(policy, seconds=1.0)
@@ -42,7 +42,7 @@ def _colour_pixels(image, colour: str, tolerance: int = 40) -> int:
 
 
 def test_character_geoms_are_the_collision_shapes():
-    from factory.render import character_geoms
+    from factory.presentation.render import character_geoms
 
     geoms = character_geoms()
     assert len(geoms) == 24 and {g.body for g in geoms} == set(range(24))
@@ -55,7 +55,7 @@ def test_character_geoms_are_the_collision_shapes():
 
 
 def test_html_is_self_contained_and_holds_the_trajectory(rollout, tmp_path):
-    from factory.render import write_html
+    from factory.presentation.render import write_html
 
     scene, trajectory = rollout
     page_path = write_html(scene, tmp_path / "squat.html")
@@ -76,7 +76,7 @@ def test_html_is_self_contained_and_holds_the_trajectory(rollout, tmp_path):
 def test_viewer_runs_in_a_real_browser(rollout, tmp_path, browser):
     from PIL import Image
 
-    from factory.render import REFERENCE_COLOUR, SIMULATED_COLOUR, write_html
+    from factory.presentation.render import REFERENCE_COLOUR, SIMULATED_COLOUR, write_html
 
     scene, _ = rollout
     page = browser(write_html(scene, tmp_path / "squat.html"))
@@ -96,7 +96,7 @@ def test_gif_and_mp4(rollout, tmp_path):
     import imageio_ffmpeg
     from PIL import Image
 
-    from factory.render import REFERENCE_COLOUR, SIMULATED_COLOUR, write_video
+    from factory.presentation.render import REFERENCE_COLOUR, SIMULATED_COLOUR, write_video
 
     scene, _ = rollout
     gif = write_video(scene, tmp_path / "squat.gif")

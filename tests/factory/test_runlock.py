@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from factory.runlock import CoordinatorLock, LockHeld
+from factory.distribution.runlock import CoordinatorLock, LockHeld
 
-HOLD = ("import sys, time\nfrom factory.runlock import CoordinatorLock\n"
+HOLD = ("import sys, time\nfrom factory.distribution.runlock import CoordinatorLock\n"
         "CoordinatorLock(sys.argv[1]).acquire()\nprint('held', flush=True)\ntime.sleep(600)\n")
 
 

@@ -53,9 +53,9 @@ from typing import Callable
 import ray
 
 from diffmimic.warmstart import MAX_DONOR_DISTANCE_M, prune_pool, reference_signature
-from factory.catalog import Catalog, CatalogEntry
+from factory.distribution.catalog import Catalog, CatalogEntry
 from factory.library import PolicyLibrary
-from factory.worker import remote_trainer
+from factory.distribution.worker import remote_trainer
 
 WORK_DIR = ".factory"  # under the library root: scratch checkpoints, worker status, catalog cache
 
@@ -170,7 +170,7 @@ class Coordinator:
     def __init__(self, library: PolicyLibrary, catalog: Catalog, base_config, options: FactoryOptions = FactoryOptions(),
                  progress: Callable[[str], None] | None = print, train_fn=None):
         """`train_fn`: a benchmark device that replaces the workers' loading and training (see
-        `factory.worker.TrainFn`); None in product runs."""
+        `factory.distribution.worker.TrainFn`); None in product runs."""
         self.library = library
         self.catalog = catalog
         self.base_config = base_config
@@ -529,7 +529,7 @@ class Coordinator:
     # ------------------------------------------------------------------------------------------
     def run(self) -> dict:
         """Trains every queued clip; returns the run summary (also in the library's report)."""
-        from factory.report import write_report
+        from factory.presentation.report import write_report
 
         self.start_time = self._last_progress = time.time()
         self.work_dir.mkdir(parents=True, exist_ok=True)

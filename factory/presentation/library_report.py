@@ -36,7 +36,7 @@ def make_renders(library: PolicyLibrary, records: list[PolicyRecord], directory:
                  seconds: float | None = None, progress=print) -> dict[str, str]:
     """Renders (HTML viewer) every record with a policy that has no render in `directory` yet, at
     most `limit` new ones (None: all). Returns {clip_id: file name} of the renders that exist."""
-    from factory.render import scene_for_policy, write_html
+    from factory.presentation.render import scene_for_policy, write_html
 
     directory.mkdir(parents=True, exist_ok=True)
     existing, todo = {}, []

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from diffmimic import atomic
-from factory.catalog import Catalog, skipped_reasons
+from factory.distribution.catalog import Catalog, skipped_reasons
 from factory.library import PolicyLibrary
 
 REPORTS_DIR = "reports"

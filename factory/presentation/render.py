@@ -164,7 +164,7 @@ def scene_json(scene: Scene) -> dict:
 
 
 def _asset(name: str) -> str:
-    return resources.files("factory").joinpath("viewer", name).read_text(encoding="utf-8")
+    return resources.files("factory.presentation").joinpath("viewer", name).read_text(encoding="utf-8")
 
 
 def html_page(scene: Scene) -> str:
