@@ -134,20 +134,23 @@ def replace_directory(path: str | os.PathLike, build: Callable[[Path], Any], *, 
     except BaseException:
         _remove(staging)
         raise
-    if not path.exists():
-        os.rename(staging, path)
-    elif _exchange(staging, path):
-        _remove(staging)  # now holds the old directory
-    else:
-        old = temporary_sibling(path, ".old")
-        os.rename(path, old)
-        try:
+    leftover: Path | None = staging  # removed at the end: the new directory on failure, else the old one
+    try:
+        if not path.exists():
             os.rename(staging, path)
-        except BaseException:
-            os.rename(old, path)
-            _remove(staging)
-            raise
-        _remove(old)
+            leftover = None
+        elif not _exchange(staging, path):  # on success, staging holds the old directory
+            old = temporary_sibling(path, ".old")
+            os.rename(path, old)
+            try:
+                os.rename(staging, path)
+            except BaseException:
+                os.rename(old, path)
+                raise
+            leftover = old
+    finally:
+        if leftover is not None:
+            _remove(leftover)
     if durable:
         _fsync_path(path.parent)
     return path

@@ -25,6 +25,7 @@ SMB, ...) do not provide reliably: an index there can be corrupted or deadlock. 
 from __future__ import annotations
 
 import datetime
+from contextlib import closing
 import os
 import shutil
 import socket
@@ -107,8 +108,9 @@ def publish_snapshot(library, dest: str | os.PathLike) -> dict:
     if not is_snapshot(dest):  # marked before any index exists there: readers never take it for a library
         atomic.write_json(dest / SNAPSHOT_FILE, {**source_info, "published_at": None})
     # The index first, into memory: the rows published are those whose files are copied below.
-    with sqlite3.connect(library.index_path, timeout=60.0) as source, sqlite3.connect(":memory:") as index:
-        source.backup(index)
+    with closing(sqlite3.connect(":memory:")) as index:
+        with closing(sqlite3.connect(library.index_path, timeout=60.0)) as source:
+            source.backup(index)
         paths = [row[0] for row in index.execute("SELECT path FROM policies WHERE path IS NOT NULL")]
         rows = index.execute("SELECT COUNT(*) FROM policies").fetchone()[0]
         copied = 0
@@ -123,10 +125,9 @@ def publish_snapshot(library, dest: str | os.PathLike) -> dict:
         (dest / POLICIES_DIR).mkdir(exist_ok=True)
 
         def write_index(tmp: Path) -> None:
-            with sqlite3.connect(tmp) as out:
+            with closing(sqlite3.connect(tmp)) as out:
                 index.backup(out)
                 out.execute("PRAGMA journal_mode = DELETE")
-            out.close()
 
         atomic.write_with(dest / INDEX_FILE, write_index)
     info = {**source_info, "published_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
