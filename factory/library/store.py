@@ -493,6 +493,7 @@ class PolicyLibrary:
     def remove_leftovers(self) -> list[Path]:
         """Deletes orphan version directories (under the write lock) and dead writers' staging
         directories; returns what it removed."""
+        self._check_writable()
         removed = self._remove_dead_staging() if (self.root / STAGING_DIR).is_dir() else []
         with self._write():
             for path in self.leftovers():

@@ -68,6 +68,8 @@ def test_a_published_snapshot_reads_like_the_library_and_refuses_writes(tmp_path
         put_trained(reader, "sample/wave_poses", trained["wave"], status="converged")
     with pytest.raises(LibraryError, match="read-only snapshot"):
         reader.put_failure("sample/x", "boom")
+    with pytest.raises(LibraryError, match="read-only snapshot"):
+        reader.remove_leftovers()
 
     # The next publish copies only the new version directory; an open reader sees the new rows.
     put_trained(library, "sample/wave_poses", trained["wave"], status="converged")
