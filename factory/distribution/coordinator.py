@@ -54,8 +54,8 @@ import ray
 
 from diffmimic.warmstart import MAX_DONOR_DISTANCE_M, prune_pool, reference_signature
 from factory.distribution.catalog import Catalog, CatalogEntry
-from factory.library import PolicyLibrary
 from factory.distribution.worker import remote_trainer
+from factory.library import PolicyLibrary
 
 WORK_DIR = ".factory"  # under the library root: scratch checkpoints, worker status, catalog cache
 
@@ -91,8 +91,8 @@ class FactoryOptions:
       max_donor_distance_m: donors farther than this signature distance are not used.
       work_dir: workers' scratch checkpoints and status files (None: LIB/.factory). On a cluster,
         shared storage every node mounts; the library itself stays on the head's local disk.
-      publish_dir: publish a read-only snapshot of the library there (`factory.library.snapshot`) every
-        `publish_every_s` seconds while clips finish, and at the end; None: no snapshots.
+      publish_dir: publish a read-only snapshot of the library there (`factory.library.snapshot`)
+        every `publish_every_s` seconds while clips finish, and at the end; None: no snapshots.
     """
 
     target_pose_error_m: float = 0.04
