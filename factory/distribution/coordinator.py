@@ -324,7 +324,8 @@ class Coordinator:
                    f" can start similar clips")
 
     def _submit(self) -> None:
-        depth = 1 if self.options.warm_start_similar else max(1, self.options.tasks_per_worker)
+        warm_starts = self.options.warm_start_similar and self.train_fn is None  # (as in `run`)
+        depth = 1 if warm_starts else max(1, self.options.tasks_per_worker)
         available = [i for i in range(len(self.workers)) if i not in self.unavailable]
         while self.queue and available:
             index = min(available, key=lambda i: self.worker_load[i])
