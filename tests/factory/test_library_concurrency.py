@@ -73,12 +73,12 @@ def test_readers_run_while_a_writer_process_adds_clips(tmp_path, trained, put_tr
     count = 5
     writer = _start_writer(tmp_path, root, trained["wave"].out_dir, count)
 
-    seen_counts: list[int] = []
+    seen_by_reader: list[list[int]] = [[], []]  # one list per query thread: appends of two threads interleave
     errors: list[BaseException] = []
     loaded: list[str] = []
     stop = threading.Event()
 
-    def query_reader():
+    def query_reader(seen_counts: list[int]):
         reader = PolicyLibrary(root)
         try:
             while not stop.is_set():
@@ -106,7 +106,8 @@ def test_readers_run_while_a_writer_process_adds_clips(tmp_path, trained, put_tr
         except BaseException as err:
             errors.append(err)
 
-    threads = [threading.Thread(target=query_reader) for _ in range(2)] + [threading.Thread(target=loading_reader)]
+    threads = [threading.Thread(target=query_reader, args=(seen,)) for seen in seen_by_reader]
+    threads.append(threading.Thread(target=loading_reader))
     for thread in threads:
         thread.start()
     try:
@@ -122,8 +123,9 @@ def test_readers_run_while_a_writer_process_adds_clips(tmp_path, trained, put_tr
     assert writer.returncode == 0, writer.stderr.read()
     assert not errors, errors
     # The readers saw the library grow (not just before and after) and never shrink.
-    assert seen_counts[-1] == count and len(set(seen_counts)) >= 3
-    assert seen_counts == sorted(seen_counts)
+    for seen_counts in seen_by_reader:
+        assert seen_counts[-1] == count and len(set(seen_counts)) >= 3
+        assert seen_counts == sorted(seen_counts)
     assert len(set(loaded)) == count
     final = PolicyLibrary(root)
     assert [r.version for r in final.versions("writer/clip_004")] == [1]
