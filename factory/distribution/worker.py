@@ -44,8 +44,8 @@ def checkpoint_key(clip_id: str, config_dict: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-def _write_json(path: Path, data: dict) -> None:
-    atomic.write_json(path, data, indent=None)
+def _write_json(path: Path, data: dict, durable: bool = True) -> None:
+    atomic.write_json(path, data, indent=None, durable=durable)
 
 
 class ClipTrainer:
@@ -94,7 +94,7 @@ class ClipTrainer:
     def _status(self, data: dict) -> None:
         try:
             _write_json(self.status_file, {"index": self.index, "pid": os.getpid(), "host": socket.gethostname(),
-                                           "time": time.time(), **data})
+                                           "time": time.time(), **data}, durable=False)  # no fsync per evaluation
         except OSError:
             pass  # the live view is best effort
 
