@@ -147,6 +147,7 @@ class ClipState:
     warm_starts: list = dataclasses.field(default_factory=list)  # (attempt, what it started from)
     wall_s: float = 0.0  # worker seconds over all attempts
     nodes: list = dataclasses.field(default_factory=list)  # (node id, GPU ids) of each finished call
+    sent_s: float | None = None  # run seconds when its first attempt was sent to a worker
 
 
 def _better(outcome: dict, best: dict | None) -> bool:
@@ -334,6 +335,8 @@ class Coordinator:
             clip_id = self.queue.popleft()
             attempt = self.clips[clip_id].attempts + 1
             ref = self.workers[index].train_clip.remote(self._task(clip_id, attempt))
+            if self.clips[clip_id].sent_s is None:
+                self.clips[clip_id].sent_s = round(time.time() - self.start_time, 3)
             self.inflight[ref] = (index, clip_id, attempt)
             self.worker_load[index] += 1
 
@@ -349,7 +352,8 @@ class Coordinator:
         state.status = status
         self.counts[status] += 1
         record = {"clip_id": state.entry.clip_id, "status": status, "attempts": state.attempts,
-                  "lost": state.lost, "worker_s": round(state.wall_s, 3), "duration_s": state.entry.duration_s}
+                  "lost": state.lost, "worker_s": round(state.wall_s, 3), "duration_s": state.entry.duration_s,
+                  "sent_s": state.sent_s, "finished_s": round(time.time() - self.start_time, 3)}
         if outcome is not None:
             metrics = outcome["result"].metrics
             record.update(pose_error_m=metrics.pose_error_m, fell=bool(metrics.fell),

@@ -60,3 +60,31 @@ def test_no_trouble_or_no_focus_is_plain_rsi():
         start_probabilities(50, 64, 10, -np.ones(50))
     with pytest.raises(ValueError):
         start_probabilities(50, 64, 10, np.ones(49))
+
+
+def _evaluation(pose_error_m: float, fell_at_s: float | None = None):
+    from diffmimic.metrics import EvalMetrics
+
+    return EvalMetrics(pose_error_m=pose_error_m, global_error_m=pose_error_m, fell=fell_at_s is not None,
+                       fell_at_s=fell_at_s, absurdity={}, nonfinite_steps=0, frames=10)
+
+
+def test_polishing_goes_on_past_convergence_until_the_polish_target_or_budget():
+    from diffmimic.train import make_config, meets, polish_done
+
+    config = make_config("cpu", polish_iterations=30, polish_pose_error_m=0.03)
+    assert meets(_evaluation(0.039), 0.04) and not meets(_evaluation(0.039, fell_at_s=7.9), 0.04)
+    assert not meets(_evaluation(0.041), 0.04)
+    # Not converged yet: never stops on its own.
+    assert not polish_done(config, None, 500, _evaluation(0.01, fell_at_s=2.0))
+    # Converged at 200 with 0.038: goes on until 230, unless the best reaches 0.03 first.
+    assert not polish_done(config, 200, 200, _evaluation(0.038))
+    assert not polish_done(config, 200, 225, _evaluation(0.034))
+    assert polish_done(config, 200, 215, _evaluation(0.029))
+    assert polish_done(config, 200, 230, _evaluation(0.034))
+    # A later evaluation that fell is never the best, so a fall during polishing does not stop it
+    # early; with no polishing the first success stops.
+    assert not polish_done(config, 200, 205, _evaluation(0.05, fell_at_s=8.0))
+    assert polish_done(make_config("cpu", polish_iterations=0), 200, 200, _evaluation(0.038))
+    with pytest.raises(ValueError, match="polish"):
+        make_config("cpu", polish_iterations=-1)

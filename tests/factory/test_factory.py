@@ -199,6 +199,10 @@ def test_a_similar_converged_library_policy_warm_starts_a_clip(local_ray, tmp_pa
     assert distance == pytest.approx(
         signature_distance(reference_signature(idle_sway), reference_signature(trained["squat"].reference)), abs=1e-4)
     assert "warm_starts" not in clips["sample/squat_poses"]  # a clip is never its own donor
+    # With warm starts a clip goes only to a free worker (its donors are fixed when it is sent, and
+    # clips converging meanwhile must be among them): the one worker finished one clip first.
+    first, second = sorted(summary["clips"], key=lambda clip: clip["sent_s"])
+    assert second["sent_s"] >= first["finished_s"] - 1e-3, summary["clips"]
     # The donor's policy is where training began: its evaluation on the clip is the clip's initial one.
     donor = library.load_policy("sample/squat_poses", version=1)
     on_clip = evaluate_policy(compiled_functions(tiny_config), donor.params, donor.normaliser, ref_arrays(idle_sway))
@@ -209,3 +213,6 @@ def test_a_similar_converged_library_policy_warm_starts_a_clip(local_ray, tmp_pa
                                     max_donor_distance_m=10.0, warm_start_similar=False)
     assert all("warm_starts" not in clip for clip in summary["clips"])
     assert not any("warm starts:" in line for line in lines)
+    # Without them the next clip waits in the worker's queue (tasks_per_worker 2): both sent at once.
+    first, second = sorted(summary["clips"], key=lambda clip: clip["sent_s"])
+    assert second["sent_s"] < first["finished_s"], summary["clips"]
