@@ -17,7 +17,7 @@ from typing import Mapping
 
 import numpy as np
 
-from diffmimic.character import constants
+from diffmimic.character import anthropometry, constants
 from diffmimic.character.skeleton import (
     BODY_NAMES, BODY_SMPL_JOINT, NUM_JOINTS, SMPL_PARENTS, Skeleton,
 )
@@ -64,6 +64,14 @@ class CharacterConfig:
       pd_damping: where the PD's kd term lives: ``actuator`` (kv of the position actuator,
         integrated explicitly: what `spring` and `positional` support) or ``joint`` (passive hinge
         damping, integrated implicitly by `generalized` and `mjx`, stable for light links).
+      mass_distribution: ``uniform`` (one density for every geom, giving `total_mass_kg`) or
+        ``de_leva``: each segment (thigh, shank, foot, trunk, ...) gets its share of the body
+        mass from de Leva (1996) (`anthropometry.DE_LEVA_PERCENT`) through its own density, and
+        the total scales with the skeleton's volume (`total_mass_kg` for the neutral skeleton).
+      joint_ranges: limit every hinge to its human range (`anthropometry.HINGE_RANGE_DEG`),
+        enforced by the simulation; off: every hinge turns freely.
+      torque_limits: ``uniform`` (`torque_limit_nm` for every hinge) or ``human``: per joint and
+        axis from strength data (`anthropometry.TORQUE_LIMIT_NM`).
     """
 
     total_mass_kg: float = 70.0
@@ -77,6 +85,9 @@ class CharacterConfig:
     brax_custom: Mapping[str, float] = ()
     self_collision: bool = False
     pd_damping: str = "actuator"
+    mass_distribution: str = "uniform"
+    joint_ranges: bool = False
+    torque_limits: str = "uniform"
 
     def __post_init__(self):
         # Mappings are stored as sorted item tuples so configs hash (they key compile caches).
@@ -167,14 +178,44 @@ def body_children(body_index: int) -> list[int]:
     return [i for i, j in enumerate(BODY_SMPL_JOINT) if SMPL_PARENTS[j] == joint]
 
 
+MASS_DISTRIBUTIONS = ("uniform", "de_leva")
+TORQUE_LIMIT_MODELS = ("uniform", "human")
+
+
+def _volume(geoms: list[_Geom]) -> float:
+    return sum(g.volume() for g in geoms)
+
+
+def body_densities(skeleton: Skeleton, config: CharacterConfig, geoms: dict[str, list[_Geom]] | None = None
+                   ) -> dict[str, float]:
+    """The density (kg/m^3) of each body's geoms under `config.mass_distribution`."""
+    geoms = geoms or _geoms(skeleton)
+    if config.mass_distribution == "uniform":
+        density = config.total_mass_kg / sum(_volume(g) for g in geoms.values())
+        return {name: density for name in geoms}
+    if config.mass_distribution != "de_leva":
+        raise ValueError(f"mass_distribution must be one of {MASS_DISTRIBUTIONS}, got {config.mass_distribution!r}")
+    from diffmimic.character.skeleton import neutral_skeleton
+
+    neutral_volume = sum(_volume(g) for g in _geoms(neutral_skeleton()).values())
+    total_mass = config.total_mass_kg * sum(_volume(g) for g in geoms.values()) / neutral_volume
+    segment_volume: dict[str, float] = {}
+    for name, body_geoms in geoms.items():
+        key = anthropometry.segment_key(name)
+        segment_volume[key] = segment_volume.get(key, 0.0) + _volume(body_geoms)
+    return {name: total_mass * anthropometry.segment_percent(anthropometry.segment_key(name)) / 100.0
+            / segment_volume[anthropometry.segment_key(name)] for name in geoms}
+
+
 def build_mjcf(skeleton: Skeleton, config: CharacterConfig = CharacterConfig()) -> str:
     """MJCF text of the humanoid on `skeleton` with a floor, ready for brax.io.mjcf.loads."""
     geoms = _geoms(skeleton)
-    total_volume = sum(g.volume() for gs in geoms.values() for g in gs)
-    density = config.total_mass_kg / total_volume
+    density = body_densities(skeleton, config, geoms)
     gains = config.gains()
     if config.pd_damping not in ("actuator", "joint"):
         raise ValueError(f"pd_damping must be 'actuator' or 'joint', got {config.pd_damping!r}")
+    if config.torque_limits not in TORQUE_LIMIT_MODELS:
+        raise ValueError(f"torque_limits must be one of {TORQUE_LIMIT_MODELS}, got {config.torque_limits!r}")
     offsets = skeleton.offsets_character
     contype, conaffinity = (1, 1) if config.self_collision else (1, 0)
 
@@ -191,12 +232,16 @@ def build_mjcf(skeleton: Skeleton, config: CharacterConfig = CharacterConfig()) 
             damping = config.joint_damping + (gains[name][1] if config.pd_damping == "joint" else 0.0)
             for axis in constants.HINGE_ORDER[name]:
                 vec = np.eye(3)["xyz".index(axis)]
+                limits = ""
+                if config.joint_ranges:
+                    low, high = np.radians(anthropometry.hinge_range_deg(name, axis))
+                    limits = f' limited="true" range="{low:.6g} {high:.6g}"'
                 lines.append(f'{pad}  <joint name="{name}_{axis}" type="hinge" axis="{_fmt(vec)}" '
-                             f'damping="{damping:g}"/>')
+                             f'damping="{damping:g}"{limits}/>')
         for k, g in enumerate(geoms[name]):
             placement = f'fromto="{_fmt(g.fromto)}"' if g.fromto is not None else f'pos="{_fmt(g.pos)}"'
             lines.append(f'{pad}  <geom name="{name}_geom{k}" type="{g.kind}" size="{_fmt(g.size)}" {placement} '
-                         f'density="{density:.6g}" contype="{contype}" conaffinity="{conaffinity}"/>')
+                         f'density="{density[name]:.6g}" contype="{contype}" conaffinity="{conaffinity}"/>')
         for child in body_children(index):
             lines.append(body_xml(child, depth + 1))
         lines.append(f"{pad}</body>")
@@ -207,9 +252,11 @@ def build_mjcf(skeleton: Skeleton, config: CharacterConfig = CharacterConfig()) 
         kp, kd = gains[name]
         kd = kd if config.pd_damping == "actuator" else 0.0
         for axis in constants.HINGE_ORDER[name]:
+            limit = (anthropometry.torque_limit_nm(name, axis) if config.torque_limits == "human"
+                     else config.torque_limit_nm)
             actuators.append(
                 f'    <position name="{name}_{axis}" joint="{name}_{axis}" kp="{kp:g}" kv="{kd:g}" '
-                f'ctrlrange="-6.2832 6.2832" forcerange="{-config.torque_limit_nm:g} {config.torque_limit_nm:g}"/>')
+                f'ctrlrange="-6.2832 6.2832" forcerange="{-limit:g} {limit:g}"/>')
     custom = {**DEFAULT_BRAX_CUSTOM, **dict(config.brax_custom)}
     unknown = set(dict(config.brax_custom)) - set(DEFAULT_BRAX_CUSTOM)
     if unknown:
