@@ -31,6 +31,7 @@ from typing import Callable
 import ray
 
 from diffmimic import atomic
+from factory.distribution.affinity import claim_cores
 
 # A benchmark device: `train_fn(task, config) -> (reference, TrainResult)` replaces loading and
 # training (scripts/bench_factory.py measures the coordinator with trivial training). Product
@@ -52,7 +53,9 @@ class ClipTrainer:
     """Trains one clip per `train_clip` call. Run as a Ray actor (`remote_trainer`)."""
 
     def __init__(self, index: int, work_dir: str, compile_cache_dir: str | None = None,
-                 checkpoint_every: int = 50, train_fn: TrainFn | None = None):
+                 checkpoint_every: int = 50, train_fn: TrainFn | None = None, pin_cores: int = 0):
+        # Pinned before JAX starts its thread pools, which then inherit the cores.
+        self.cores, self._core_locks = claim_cores(pin_cores) if pin_cores else ([], [])
         from diffmimic.train import enable_compilation_cache
 
         self.index = index
@@ -78,7 +81,8 @@ class ClipTrainer:
 
         return {"index": self.index, "pid": os.getpid(), "host": socket.gethostname(),
                 "devices": [str(d) for d in jax.devices()], "cache_dir": self.cache_dir,
-                "gpu_ids": [str(g) for g in ray.get_gpu_ids()], **self.counters()}
+                "gpu_ids": [str(g) for g in ray.get_gpu_ids()], "cores": list(self.cores),
+                "affinity": sorted(os.sched_getaffinity(0)), **self.counters()}
 
     def counters(self) -> dict:
         """Clips trained, compiles (train-step traces: a compile or a persistent-cache load) and

@@ -216,3 +216,36 @@ def test_a_similar_converged_library_policy_warm_starts_a_clip(local_ray, tmp_pa
     # Without them the next clip waits in the worker's queue (tasks_per_worker 2): both sent at once.
     first, second = sorted(summary["clips"], key=lambda clip: clip["sent_s"])
     assert second["sent_s"] < first["finished_s"], summary["clips"]
+
+
+def test_cpu_workers_pin_to_cores_of_their_own_and_a_killed_one_frees_its_core(local_ray, tmp_path):
+    from factory.distribution.affinity import LOCK_DIR_ENV
+    from factory.distribution.worker import ClipTrainer
+
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        pytest.skip("needs 2 cores")
+    env = {"env_vars": {LOCK_DIR_ENV: str(tmp_path / "locks")}}
+    trainer = ray.remote(ClipTrainer).options(num_cpus=1, max_restarts=0, runtime_env=env)
+    first, second = (trainer.remote(i, str(tmp_path / "work"), None, 0, None, 1) for i in range(2))
+    a, b = ray.get([first.info.remote(), second.info.remote()])
+    assert len(a["cores"]) == len(b["cores"]) == 1 and a["cores"] != b["cores"]
+    assert a["affinity"] == a["cores"] and b["affinity"] == b["cores"]  # every thread, JAX's included
+    ray.kill(first, no_restart=True)
+    # The dead worker's lock went with its process: a new worker gets its core.
+    deadline = time.time() + 30
+    while True:
+        third = trainer.remote(2, str(tmp_path / "work"), None, 0, None, 1)
+        c = ray.get(third.info.remote())
+        if c["cores"] == a["cores"] or time.time() > deadline:
+            break
+        ray.kill(third, no_restart=True)
+        time.sleep(1)
+    assert c["cores"] == a["cores"]
+    for actor in (second, third):
+        ray.kill(actor, no_restart=True)
+    # Unpinned (pin_cores 0), a worker keeps every core.
+    free = trainer.remote(3, str(tmp_path / "work"), None, 0, None, 0)
+    info = ray.get(free.info.remote())
+    assert info["cores"] == [] and info["affinity"] == cores
+    ray.kill(free, no_restart=True)
