@@ -20,6 +20,7 @@ from flax import struct
 from diffmimic.character.character import Character
 from diffmimic.mocap.retarget import Reference
 from diffmimic.physics import check_backend, pipeline
+from diffmimic.plausibility import PlausibilityMeter, StepPlausibility
 
 REPLAY_MODES = ("threshold", "random", "none")
 ACTION_MODES = ("residual", "absolute")
@@ -142,6 +143,7 @@ class StepMetrics:
     replayed: jax.Array  # the reference state replaced the simulated one
     fell: jax.Array
     nonfinite: jax.Array  # the simulated state went NaN/inf (replaced, not propagated)
+    plausibility: StepPlausibility | None = None  # torques against limits, feet (zero if nonfinite)
 
 
 def quat_to_6d(rot: jax.Array) -> jax.Array:
@@ -182,6 +184,7 @@ class MimicEnv:
         self.sys = character.sys
         self._pipeline = pipeline(config.backend)
         self.action_size = character.num_actuators
+        self._meter = PlausibilityMeter(character)
 
     # -- physics ---------------------------------------------------------------------------
     def _init_physics(self, qpos, qvel):
@@ -246,6 +249,8 @@ class MimicEnv:
         r_qpos, r_qvel, r_pos, r_rot, r_vel, r_ang = _frame(ref, t_next)
 
         finite = jnp.all(jnp.isfinite(physics.q)) & jnp.all(jnp.isfinite(physics.qd)) & jnp.all(jnp.isfinite(pos))
+        plausibility = jax.tree.map(lambda a: jnp.where(finite, a, jnp.zeros_like(a)),
+                                    self._meter.measure(state.physics, targets, physics))
         # Keep NaNs out of every formula (and its gradient): measure a stand-in state instead.
         safe = lambda a, b: jnp.where(finite, a, jax.lax.stop_gradient(b))
         pos, rot, vel, ang = safe(pos, r_pos), safe(rot, r_rot), safe(vel, r_vel), safe(ang, r_ang)
@@ -274,5 +279,5 @@ class MimicEnv:
         physics = jax.tree.map(lambda r, s: jnp.where(replace, jax.lax.stop_gradient(r), s),
                                reference_state, physics)
         metrics = StepMetrics(loss=loss, pose_error_m=pose_error, global_error_m=global_error,
-                              replayed=replace & finite, fell=fell, nonfinite=~finite)
+                              replayed=replace & finite, fell=fell, nonfinite=~finite, plausibility=plausibility)
         return EnvState(physics=physics, t=t_next, key=key), metrics

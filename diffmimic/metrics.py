@@ -25,6 +25,8 @@ class EvalMetrics:
     frames: evaluated control steps.
     per_frame_pose_error_m, per_frame_global_error_m: per step (entry i: reference frame
       start + i + 1).
+    plausibility: torque per joint group against its limit, foot penetration and skating
+      (`diffmimic.plausibility.summarize`; empty for metrics stored before it existed).
     """
 
     pose_error_m: float
@@ -36,6 +38,7 @@ class EvalMetrics:
     frames: int
     per_frame_pose_error_m: tuple = ()
     per_frame_global_error_m: tuple = ()
+    plausibility: dict = dataclasses.field(default_factory=dict)  # `diffmimic.plausibility.summarize`
 
     def rank(self) -> tuple:
         """Sort key, best first: no fall, then the latest fall, then the lowest pose error."""
@@ -63,12 +66,18 @@ def summarize_rollout(metrics, valid, control_hz: float = 30.0) -> EvalMetrics:
     pose = np.asarray(metrics.pose_error_m)[valid]
     fell = np.asarray(metrics.fell)[valid]
     first_fall = int(np.argmax(fell)) if fell.any() else None
+    plausibility = {}
+    if getattr(metrics, "plausibility", None) is not None:
+        from diffmimic.plausibility import summarize
+
+        plausibility = summarize(metrics.plausibility, valid)
     return EvalMetrics(
         pose_error_m=float(pose.mean()), global_error_m=float(np.asarray(metrics.global_error_m)[valid].mean()),
         fell=bool(fell.any()), fell_at_s=None if first_fall is None else (first_fall + 1) / control_hz,
         absurdity=worst_fraction_means(pose), nonfinite_steps=int(np.asarray(metrics.nonfinite)[valid].sum()),
         frames=int(valid.sum()), per_frame_pose_error_m=tuple(float(e) for e in pose),
-        per_frame_global_error_m=tuple(float(e) for e in np.asarray(metrics.global_error_m)[valid]))
+        per_frame_global_error_m=tuple(float(e) for e in np.asarray(metrics.global_error_m)[valid]),
+        plausibility=plausibility)
 
 
 def loop_reference(reference, seconds: float):

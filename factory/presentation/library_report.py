@@ -163,7 +163,12 @@ __HISTOGRAM__
 <table id="clips"><thead><tr>
   <th data-key="clip_id">clip</th><th data-key="status">status</th><th data-key="pose_error_m" class="num">pose error (m)</th>
   <th data-key="fell">fell</th><th data-key="samples" class="num">samples</th><th data-key="train_s" class="num">train (s)</th>
-  <th data-key="attempts" class="num">attempts</th><th data-key="version" class="num">version</th><th data-key="render">render</th>
+  <th data-key="attempts" class="num">attempts</th><th data-key="version" class="num">version</th>
+  <th data-key="at_limit_pct" class="num" title="share of control steps where some joint asked for more than its torque limit">at torque limit (%)</th>
+  <th data-key="peak_of_limit" class="num" title="the largest joint torque as a share of its limit">peak torque / limit</th>
+  <th data-key="foot_skate_m_s" class="num" title="horizontal speed of feet touching the floor">foot skate (m/s)</th>
+  <th data-key="foot_penetration_cm" class="num" title="deepest foot corner below the floor">foot depth (cm)</th>
+  <th data-key="render">render</th>
 </tr></thead><tbody></tbody></table>
 <h2>Failures</h2>
 __FAILURES__
@@ -209,6 +214,10 @@ __FAILURES__
       tr.appendChild(cell("td", fmt(r.train_s, 0), "num"));
       tr.appendChild(cell("td", fmt(r.attempts, 0), "num"));
       tr.appendChild(cell("td", fmt(r.version, 0), "num"));
+      tr.appendChild(cell("td", fmt(r.at_limit_pct, 1), "num"));
+      tr.appendChild(cell("td", fmt(r.peak_of_limit, 2), "num"));
+      tr.appendChild(cell("td", fmt(r.foot_skate_m_s, 3), "num"));
+      tr.appendChild(cell("td", fmt(r.foot_penetration_cm, 1), "num"));
       const rd = document.createElement("td");
       if (r.render) { const a = document.createElement("a"); a.href = r.render; a.textContent = "view"; rd.appendChild(a); }
       tr.appendChild(rd);
@@ -254,6 +263,24 @@ def _failures_html(records: list[PolicyRecord]) -> str:
     return "".join(parts)
 
 
+def plausibility_columns(library: PolicyLibrary, record: PolicyRecord) -> dict:
+    """The report's plausibility columns of a policy, from its stored evaluation (result.json);
+    None where the policy predates them or has no files."""
+    empty = {"at_limit_pct": None, "peak_of_limit": None, "foot_skate_m_s": None, "foot_penetration_cm": None}
+    if record.path is None:
+        return empty
+    try:
+        plausibility = json.loads((library.path_of(record) / "result.json").read_text()).get("plausibility") or {}
+    except (OSError, ValueError):
+        return empty
+    if not plausibility:
+        return empty
+    return {"at_limit_pct": 100.0 * plausibility["at_limit_share"],
+            "peak_of_limit": max(g["peak_of_limit"] for g in plausibility["torque"].values()),
+            "foot_skate_m_s": plausibility["foot_skate_m_s"],
+            "foot_penetration_cm": 100.0 * plausibility["foot_penetration_max_m"]}
+
+
 def write_library_report(library: PolicyLibrary, out_dir: str | os.PathLike, dataset: str | None = None,
                          renders: str | int = "all", render_seconds: float | None = None, progress=print) -> Path:
     """Writes `out_dir/index.html` (and renders into `out_dir/renders/`). Returns the page's path."""
@@ -283,7 +310,8 @@ def write_library_report(library: PolicyLibrary, out_dir: str | os.PathLike, dat
                          for k, v in cards)
     rows = [{"clip_id": r.clip_id, "status": r.status, "pose_error_m": r.pose_error_m, "fell": r.fell,
              "samples": r.samples, "train_s": r.train_s, "attempts": r.attempts, "version": r.version,
-             "error": r.error, "render": f"renders/{rendered[r.clip_id]}" if r.clip_id in rendered else None}
+             "error": r.error, "render": f"renders/{rendered[r.clip_id]}" if r.clip_id in rendered else None,
+             **plausibility_columns(library, r)}
             for r in records]
     title = f"Policy library{'' if dataset is None else f': {dataset}'}"
     subtitle = (f"{html.escape(str(library.root))} · {len(records)} clips · "

@@ -26,6 +26,11 @@ def test_report_of_a_library(small_library, tmp_path, browser):
     by_id = {r["clip_id"]: r for r in rows}
     assert by_id["sample/squat_poses"]["version"] == 2 and by_id["sample/squat_poses"]["attempts"] == 2
     assert by_id["sample/torso_twist_poses"]["status"] == "failed"
+    # Plausibility of the stored evaluation: torque against limits, feet.
+    wave = by_id["sample/wave_poses"]
+    assert 0.0 <= wave["at_limit_pct"] <= 100.0 and 0.0 < wave["peak_of_limit"] <= 1.0
+    assert wave["foot_skate_m_s"] >= 0.0 and wave["foot_penetration_cm"] >= 0.0
+    assert by_id["sample/torso_twist_poses"]["at_limit_pct"] is None  # failed: no evaluation
     assert "non-finite loss in every attempt" in page  # the failure with its reason
     assert "<svg" in page and "pose error histogram" in page
     rendered = [r for r in rows if r["render"]]
