@@ -100,7 +100,7 @@ class TrainConfig:
     focus_share: float = 0.5
     ema_decay: float = 0.95
     warm_start_learning_rate_scale: float = 0.3
-    polish_iterations: int = 20
+    polish_iterations: int = 10
     polish_pose_error_m: float = 0.03
 
     def __post_init__(self):
