@@ -231,11 +231,13 @@ class MimicEnv:
         return 361 + (2 if self.config.observation == "phase" else 361 + 72)
 
     def step(self, state: EnvState, action: jax.Array, ref: RefArrays, replay: bool = True,
-             replay_threshold_m: jax.Array | float | None = None):
+             replay_threshold_m: jax.Array | float | None = None, measure: bool = False):
         """One control step. Returns (next state, StepMetrics).
 
         The loss compares the simulated body states after the step with reference frame t + 1.
         `replay_threshold_m` (data, so a schedule does not recompile) overrides the config's.
+        `measure` (static): also measure physical plausibility (evaluation rollouts; training
+        steps leave it out of the hot path).
         """
         cfg = self.config
         t_next = jnp.minimum(state.t + 1, ref.length - 1)
@@ -249,8 +251,10 @@ class MimicEnv:
         r_qpos, r_qvel, r_pos, r_rot, r_vel, r_ang = _frame(ref, t_next)
 
         finite = jnp.all(jnp.isfinite(physics.q)) & jnp.all(jnp.isfinite(physics.qd)) & jnp.all(jnp.isfinite(pos))
-        plausibility = jax.tree.map(lambda a: jnp.where(finite, a, jnp.zeros_like(a)),
-                                    self._meter.measure(state.physics, targets, physics))
+        plausibility = None
+        if measure:
+            plausibility = jax.tree.map(lambda a: jnp.where(finite, a, jnp.zeros_like(a)),
+                                        self._meter.measure(state.physics, targets, physics))
         # Keep NaNs out of every formula (and its gradient): measure a stand-in state instead.
         safe = lambda a, b: jnp.where(finite, a, jax.lax.stop_gradient(b))
         pos, rot, vel, ang = safe(pos, r_pos), safe(rot, r_rot), safe(vel, r_vel), safe(ang, r_ang)

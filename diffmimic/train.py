@@ -344,7 +344,7 @@ def _compiled_functions(config: TrainConfig, character_config: CharacterConfig) 
         spans the whole bucket and holds the state after `steps`, so the step count is data."""
         def control(state, i):
             action = policy_apply(params, normaliser, env.observe(state, ref))
-            next_state, metrics = env.step(state, action, ref, replay=False)
+            next_state, metrics = env.step(state, action, ref, replay=False, measure=True)
             next_state = _where_tree(i < steps, next_state, state)
             x = next_state.physics.x
             return next_state, (next_state.physics.q, x.pos, x.rot, metrics)

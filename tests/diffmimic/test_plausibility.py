@@ -26,7 +26,7 @@ def standing(tmp_path_factory):
     def run(action_value):
         def control(state, _):
             action = jnp.full(env.action_size, action_value)
-            return env.step(state, action, ref, replay=False)
+            return env.step(state, action, ref, replay=False, measure=True)
 
         start = env.reset(ref, jax.random.PRNGKey(0), frame=0)
         return jax.lax.scan(control, start, None, length=15)[1]
@@ -55,3 +55,13 @@ def test_targets_far_from_the_pose_saturate_every_group(standing):
     assert summary["at_limit_share"] > 0.5
     assert all(group["peak_of_limit"] == pytest.approx(1.0) for group in summary["torque"].values())
     assert summary["torque"]["knees"]["peak_nm"] == pytest.approx(env.character.config.torque_limit_nm)
+
+
+def test_training_steps_leave_plausibility_out_of_the_hot_path(standing):
+    env, _ = standing
+    ref = ref_arrays(load_reference(next(p for p in write_sample_dataset() if p.name.startswith("squat"))))
+    start = env.reset(ref, jax.random.PRNGKey(0), frame=0)
+    action = jnp.zeros(env.action_size)
+    assert jax.eval_shape(lambda s: env.step(s, action, ref)[1], start).plausibility is None
+    measured = jax.eval_shape(lambda s: env.step(s, action, ref, measure=True)[1], start).plausibility
+    assert measured.group_torque_nm.shape == (len(GROUPS),)
