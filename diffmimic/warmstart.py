@@ -13,6 +13,12 @@ the policy sees and must reproduce, independent of where the clip is and which w
 Each entry is in metres or metres per second (yaw rate in radians per second scaled by 0.5 m,
 a stride's half-width), and the distance is the root mean square of the entry differences, so
 it reads as "a typical body is this many metres (per second) off". Pure NumPy.
+
+A donor must be near on both counts: the whole signature (`MAX_DONOR_DISTANCE_M`) and its root
+motion alone (`MAX_DONOR_ROOT_DISTANCE_M`: the last `ROOT_ENTRIES` entries). The pose entries
+outnumber the root's 144 to 10, so in the whole signature a walk forward and one backward are
+as near as two forward walks that turn differently; as a donor, a forward walk that turns did
+not start a backward walk ahead of random weights (README: Training on real clips).
 """
 
 from __future__ import annotations
@@ -23,6 +29,12 @@ import numpy as np
 YAW_RATE_SCALE_M = 0.5
 # Donors farther than this (RMS metres) start nothing: a random initialisation is as good.
 MAX_DONOR_DISTANCE_M = 0.15
+# The root motion's part of the signature (pelvis height, velocity in the heading frame, yaw
+# rate: mean and spread), and the farthest a donor's may be (RMS metres per second). On the dev
+# set, forward walks with different turns are 0.04-0.07 apart, stand-to-walk and a turning walk
+# 0.11, a forward and a backward walk 0.31-0.35, a side step and any walk 0.27 or more.
+ROOT_ENTRIES = 10
+MAX_DONOR_ROOT_DISTANCE_M = 0.2
 
 
 def _yaw(quat_wxyz: np.ndarray) -> np.ndarray:
@@ -63,12 +75,23 @@ def signature_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sqrt(np.mean((a - b) ** 2)))
 
 
-def nearest_donor(signature: np.ndarray, donors, max_distance_m: float = MAX_DONOR_DISTANCE_M):
-    """The donor nearest to `signature` among `donors` (each a mapping with a ``signature``),
-    with its distance: (donor, distance), or (None, distance to the nearest) when none is
-    within `max_distance_m` (or (None, inf) when there are none)."""
+def root_motion_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Root mean square difference of the root-motion entries of two signatures (m/s, m)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    signature_distance(a, b)  # the shape check
+    return float(np.sqrt(np.mean((a[-ROOT_ENTRIES:] - b[-ROOT_ENTRIES:]) ** 2)))
+
+
+def nearest_donor(signature: np.ndarray, donors, max_distance_m: float = MAX_DONOR_DISTANCE_M,
+                  max_root_distance_m: float = MAX_DONOR_ROOT_DISTANCE_M):
+    """The donor nearest to `signature` among `donors` (each a mapping with a ``signature``)
+    whose root motion is within `max_root_distance_m`, with its distance: (donor, distance), or
+    (None, distance to the nearest such donor) when none is within `max_distance_m` (or
+    (None, inf) when none has root motion near enough)."""
     best, best_distance = None, float("inf")
     for donor in donors:
+        if root_motion_distance(signature, donor["signature"]) > max_root_distance_m:
+            continue
         distance = signature_distance(signature, donor["signature"])
         if distance < best_distance:
             best, best_distance = donor, distance

@@ -12,8 +12,8 @@ Otherwise it is trained again, up to `max_attempts` attempts in all:
 ==========  ==================================================================================
 attempt 1   the base config, from the converged policy of the most similar clip (in the library
             from earlier runs, or converged earlier in this one; `diffmimic.warmstart`: pose and
-            root-motion statistics, within `max_donor_distance_m`), else from a fresh
-            initialisation
+            root-motion statistics, within `max_donor_distance_m`, root motion alike), else
+            from a fresh initialisation
 attempt 2+  a warm start from the clip's best policy so far (its evaluation is where the new
             attempt begins: the work of the last attempt is kept, not thrown away), another seed,
             a larger failure-directed share of the start frames (0.8: most rollouts start just

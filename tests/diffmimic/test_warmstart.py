@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from diffmimic.warmstart import motion_signature, nearest_donor, prune_pool, signature_distance
+from diffmimic.warmstart import (motion_signature, nearest_donor, prune_pool, root_motion_distance,
+                                 signature_distance)
 
 FPS = 30.0
 
@@ -61,6 +62,16 @@ def test_nearest_donor_within_the_distance_limit():
     assert nearest_donor(forward, [])[0] is None
     with pytest.raises(ValueError):
         signature_distance(forward, forward[:-1])
+
+
+def test_a_donor_moving_another_way_is_refused_however_near_its_poses():
+    forward = motion_signature(*_motion(), FPS)
+    backward = motion_signature(*_motion(speed=(-1.0, 0.0)), FPS)
+    donors = [{"clip_id": "back", "signature": backward}]
+    assert root_motion_distance(forward, backward) == pytest.approx(np.sqrt(2.0 ** 2 / 10))
+    assert nearest_donor(forward, donors, max_distance_m=10.0) == (None, float("inf"))
+    donor, _ = nearest_donor(forward, donors, max_distance_m=10.0, max_root_distance_m=1.0)
+    assert donor["clip_id"] == "back"
 
 
 def test_pruned_pool_keeps_the_spread_out_donors():
