@@ -144,9 +144,9 @@ def _initial_physics_function(config, character_config: CharacterConfig):
 
 def initial_physics(config, character_config: CharacterConfig, qpos, qvel):
     """The physics state of `config`'s pipeline at generalized coordinates (qpos, qvel)."""
-    from diffmimic.train import compile_key
+    from diffmimic.train import compile_key, simulated_character_config
 
-    function = _initial_physics_function(compile_key(config), character_config)
+    function = _initial_physics_function(compile_key(config), simulated_character_config(config, character_config))
     return function(jnp.asarray(qpos, jnp.float32), jnp.asarray(qvel, jnp.float32))
 
 
@@ -165,12 +165,12 @@ def simulate(config, params, normaliser, reference: Reference, physics, start_fr
              character_config: CharacterConfig = CharacterConfig()) -> SegmentArrays:
     """Runs the policy for `steps` control steps from the physics state `physics`, tracking
     `reference` from frame `start_frame` (start_frame + steps <= frames - 1)."""
-    from diffmimic.train import compile_key
+    from diffmimic.train import compile_key, simulated_character_config
 
     if not 0 <= start_frame or start_frame + steps > reference.num_frames - 1 or steps < 1:
         raise ValueError(f"cannot run {steps} steps from frame {start_frame} of a {reference.num_frames}-frame clip")
     ref = ref_arrays(reference, length_bucket(reference.num_frames))
-    function = _rollout_function(compile_key(config), character_config)
+    function = _rollout_function(compile_key(config), simulated_character_config(config, character_config))
     final, qpos, body_pos, body_rot, metrics = function(params, normaliser, ref, np.int32(start_frame), physics,
                                                         np.int32(steps))
     qpos, body_pos, body_rot, metrics = jax.device_get((qpos, body_pos, body_rot, metrics))

@@ -37,7 +37,8 @@ from diffmimic.curriculum import start_probabilities, trouble_from_evaluation
 from diffmimic.env import EnvConfig, EnvState, MimicEnv, RefArrays, length_bucket, ref_arrays
 from diffmimic.metrics import EvalMetrics, summarize_rollout
 from diffmimic.mocap.retarget import Reference
-from diffmimic.physics import backend_character
+from diffmimic.physics import backend_config
+from diffmimic.character.character import make_character
 from diffmimic.character.mjcf import CharacterConfig
 from diffmimic import atomic
 from diffmimic.policy import init_normaliser, make_policy_network, save_policy
@@ -268,16 +269,23 @@ def _where_tree(flag, new, old):
     return jax.tree.map(lambda a, b: jnp.where(flag, a, b), new, old)
 
 
+def simulated_character_config(config: TrainConfig,
+                               character_config: CharacterConfig = CharacterConfig()) -> CharacterConfig:
+    """The character `config` simulates from `character_config`: the backend's tuning
+    (`diffmimic.physics.backend_config`) and the config's timestep applied. Idempotent, so a
+    library row can store it and a policy loaded from it simulates the same body."""
+    return backend_config(config.env.backend, dataclasses.replace(character_config, timestep_s=config.env.timestep_s))
+
+
 def compiled_functions(config: TrainConfig, character_config: CharacterConfig = CharacterConfig()) -> CompiledFunctions:
     """The environment and the jitted init/train/eval functions for `config`, built once per
-    `compile_key(config)` and character config in a process."""
-    return _compiled_functions(compile_key(config), character_config)
+    `compile_key(config)` and simulated character (`simulated_character_config`) in a process."""
+    return _compiled_functions(compile_key(config), simulated_character_config(config, character_config))
 
 
 @functools.lru_cache(maxsize=8)
 def _compiled_functions(config: TrainConfig, character_config: CharacterConfig) -> CompiledFunctions:
-    character_config = dataclasses.replace(character_config, timestep_s=config.env.timestep_s)
-    character = backend_character(config.env.backend, base=character_config)
+    character = make_character(config=character_config)
     env = MimicEnv(character, config.env)
     policy_init, policy_apply = make_policy_network(env.observation_size, env.action_size, config.hidden)
     optimizer = _optimizer(config)

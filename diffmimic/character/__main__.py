@@ -42,8 +42,7 @@ def hinge_extremes(paths: Sequence[str]) -> tuple[list[str], np.ndarray, np.ndar
     if not files:
         raise ValueError(f"no mocap files under {', '.join(paths)}")
     names = [f"{body}_{axis}" for body in BODY_NAMES[1:] for axis in HINGE_ORDER[body]]
-    low = np.radians([anthropometry.hinge_range_deg(b, a)[0] for b in BODY_NAMES[1:] for a in HINGE_ORDER[b]])
-    high = np.radians([anthropometry.hinge_range_deg(b, a)[1] for b in BODY_NAMES[1:] for a in HINGE_ORDER[b]])
+    low, high = anthropometry.hinge_ranges_rad()
     angles = np.concatenate([load_reference(f).qpos[:, 7:] for f in files])
     outside = ((angles < low) | (angles > high)).sum(axis=0)
     return names, np.degrees(angles.min(0)), np.degrees(angles.max(0)), outside, len(angles)

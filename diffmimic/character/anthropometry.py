@@ -26,6 +26,8 @@ Sources (numbers restated from the publications, rounded; see each table):
 
 from __future__ import annotations
 
+import numpy as np
+
 # Segment mass, % of body mass (de Leva 1996, Table 4; neutral = mean of female and male).
 DE_LEVA_PERCENT: dict[str, float] = {
     "head_neck": 0.5 * (6.68 + 6.94),
@@ -140,6 +142,17 @@ def hinge_range_deg(body: str, axis: str) -> tuple[float, float]:
     """The range of `body`'s hinge about `axis`, degrees."""
     left = HINGE_RANGE_DEG[_left(body)][axis]
     return mirror_range(axis, left) if body.startswith("R_") else left
+
+
+def hinge_ranges_rad() -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) (69,) radians: every hinge's range in the order of the character's hinges
+    (`qpos[7:]`: bodies in `BODY_NAMES` order, each body's axes in `HINGE_ORDER`)."""
+    from diffmimic.character.constants import HINGE_ORDER
+    from diffmimic.character.skeleton import BODY_NAMES
+
+    ranges = [hinge_range_deg(body, axis) for body in BODY_NAMES[1:] for axis in HINGE_ORDER[body]]
+    low, high = np.radians(np.asarray(ranges, np.float64)).T
+    return low, high
 
 
 def torque_limit_nm(body: str, axis: str) -> float:

@@ -47,6 +47,8 @@ class Reference:
       fps: frames per second (the control rate).
       source: the mocap file it was made from.
       skeleton: the skeleton's name.
+      clamped: (T,) how many hinge angles of each frame retargeting clamped into the character's
+        joint ranges (`CharacterConfig.joint_ranges`); None when the character has none.
     """
 
     qpos: np.ndarray
@@ -60,7 +62,12 @@ class Reference:
     skeleton: str = "smpl_neutral"
     body_names: tuple[str, ...] = BODY_NAMES
     smpl_joint: tuple[int, ...] = BODY_SMPL_JOINT
+    clamped: np.ndarray | None = None
 
+    @property
+    def clamped_values(self) -> int:
+        """Hinge angles clamped into the joint ranges, over all frames (0 without ranges)."""
+        return 0 if self.clamped is None else int(np.sum(self.clamped))
     @property
     def num_frames(self) -> int:
         return int(self.qpos.shape[0])
@@ -77,6 +84,8 @@ class Reference:
                       body_vel=self.body_vel, body_ang=self.body_ang, body_names=np.array(self.body_names),
                       smpl_joint=np.array(self.smpl_joint, dtype=np.int32), fps=np.float64(self.fps),
                       source=np.array(self.source), skeleton=np.array(self.skeleton))
+        if self.clamped is not None:
+            arrays["clamped"] = np.asarray(self.clamped, np.int32)
         # savez keeps a temporary name that ends in .npz as it is
         return atomic.write_with(path, lambda tmp: np.savez(tmp, **arrays), suffix=".tmp.npz")
 
@@ -89,6 +98,7 @@ class Reference:
                 if missing:
                     raise MocapError(path, f"not a reference file: missing keys {missing}")
                 arrays = {k: data[k] for k in _REFERENCE_KEYS}
+                clamped = data["clamped"] if "clamped" in data.files else None  # optional
         except MocapError:
             raise
         except (OSError, ValueError, EOFError) as err:
@@ -98,7 +108,7 @@ class Reference:
             body_rot=arrays["body_rot"], body_vel=arrays["body_vel"], body_ang=arrays["body_ang"],
             fps=float(arrays["fps"]), source=str(arrays["source"]), skeleton=str(arrays["skeleton"]),
             body_names=tuple(str(n) for n in arrays["body_names"]),
-            smpl_joint=tuple(int(j) for j in arrays["smpl_joint"]))
+            smpl_joint=tuple(int(j) for j in arrays["smpl_joint"]), clamped=clamped)
         reference.validate(path)
         return reference
 
@@ -112,6 +122,8 @@ class Reference:
                 raise MocapError(path, f"{name} has {value.shape[0]} frames, qpos has {frames}")
             if not np.isfinite(value).all():
                 raise MocapError(path, f"{name} contains NaN or inf values")
+        if self.clamped is not None and np.shape(self.clamped) != (frames,):
+            raise MocapError(path, f"clamped must be ({frames},), got {np.shape(self.clamped)}")
         if self.body_pos.shape[1:] != (NUM_JOINTS, 3) or self.body_rot.shape[1:] != (NUM_JOINTS, 4):
             raise MocapError(path, f"body arrays must be (T, 24, 3|4), got {self.body_pos.shape}, {self.body_rot.shape}")
         if not self.fps > 0:
@@ -122,7 +134,8 @@ class Reference:
         cut = segment_frames(self.num_frames, self.fps, start_s, duration_s, self.source)
         return dataclasses.replace(
             self, qpos=self.qpos[cut], qvel=self.qvel[cut], body_pos=self.body_pos[cut],
-            body_rot=self.body_rot[cut], body_vel=self.body_vel[cut], body_ang=self.body_ang[cut])
+            body_rot=self.body_rot[cut], body_vel=self.body_vel[cut], body_ang=self.body_ang[cut],
+            clamped=None if self.clamped is None else self.clamped[cut])
 
 
 _REFERENCE_KEYS = ("qpos", "qvel", "body_pos", "body_rot", "body_vel", "body_ang", "body_names",
@@ -192,6 +205,13 @@ def hinge_angles(rotations: np.ndarray) -> np.ndarray:
     return _continuous_euler(angles).reshape(frames, -1)
 
 
+def clamp_hinges(hinges: np.ndarray, low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Hinge angles (T, H) clamped into [low, high] (H,) radians, and how many of each frame's
+    angles were outside (T,)."""
+    clamped = np.clip(hinges, low, high)
+    return clamped, np.sum(clamped != hinges, axis=1).astype(np.int32)
+
+
 def root_quaternions(root_rotations: np.ndarray) -> np.ndarray:
     """Root rotations (T, 3, 3) mapping SMPL body frame to world -> character root quats (T, 4) wxyz.
 
@@ -257,12 +277,21 @@ def retarget(motion: Motion, character: Character | None = None, fps: float = 30
       fps: output frame rate.
       ground: shift the clip vertically (one offset per clip) so the lowest foot geometry touches
         z = 0 on the lowest GROUND_QUANTILE of frames.
+
+    When the character's hinges have ranges (`CharacterConfig.joint_ranges`), angles outside
+    them are clamped before velocities and body states are computed (the reference is then a
+    pose the simulated body can take), and counted per frame in `Reference.clamped`.
     """
     character = character or make_character()
     rotations, root = resample(motion, fps)
     dt = 1.0 / fps
     quats = root_quaternions(rotations[:, 0])
     hinges = hinge_angles(rotations)
+    clamped = None
+    if character.config.joint_ranges:
+        from diffmimic.character.anthropometry import hinge_ranges_rad
+
+        hinges, clamped = clamp_hinges(hinges, *hinge_ranges_rad())
     qpos = np.concatenate([root, quats, hinges], axis=1)
     qvel = np.concatenate([
         _central_difference(root, dt), _root_angular_velocity_body(quats, dt),
@@ -276,7 +305,8 @@ def retarget(motion: Motion, character: Character | None = None, fps: float = 30
         body_pos = body_pos - np.array([0.0, 0.0, offset])
     reference = Reference(
         qpos=qpos, qvel=qvel, body_pos=body_pos, body_rot=body_rot, body_vel=body_vel,
-        body_ang=body_ang, fps=float(fps), source=motion.source, skeleton=character.skeleton.name)
+        body_ang=body_ang, fps=float(fps), source=motion.source, skeleton=character.skeleton.name,
+        clamped=clamped)
     reference.validate(motion.source)
     return reference
 

@@ -130,7 +130,10 @@ def load_policy_directory(directory: str | os.PathLike, record: PolicyRecord | N
             record = PolicyRecord(clip_id=f"local/{directory.name}", version=0, name=directory.name,
                                   dataset="local", status="best_effort", attempts=1, created_at="",
                                   path=str(directory))
-    character_config = character_config_from_dict(record.character)
+    from diffmimic.train import simulated_character_config
+
+    # Rows before the simulated body was recorded hold the untuned config: tuned here alike.
+    character_config = simulated_character_config(config, character_config_from_dict(record.character))
     params, normaliser = load_policy(directory, sizes["observation_size"], sizes["action_size"], sizes["hidden"])
     reference = Reference.load(directory / "reference.npz")
     return Policy(record=record, params=params, normaliser=normaliser, reference=reference, config=config,

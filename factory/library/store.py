@@ -310,11 +310,13 @@ class PolicyLibrary:
                                f"got {status!r}")
         from diffmimic.character.mjcf import CharacterConfig
         from diffmimic.policy import save_policy
+        from diffmimic.train import simulated_character_config
 
         check_clip_id(clip_id)
         metrics = _metrics_dict(metrics)
         initial = _metrics_dict(initial_metrics)
-        character_config = character_config or CharacterConfig()
+        # The row records the body exactly as simulated: the backend's tuning and the timestep.
+        character_config = simulated_character_config(config, character_config or CharacterConfig())
         source_path = os.fspath(source_path) if source_path is not None else reference.source
         if source_sha256 is None and source_path and os.path.isfile(source_path):
             source_sha256 = sha256_file(source_path)

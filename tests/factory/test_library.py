@@ -53,6 +53,16 @@ def test_put_get_round_trip_with_a_trained_policy(tmp_path, trained, put_trained
     assert (got.frames, got.fps, got.skeleton) == (120, 30.0, "smpl_neutral")
     assert got.duration_s == pytest.approx(119 / 30)
     assert got.backend == "spring" and got.character["total_mass_kg"] == 70.0
+    # The row holds the body as simulated: the backend's tuning and the timestep applied.
+    from diffmimic.physics import backend_character
+    from diffmimic.train import compiled_functions
+    from factory.library.runtime import character_dict
+
+    simulated = compiled_functions(run.config).env.character
+    assert got.character == character_dict(simulated.config)
+    assert dict(got.character["brax_custom"])["spring_inertia_scale"] == pytest.approx(0.8)
+    assert got.character["timestep_s"] == pytest.approx(run.config.env.timestep_s)
+    assert backend_character("spring", base=simulated.config).mjcf == simulated.mjcf
     assert got.code_version and got.created_at.endswith("+00:00")
     assert reopened.get("squat_poses") == record  # the unique short name
 
@@ -63,6 +73,7 @@ def test_put_get_round_trip_with_a_trained_policy(tmp_path, trained, put_trained
     np.testing.assert_array_equal(policy.reference.qpos, run.reference.qpos)
     np.testing.assert_array_equal(policy.reference.body_pos, run.reference.body_pos)
     assert policy.config == run.config
+    assert policy.character_config == simulated.config
 
     # act() is the trained network on a real observation, single and batched.
     from diffmimic.env import ref_arrays

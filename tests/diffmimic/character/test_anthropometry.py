@@ -71,3 +71,36 @@ def test_ranges_cli_reports_extremes_and_frames_outside(tmp_path, capsys):
     assert "frames; hinge" in out and "L_Knee_y" in out
     assert main(["ranges", str(tmp_path / "missing")]) == 2
     assert "missing" in capsys.readouterr().err
+
+
+def test_retargeting_clamps_into_the_ranges_and_counts(tmp_path):
+    from diffmimic.mocap.motion import Motion
+    from diffmimic.mocap.retarget import Reference, clamp_hinges, retarget
+
+    angles, counts = clamp_hinges(np.array([[-2.0, 0.5, 3.0], [0.0, 0.0, 0.0]]), np.full(3, -1.0), np.full(3, 1.0))
+    np.testing.assert_array_equal(angles, [[-1.0, 0.5, 1.0], [0.0, 0.0, 0.0]])
+    np.testing.assert_array_equal(counts, [2, 0])
+
+    # Upright and still, but the left knee (SMPL joint 4) bent 2.5 rad one way, then the other:
+    # one of the two is far outside the knee's range whatever the sign convention.
+    frames = 40
+    rotations = np.zeros((frames, 24, 3))
+    rotations[:, 0, 0] = np.pi / 2  # SMPL's Y-up body frame into the Z-up world
+    rotations[:, 4, 0] = np.where(np.arange(frames) < frames // 2, 2.5, -2.5)
+    motion = Motion(rotations=rotations, root_position=np.tile([0.0, 0.0, 0.95], (frames, 1)), fps=30.0,
+                    source="synthetic-knee", format="amass_smplx")
+    raw = retarget(motion, make_character(), fps=30.0)
+    human = retarget(motion, make_character(config=HUMAN), fps=30.0)
+    low, high = anthropometry.hinge_ranges_rad()
+    outside = (raw.qpos[:, 7:] < low) | (raw.qpos[:, 7:] > high)
+    assert raw.clamped is None and raw.clamped_values == 0
+    assert human.clamped_values == outside.sum() >= frames // 2
+    np.testing.assert_array_equal(human.clamped, outside.sum(1))
+    assert np.all((human.qpos[:, 7:] >= low - 1e-9) & (human.qpos[:, 7:] <= high + 1e-9))
+    np.testing.assert_array_equal(human.qpos[:, 7:][~outside], raw.qpos[:, 7:][~outside])
+    # The body states are those of the clamped pose: the knee moves, the pelvis does not.
+    assert not np.allclose(human.body_pos[:, BODY_NAMES.index("L_Ankle")], raw.body_pos[:, BODY_NAMES.index("L_Ankle")])
+    # Kept through a file and a segment.
+    loaded = Reference.load(human.save(tmp_path / "ref.npz"))
+    np.testing.assert_array_equal(loaded.clamped, human.clamped)
+    assert human.segment(0.0, 0.3).clamped_values == human.clamped[:10].sum()
