@@ -234,6 +234,9 @@ class CompiledFunctions:
     env: MimicEnv
     init: Callable  # key -> TrainState
     train_step: Callable  # (TrainState, RefArrays, Curriculum) -> (TrainState, IterationMetrics)
+    # the same over K clips at once: every argument and result stacked on a leading axis
+    # (`diffmimic.multiclip`); compiled on first use, once per K
+    train_step_batch: Callable
     eval_rollout: Callable  # (params, normaliser, RefArrays) -> (StepMetrics, valid), from frame 0
     # (params, normaliser, RefArrays, start EnvState, steps) -> (final EnvState, (qpos, body pos,
     # body rot, StepMetrics) per step): the one rollout, behind eval_rollout, the library and compose
@@ -289,7 +292,7 @@ def _compiled_functions(config: TrainConfig, character_config: CharacterConfig) 
     env = MimicEnv(character, config.env)
     policy_init, policy_apply = make_policy_network(env.observation_size, env.action_size, config.hidden)
     optimizer = _optimizer(config)
-    traces = {"train_step": 0, "eval_rollout": 0, "rollout": 0}
+    traces = {"train_step": 0, "train_step_batch": 0, "eval_rollout": 0, "rollout": 0}
 
     def init(key, total_iterations):
         key, init_key = jax.random.split(key)
@@ -322,6 +325,9 @@ def _compiled_functions(config: TrainConfig, character_config: CharacterConfig) 
 
     def train_step(state: TrainState, ref: RefArrays, curriculum: Curriculum):
         traces["train_step"] += 1  # runs at trace time only: counts compilations
+        return step(state, ref, curriculum)
+
+    def step(state: TrainState, ref: RefArrays, curriculum: Curriculum):
         key, *env_keys = jax.random.split(state.key, config.num_envs + 1)
         (loss, (metrics, obs, weight, count)), grads = jax.value_and_grad(rollout_loss, has_aux=True)(
             state.params, state.normaliser, ref, curriculum, jnp.stack(env_keys))
@@ -347,6 +353,10 @@ def _compiled_functions(config: TrainConfig, character_config: CharacterConfig) 
             loss=loss, pose_error_m=mean(metrics.pose_error_m), replay_rate=mean(metrics.replayed),
             nonfinite_rate=mean(metrics.nonfinite), grad_norm=grad_norm, update_skipped=~finite)
 
+    def train_step_batch(states: TrainState, refs: RefArrays, curricula: Curriculum):
+        traces["train_step_batch"] += 1
+        return jax.vmap(step)(states, refs, curricula)
+
     def rollout(params, normaliser, ref: RefArrays, start: EnvState, steps):
         """The deterministic policy (no replay) for `steps` control steps from `start`; the scan
         spans the whole bucket and holds the state after `steps`, so the step count is data."""
@@ -370,6 +380,7 @@ def _compiled_functions(config: TrainConfig, character_config: CharacterConfig) 
         return rollout(*args)
 
     return CompiledFunctions(env=env, init=jax.jit(init), train_step=jax.jit(train_step),
+                             train_step_batch=jax.jit(train_step_batch),
                              eval_rollout=jax.jit(eval_rollout), rollout=jax.jit(counted_rollout),
                              trace_counts=traces)
 
@@ -461,109 +472,186 @@ def train(reference: Reference, config: TrainConfig = TrainConfig(),
 
     Returns the best parameters by evaluation, with their metrics, the untrained (or warm-start)
     policy's metrics, and the history of evaluations (one dict per evaluation).
-    """
-    if abs(reference.fps - config.env.control_hz) > 1e-6:
-        raise ValueError(f"reference {reference.source} is at {reference.fps} fps; the control rate is "
-                         f"{config.env.control_hz} Hz: retarget it at fps={config.env.control_hz}")
-    functions = compiled_functions(config)
-    bucket = length_bucket(reference.num_frames)
-    ref = ref_arrays(reference, bucket)
-    state = functions.init(jax.random.PRNGKey(config.seed), config.iterations)
-    if init_policy is not None:
-        params, normaliser = init_policy
-        _check_same_shapes(state.params, params, "init_policy params")
-        params = _match_types(state.params, params)
-        state = state.replace(params=params, ema_params=params, normaliser=_match_types(state.normaliser, normaliser),
-                              opt_state=_optimizer(config).init(params))
 
-    def curriculum_after(evaluation: EvalMetrics | None) -> Curriculum:
-        trouble = None
+    `diffmimic.multiclip.train_many` runs the same per-clip logic (`ClipRun`) for K clips in
+    one compiled step.
+    """
+    functions = compiled_functions(config)
+    run = ClipRun(functions, reference, config, progress=progress, on_evaluation=on_evaluation,
+                  stop_at_pose_error_m=stop_at_pose_error_m, checkpoint_every=checkpoint_every,
+                  on_checkpoint=on_checkpoint, resume=resume, init_policy=init_policy,
+                  replay_threshold_m=replay_threshold_m)
+    compile_start = time.perf_counter()
+    if progress:
+        progress(f"compiling the train step for length bucket {run.bucket} (first time minutes on a CPU, "
+                 f"then cached)")
+    initial = run.evaluate(run.state.params, run.state.normaliser)
+    warm_state, warm_metrics = functions.train_step(run.state, run.ref, run.curriculum_after(initial))
+    jax.block_until_ready(warm_metrics)  # compiles (or hits the cache); not counted as training
+    del warm_state
+    run.begin(initial, compile_s=time.perf_counter() - compile_start)
+    while not run.done:
+        start = time.perf_counter()
+        state, metrics = functions.train_step(run.state, run.ref, run.curriculum)
+        jax.block_until_ready(metrics)
+        run.state = state
+        if run.stepped(metrics, time.perf_counter() - start):
+            run.evaluated(*run.evaluations())
+        run.after_iteration()
+    return run.result()
+
+
+class ClipRun:
+    """One clip's training run between compiled steps: its reference, training state (`state`,
+    which the driver replaces after each step), curriculum, evaluations, best parameters,
+    polishing and early stop, checkpoints and result.
+
+    A driver (`train` for one clip, `diffmimic.multiclip.train_many` for K in one compiled step)
+    calls `evaluate` on the initial parameters, `begin`, then per iteration runs the step on
+    (`state`, `ref`, `curriculum`), sets `state`, calls `stepped` and, when it returns True,
+    `evaluated(*evaluations())`, then `after_iteration`, until `done`; `result` is the outcome.
+    Arguments are `train`'s.
+    """
+
+    def __init__(self, functions: CompiledFunctions, reference: Reference, config: TrainConfig, *,
+                 progress=None, on_evaluation=None, stop_at_pose_error_m=None, checkpoint_every=0,
+                 on_checkpoint=None, resume=None, init_policy=None, replay_threshold_m=None):
+        if abs(reference.fps - config.env.control_hz) > 1e-6:
+            raise ValueError(f"reference {reference.source} is at {reference.fps} fps; the control rate is "
+                             f"{config.env.control_hz} Hz: retarget it at fps={config.env.control_hz}")
+        self.functions, self.reference, self.config = functions, reference, config
+        self.progress, self.on_evaluation = progress, on_evaluation
+        self.stop_at_pose_error_m = stop_at_pose_error_m
+        self.checkpoint_every, self.on_checkpoint = checkpoint_every, on_checkpoint
+        self.resume, self.warm = resume, init_policy is not None
+        self.replay_threshold_m = replay_threshold_m
+        self.bucket = length_bucket(reference.num_frames)
+        self.ref = ref_arrays(reference, self.bucket)
+        state = functions.init(jax.random.PRNGKey(config.seed), config.iterations)
+        if init_policy is not None:
+            params, normaliser = init_policy
+            _check_same_shapes(state.params, params, "init_policy params")
+            params = _match_types(state.params, params)
+            state = state.replace(params=params, ema_params=params,
+                                  normaliser=_match_types(state.normaliser, normaliser),
+                                  opt_state=_optimizer(config).init(params))
+        self.state = state
+        self.stopped = False
+
+    def evaluate(self, params, normaliser) -> EvalMetrics:
+        return evaluate_policy(self.functions, params, normaliser, self.ref)
+
+    def curriculum_after(self, evaluation: EvalMetrics | None) -> Curriculum:
+        config, trouble = self.config, None
         if evaluation is not None and config.start_sampling == "adaptive":
             fall_frame = (None if evaluation.fell_at_s is None
                           else int(round(evaluation.fell_at_s * config.env.control_hz)))
             trouble = trouble_from_evaluation(evaluation.per_frame_global_error_m, fall_frame,
-                                              reference.num_frames)
-        return make_curriculum(config, reference.num_frames, bucket, trouble, replay_threshold_m,
-                               warm=init_policy is not None)
+                                              self.reference.num_frames)
+        return make_curriculum(config, self.reference.num_frames, self.bucket, trouble, self.replay_threshold_m,
+                               warm=self.warm)
 
-    compile_start = time.perf_counter()
-    if progress:
-        progress(f"compiling the train step for length bucket {bucket} (first time minutes on a CPU, "
-                 f"then cached)")
-    initial = evaluate_policy(functions, state.params, state.normaliser, ref)
-    curriculum = curriculum_after(initial)
-    warm_state, warm_metrics = functions.train_step(state, ref, curriculum)  # compiles (or hits the cache)
-    jax.block_until_ready(warm_metrics)
-    compile_s = time.perf_counter() - compile_start
-    del warm_state  # the warm-up step is not counted as training
+    def begin(self, initial: EvalMetrics, compile_s: float = 0.0) -> None:
+        """Starts the run from the initial parameters' evaluation (a resumed run from its snapshot)."""
+        resume, config = self.resume, self.config
+        self.compile_s = compile_s
+        self.initial = initial
+        self.curriculum = self.curriculum_after(initial)
+        self.best = (initial, self.state.params, self.state.normaliser)
+        self.history: list[dict] = []
+        self.train_s = 0.0
+        self.iteration = self.first = 0
+        if resume is not None:
+            self.state, self.initial, self.history, self.train_s = (
+                _match_types(self.state, resume.state), resume.initial_metrics, list(resume.history), resume.train_s)
+            self.best = (resume.best_metrics, resume.best_params, resume.best_normaliser)
+            self.curriculum = self.curriculum_after(resume.last_metrics or resume.best_metrics)
+            self.iteration = self.first = int(self.state.iteration)
+        self.last_evaluation = self.initial
+        # The first evaluation that met the target; polishing runs from there (resumed runs find
+        # it in their history).
+        self.converged_at = None
+        if self.stop_at_pose_error_m is not None:
+            self.converged_at = next((r["iteration"] for r in self.history
+                                      if not r["fell"] and r["pose_error_m"] <= self.stop_at_pose_error_m), None)
+        self.samples_per_iteration = config.num_envs * config.horizon
 
-    samples_per_iteration = config.num_envs * config.horizon
-    best = (initial, state.params, state.normaliser)
-    history: list[dict] = []
-    train_s = 0.0
-    iteration = first = 0
-    if resume is not None:
-        state, initial, history, train_s = (_match_types(state, resume.state), resume.initial_metrics,
-                                            list(resume.history), resume.train_s)
-        best = (resume.best_metrics, resume.best_params, resume.best_normaliser)
-        curriculum = curriculum_after(resume.last_metrics or resume.best_metrics)
-        iteration = first = int(state.iteration)
-    last_evaluation = initial
-    # The first evaluation that met the target; polishing runs from there (resumed runs find it
-    # in their history).
-    converged_at = None
-    if stop_at_pose_error_m is not None:
-        converged_at = next((r["iteration"] for r in history
-                             if not r["fell"] and r["pose_error_m"] <= stop_at_pose_error_m), None)
-    for iteration in range(first + 1, config.iterations + 1):
-        start = time.perf_counter()
-        state, metrics = functions.train_step(state, ref, curriculum)
-        jax.block_until_ready(metrics)
-        train_s += time.perf_counter() - start
-        if iteration % config.eval_every == 0 or iteration == config.iterations:
-            evaluation, eval_params, averaged = evaluate_policy(functions, state.params, state.normaliser, ref), state.params, False
-            if config.ema_decay > 0:
-                ema_evaluation = evaluate_policy(functions, state.ema_params, state.normaliser, ref)
-                if ema_evaluation.rank() < evaluation.rank():
-                    evaluation, eval_params, averaged = ema_evaluation, state.ema_params, True
-            last_evaluation = evaluation
-            curriculum = curriculum_after(evaluation)
-            record = {
-                "iteration": iteration, "loss": float(metrics.loss),
-                "train_pose_error_m": float(metrics.pose_error_m),
-                "replay_rate": float(metrics.replay_rate), "nonfinite_rate": float(metrics.nonfinite_rate),
-                "grad_norm": float(metrics.grad_norm), "skipped_updates": int(state.skipped_updates),
-                "samples": iteration * samples_per_iteration, "train_s": round(train_s, 3),
-                **evaluation.to_dict(),
-            }
-            record["averaged_params"] = averaged
-            record["start_frame_mean"] = round(float(np.dot(np.arange(bucket), np.asarray(curriculum.start_probs))), 2)
-            history.append(record)
-            if on_evaluation:
-                on_evaluation(record)
-            if evaluation.rank() < best[0].rank():
-                best = (evaluation, eval_params, state.normaliser)
-            if progress:
-                rate = (iteration - first) * samples_per_iteration / max(train_s - (resume.train_s if resume else 0.0), 1e-9)
-                eta = (config.iterations - iteration) * samples_per_iteration / rate
-                fall = "no fall" if not evaluation.fell else f"fell at {evaluation.fell_at_s:.2f} s"
-                progress(f"iter {iteration:5d}/{config.iterations}  loss {record['loss']:.4f}  "
-                         f"pose_error {evaluation.pose_error_m:.3f} m ({fall})  replay {record['replay_rate']:.2f}  "
-                         f"{rate:,.0f} samples/s  ETA {_format_eta(eta)}")
-            if stop_at_pose_error_m is not None:
-                if converged_at is None and meets(evaluation, stop_at_pose_error_m):
-                    converged_at = iteration
-                if polish_done(config, converged_at, iteration, best[0]):
-                    break
-        if on_checkpoint and checkpoint_every and iteration % checkpoint_every == 0 and iteration < config.iterations:
-            on_checkpoint(TrainSnapshot(state=state, best_params=best[1], best_normaliser=best[2],
-                                        best_metrics=best[0], initial_metrics=initial, history=list(history),
-                                        train_s=train_s, last_metrics=last_evaluation))
-    best_metrics, params, normaliser = best
-    return TrainResult(params=params, normaliser=normaliser, metrics=best_metrics, initial_metrics=initial,
-                       history=history, samples=iteration * samples_per_iteration,
-                       train_s=train_s, compile_s=compile_s, iterations=iteration,
-                       skipped_updates=int(state.skipped_updates))
+    @property
+    def done(self) -> bool:
+        return self.stopped or self.iteration >= self.config.iterations
+
+    def stepped(self, metrics: IterationMetrics, seconds: float) -> bool:
+        """Counts the step the driver just ran (its `metrics`, `seconds` of training); True when
+        an evaluation is due."""
+        self.iteration += 1
+        self.metrics = metrics
+        self.train_s += seconds
+        return self.iteration % self.config.eval_every == 0 or self.iteration == self.config.iterations
+
+    def evaluations(self) -> tuple[EvalMetrics, EvalMetrics | None]:
+        """The full-clip evaluations of the current parameters and of their average (None
+        without one)."""
+        current = self.evaluate(self.state.params, self.state.normaliser)
+        average = self.evaluate(self.state.ema_params, self.state.normaliser) if self.config.ema_decay > 0 else None
+        return current, average
+
+    def evaluated(self, evaluation: EvalMetrics, ema_evaluation: EvalMetrics | None = None) -> None:
+        """Takes the evaluations of the current parameters and of their average: keeps the better,
+        redraws the curriculum, records, tracks the best and decides the early stop."""
+        config, state, metrics, iteration = self.config, self.state, self.metrics, self.iteration
+        eval_params, averaged = state.params, False
+        if ema_evaluation is not None and ema_evaluation.rank() < evaluation.rank():
+            evaluation, eval_params, averaged = ema_evaluation, state.ema_params, True
+        self.last_evaluation = evaluation
+        self.curriculum = self.curriculum_after(evaluation)
+        record = {
+            "iteration": iteration, "loss": float(metrics.loss),
+            "train_pose_error_m": float(metrics.pose_error_m),
+            "replay_rate": float(metrics.replay_rate), "nonfinite_rate": float(metrics.nonfinite_rate),
+            "grad_norm": float(metrics.grad_norm), "skipped_updates": int(state.skipped_updates),
+            "samples": iteration * self.samples_per_iteration, "train_s": round(self.train_s, 3),
+            **evaluation.to_dict(),
+        }
+        record["averaged_params"] = averaged
+        record["start_frame_mean"] = round(float(np.dot(np.arange(self.bucket), np.asarray(self.curriculum.start_probs))), 2)
+        self.history.append(record)
+        if self.on_evaluation:
+            self.on_evaluation(record)
+        if evaluation.rank() < self.best[0].rank():
+            self.best = (evaluation, eval_params, state.normaliser)
+        if self.progress:
+            trained_s = self.train_s - (self.resume.train_s if self.resume else 0.0)
+            rate = (iteration - self.first) * self.samples_per_iteration / max(trained_s, 1e-9)
+            eta = (config.iterations - iteration) * self.samples_per_iteration / rate
+            fall = "no fall" if not evaluation.fell else f"fell at {evaluation.fell_at_s:.2f} s"
+            self.progress(f"iter {iteration:5d}/{config.iterations}  loss {record['loss']:.4f}  "
+                          f"pose_error {evaluation.pose_error_m:.3f} m ({fall})  replay {record['replay_rate']:.2f}  "
+                          f"{rate:,.0f} samples/s  ETA {_format_eta(eta)}")
+        if self.stop_at_pose_error_m is not None:
+            if self.converged_at is None and meets(evaluation, self.stop_at_pose_error_m):
+                self.converged_at = iteration
+            if polish_done(config, self.converged_at, iteration, self.best[0]):
+                self.stopped = True
+
+    def checkpoint_due(self) -> bool:
+        """Whether `after_iteration` hands out a snapshot now (never after the last iteration)."""
+        return (not self.stopped and bool(self.on_checkpoint) and self.checkpoint_every > 0
+                and self.iteration % self.checkpoint_every == 0 and self.iteration < self.config.iterations)
+
+    def after_iteration(self) -> None:
+        """Hands `on_checkpoint` a snapshot when one is due."""
+        if self.checkpoint_due():
+            self.on_checkpoint(TrainSnapshot(
+                state=self.state, best_params=self.best[1], best_normaliser=self.best[2],
+                best_metrics=self.best[0], initial_metrics=self.initial, history=list(self.history),
+                train_s=self.train_s, last_metrics=self.last_evaluation))
+
+    def result(self) -> TrainResult:
+        best_metrics, params, normaliser = self.best
+        return TrainResult(params=params, normaliser=normaliser, metrics=best_metrics, initial_metrics=self.initial,
+                           history=self.history, samples=self.iteration * self.samples_per_iteration,
+                           train_s=self.train_s, compile_s=self.compile_s, iterations=self.iteration,
+                           skipped_updates=int(self.state.skipped_updates))
 
 
 def meets(evaluation: EvalMetrics, pose_error_m: float) -> bool:

@@ -49,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-pin-cpus", dest="pin_cpus", action="store_false",
                         help="do not pin CPU workers to cores of their own (pinned, each runs ~1.5x faster "
                              "on a busy node)")
+    parser.add_argument("--clips-per-worker", type=int, default=1,
+                        help="K clips each worker trains at once in one compiled step (default 1; on a GPU "
+                             "pick K from scripts/bench_multiclip.py throughput)")
     parser.add_argument("--clips", help="only clips whose id or relative path matches this shell pattern")
     parser.add_argument("--max-clips", type=int, help="only the first N clips by path")
     parser.add_argument("--target-pose-error-m", type=float, default=0.04)
@@ -161,6 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(f"--config-json: {err}")
     if args.max_attempts < 1:
         return fail("--max-attempts must be >= 1")
+    if args.clips_per_worker < 1:
+        return fail("--clips-per-worker must be >= 1")
     try:
         spec = load_dataset_spec(args.dataset)
         if args.data_root:
@@ -202,7 +207,7 @@ def _run(args, library, catalog, config) -> int:
     options = FactoryOptions(
         target_pose_error_m=args.target_pose_error_m, max_attempts=args.max_attempts, force=args.force,
         workers=args.workers, gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
-        pin_cpus=args.pin_cpus,
+        pin_cpus=args.pin_cpus, clips_per_worker=args.clips_per_worker,
         checkpoint_every=args.checkpoint_every, progress_every_s=args.progress_every_s, compile_cache_dir=cache,
         warm_start_similar=args.warm_start_similar, retry_failed=args.retry_failed, work_dir=args.work_dir,
         publish_dir=args.publish, publish_every_s=args.publish_every)

@@ -78,6 +78,9 @@ class FactoryOptions:
       pin_cpus: pin each CPU actor (no GPU) to `cpus_per_worker` cores of its own on its node
         (`factory.distribution.affinity`): unpinned, XLA spreads every actor over all cores and
         two workers on two cores each ran a train step ~1.5x slower.
+      clips_per_worker: K clips trained at once by each actor in one compiled step
+        (`diffmimic.multiclip`): K calls in flight per actor. 1 (the default) trains one clip
+        at a time; the right K for a GPU comes from `scripts/bench_multiclip.py throughput`.
       tasks_per_worker: calls queued per actor (2: the next clip waits in the actor's queue). With
         `warm_start_similar` one: a call's donors are fixed when it is sent, so a clip sent
         ahead would miss the policies of the clips converging while it waits (the round trip
@@ -110,6 +113,7 @@ class FactoryOptions:
     cpus_per_worker: float = 1.0
     pin_cpus: bool = True
     tasks_per_worker: int = 2
+    clips_per_worker: int = 1
     checkpoint_every: int = 50
     max_lost: int = 3
     progress_every_s: float = 30.0
@@ -242,7 +246,8 @@ class Coordinator:
         count, gpus_per_worker = self._cluster_plan()
         count = min(count, max(1, len(self.queue)))
         self._actor_class = remote_trainer(num_gpus=gpus_per_worker, num_cpus=self.options.cpus_per_worker,
-                                           resources=self.options.worker_resources)
+                                           resources=self.options.worker_resources,
+                                           clips_per_worker=self.options.clips_per_worker)
         cache = self._compile_cache_dir()
         self._pin_cores = (max(1, int(self.options.cpus_per_worker))
                            if self.options.pin_cpus and gpus_per_worker == 0 else 0)
@@ -253,7 +258,8 @@ class Coordinator:
 
     def _new_worker(self, index: int):
         return self._actor_class.remote(index, str(self.work_dir), self._compile_cache_dir(),
-                                        self.options.checkpoint_every, self.train_fn, self._pin_cores)
+                                        self.options.checkpoint_every, self.train_fn, self._pin_cores,
+                                        self.options.clips_per_worker)
 
     # ------------------------------------------------------------------------------------------
     def _plan(self) -> None:
@@ -334,6 +340,8 @@ class Coordinator:
     def _submit(self) -> None:
         warm_starts = self.options.warm_start_similar and self.train_fn is None  # (as in `run`)
         depth = 1 if warm_starts else max(1, self.options.tasks_per_worker)
+        if self.options.clips_per_worker > 1:  # one call per slot, all training at once
+            depth = self.options.clips_per_worker
         available = [i for i in range(len(self.workers)) if i not in self.unavailable]
         while self.queue and available:
             index = min(available, key=lambda i: self.worker_load[i])
@@ -502,7 +510,8 @@ class Coordinator:
         rate = done / elapsed_h
         eta = (total - done) / rate * 3600 if rate > 0 else float("inf")
         median = f"{statistics.median(self.pose_errors):.3f} m" if self.pose_errors else "-"
-        running = sum(load > 0 for load in self.worker_load)  # the others wait in a worker's queue
+        # A worker trains one clip, or one per slot; the others wait in its queue.
+        running = sum(min(load, max(1, self.options.clips_per_worker)) for load in self.worker_load)
         queued = len(self.queue) + in_flight - running
         return (f"done {done}/{total}  converged {self.counts['converged']}  best_effort {self.counts['best_effort']}  "
                 f"failed {self.counts['failed']}  running {running}  queued {queued}  "
@@ -518,22 +527,29 @@ class Coordinator:
                 status = json.loads((self.work_dir / "workers" / f"{index}.json").read_text())
             except (OSError, ValueError):
                 continue
-            if status.get("state") not in ("compiling", "training"):
-                continue
-            clip = str(status.get("clip_id", "?")).rsplit("/", 1)[-1]
-            if status["state"] == "compiling":
-                waited = f", {(time.time() - status['since']) / 60:.1f} min so far" if status.get("since") else ""
-                what = (f"compiling the train step for length bucket {status.get('bucket', '?')} (minutes the "
-                        f"first time, ~7 on a 2-core CPU; later runs load it from the cache{waited})"
-                        if status.get("first", True) else "starting (train step already compiled)")
-            else:
-                fell = status.get("fell_at_s")
-                last = ("" if status.get("pose_error_m") is None else
-                        f", last evaluation {status['pose_error_m']:.3f} m"
-                        + (f", fell at {fell:.1f} s" if fell is not None else ", no fall"))
-                what = f"iteration {status.get('iteration', 0)}{last}"
-            lines.append(f"worker {index}: {clip} attempt {status.get('attempt', '?')}: {what}")
+            for slot in status.get("slots", [status]):  # a worker with K slots: one line per clip
+                line = self._activity_line(index, slot)
+                if line:
+                    lines.append(line)
         return lines
+
+    @staticmethod
+    def _activity_line(index: int, status: dict) -> str | None:
+        if status.get("state") not in ("compiling", "training"):
+            return None
+        clip = str(status.get("clip_id", "?")).rsplit("/", 1)[-1]
+        if status["state"] == "compiling":
+            waited = f", {(time.time() - status['since']) / 60:.1f} min so far" if status.get("since") else ""
+            what = (f"compiling the train step for length bucket {status.get('bucket', '?')} (minutes the "
+                    f"first time, ~7 on a 2-core CPU; later runs load it from the cache{waited})"
+                    if status.get("first", True) else "starting (train step already compiled)")
+        else:
+            fell = status.get("fell_at_s")
+            last = ("" if status.get("pose_error_m") is None else
+                    f", last evaluation {status['pose_error_m']:.3f} m"
+                    + (f", fell at {fell:.1f} s" if fell is not None else ", no fall"))
+            what = f"iteration {status.get('iteration', 0)}{last}"
+        return f"worker {index}: {clip} attempt {status.get('attempt', '?')}: {what}"
 
     def _maybe_progress(self, force: bool = False) -> None:
         now = time.time()

@@ -23,8 +23,10 @@ import hashlib
 import json
 import os
 import socket
+import threading
 import time
 import traceback
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Callable
 
@@ -53,7 +55,8 @@ class ClipTrainer:
     """Trains one clip per `train_clip` call. Run as a Ray actor (`remote_trainer`)."""
 
     def __init__(self, index: int, work_dir: str, compile_cache_dir: str | None = None,
-                 checkpoint_every: int = 50, train_fn: TrainFn | None = None, pin_cores: int = 0):
+                 checkpoint_every: int = 50, train_fn: TrainFn | None = None, pin_cores: int = 0,
+                 clips_per_worker: int = 1):
         # Pinned before JAX starts its thread pools, which then inherit the cores.
         self.cores, self._core_locks = claim_cores(pin_cores) if pin_cores else ([], [])
         from diffmimic.train import enable_compilation_cache
@@ -72,6 +75,13 @@ class ClipTrainer:
         self.idle_s = 0.0
         self.clips = 0
         self.compile_keys: set = set()
+        # K > 1: `train_clip` calls (up to K at once: a threaded actor) hand their clips to one
+        # batching thread that trains them in the slots of one compiled step (`_batch_loop`).
+        self.clips_per_worker = max(1, int(clips_per_worker))
+        self._lock = threading.Condition()
+        self._inbox: list = []
+        self._batcher: threading.Thread | None = None
+        self._slots_status: dict[str, dict] = {}
         self._status({"state": "idle"})
 
     # ------------------------------------------------------------------------------------------
@@ -89,13 +99,27 @@ class ClipTrainer:
         seconds idle between clips, since this process started."""
         from diffmimic.train import _compiled_functions
 
-        traces = 0
-        for key in self.compile_keys:
+        traces = batch_traces = 0
+        for key in list(self.compile_keys):
             traces += _compiled_functions(*key).trace_counts["train_step"]
-        return {"clips": self.clips, "train_step_compiles": traces, "compile_keys": len(self.compile_keys),
+            batch_traces += _compiled_functions(*key).trace_counts["train_step_batch"]
+        return {"clips": self.clips, "train_step_compiles": traces, "train_step_batch_compiles": batch_traces,
+                "clips_per_worker": self.clips_per_worker, "compile_keys": len(self.compile_keys),
                 "idle_s": round(self.idle_s, 3), "alive_s": round(time.time() - self.started_at, 3)}
 
-    def _status(self, data: dict) -> None:
+    def _status(self, data: dict, clip_id: str | None = None) -> None:
+        """Writes what the worker does; with K slots, `clip_id`'s entry among the slots (`data`
+        None: the clip left its slot)."""
+        if self.clips_per_worker > 1:
+            if clip_id is None:
+                return
+            with self._lock:
+                if data is None:
+                    self._slots_status.pop(clip_id, None)
+                else:
+                    self._slots_status[clip_id] = data
+                slots = list(self._slots_status.values())
+            data = {"state": "training" if slots else "idle", "slots": slots}
         try:
             _write_json(self.status_file, {"index": self.index, "pid": os.getpid(), "host": socket.gethostname(),
                                            "time": time.time(), **data}, durable=False)  # no fsync per evaluation
@@ -121,7 +145,8 @@ class ClipTrainer:
                "init_from": task.get("init_from"),
                "node_id": ray.get_runtime_context().get_node_id(), "gpu_ids": [str(g) for g in ray.get_gpu_ids()]}
         config = TrainConfig.from_dict(task["config"])
-        self._status({"state": "training", "clip_id": task["clip_id"], "attempt": task["attempt"], "iteration": 0})
+        self._status({"state": "training", "clip_id": task["clip_id"], "attempt": task["attempt"], "iteration": 0},
+                     task["clip_id"])
         try:
             if self.train_fn is not None:
                 reference, result = self.train_fn(task, config)
@@ -139,11 +164,13 @@ class ClipTrainer:
             out.update(kind="error", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc(limit=8))
             load_s = 0.0
         end = time.time()
-        self.last_end = end
-        self.clips += 1
+        with self._lock:
+            self.last_end = end
+            self.clips += 1
         out["timing"] = {"started_at": begin, "finished_at": end, "wall_s": end - begin, "load_s": load_s}
         out["counters"] = self.counters()
-        self._status({"state": "idle", "last_clip": task["clip_id"]})
+        self._status(None if self.clips_per_worker > 1 else {"state": "idle", "last_clip": task["clip_id"]},
+                     task["clip_id"])
         return out
 
     def _train(self, task: dict, config):
@@ -168,27 +195,97 @@ class ClipTrainer:
         def on_checkpoint(snapshot) -> None:
             self._save_snapshot(key, snapshot)
             self._status({"state": "training", "clip_id": task["clip_id"], "attempt": task["attempt"],
-                          "iteration": int(snapshot.state.iteration), "checkpointed": True})
+                          "iteration": int(snapshot.state.iteration), "checkpointed": True}, task["clip_id"])
 
         def on_evaluation(record: dict) -> None:
             self._status({"state": "training", "clip_id": task["clip_id"], "attempt": task["attempt"],
                           "iteration": record["iteration"], "pose_error_m": record["pose_error_m"],
-                          "fell_at_s": record["fell_at_s"]})
+                          "fell_at_s": record["fell_at_s"]}, task["clip_id"])
 
         # Until the first evaluation the step is being compiled (or loaded from the cache), the
         # first time in this process for this config and length bucket.
         from diffmimic.env import length_bucket
         from diffmimic.train import compiled_functions
 
+        counter = "train_step" if self.clips_per_worker == 1 else "train_step_batch"
         self._status({"state": "compiling", "clip_id": task["clip_id"], "attempt": task["attempt"], "iteration": 0,
                       "bucket": length_bucket(reference.num_frames), "since": time.time(),
-                      "first": compiled_functions(config).trace_counts["train_step"] == 0})
-        result = train(reference, config, progress=None, stop_at_pose_error_m=task.get("target_pose_error_m"),
-                       checkpoint_every=self.checkpoint_every, on_checkpoint=on_checkpoint, resume=resume,
-                       init_policy=init_policy, on_evaluation=on_evaluation)
+                      "first": compiled_functions(config).trace_counts[counter] == 0}, task["clip_id"])
+        arguments = dict(stop_at_pose_error_m=task.get("target_pose_error_m"), checkpoint_every=self.checkpoint_every,
+                         on_checkpoint=on_checkpoint, resume=resume, init_policy=init_policy,
+                         on_evaluation=on_evaluation)
+        if self.clips_per_worker > 1:
+            from diffmimic.multiclip import ClipTask
+
+            result = self._in_a_slot(ClipTask(reference, config, tag=task["clip_id"], **arguments))
+        else:
+            result = train(reference, config, progress=None, **arguments)
         for suffix in (".msgpack", ".json"):
             (self.checkpoint_dir / f"{key}{suffix}").unlink(missing_ok=True)
         return reference, result, load_s, resumed_from, donor
+
+    def _in_a_slot(self, clip_task):
+        """Trains `clip_task` (a `diffmimic.multiclip.ClipTask`) in a slot of the batching thread
+        and waits for its TrainResult."""
+        done = Future()
+        with self._lock:
+            self._inbox.append((clip_task, done))
+            if self._batcher is None:
+                self._batcher = threading.Thread(target=self._batch_loop, name="slot-batcher", daemon=True)
+                self._batcher.start()
+            self._lock.notify_all()
+        return done.result()
+
+    def _batch_loop(self) -> None:
+        """The batching thread: clips from the inbox go into free slots of the `SlotBatch` of
+        their (config, length bucket) (a clip with no free slot waits in the inbox); every busy
+        batch steps in turn; a finished clip's result goes to its waiting call. An exception in a
+        step fails that batch's clips (each call reports it as an attempt's error)."""
+        from diffmimic.env import length_bucket
+        from diffmimic.multiclip import SlotBatch
+        from diffmimic.train import compile_key
+
+        batches: dict = {}
+        waiting: dict[int, Future] = {}
+        while True:
+            with self._lock:
+                while not self._inbox and not any(b.active for b in batches.values()):
+                    self._lock.wait()
+                inbox, self._inbox = self._inbox, []
+            held = []
+            for clip_task, done in inbox:
+                try:
+                    slot_key = (compile_key(clip_task.config), length_bucket(clip_task.reference.num_frames))
+                    batch = batches.get(slot_key)
+                    if batch is None:
+                        batch = batches[slot_key] = SlotBatch(clip_task.config, self.clips_per_worker)
+                    if not batch.free:
+                        held.append((clip_task, done))
+                        continue
+                    result = batch.add(clip_task)
+                except Exception as err:  # noqa: BLE001 - reported to the clip's call
+                    done.set_exception(err)
+                    continue
+                if result is not None:
+                    done.set_result(result)
+                else:
+                    waiting[id(clip_task)] = done
+            if held:
+                with self._lock:
+                    self._inbox = held + self._inbox
+            for batch in batches.values():
+                if not batch.active:
+                    continue
+                try:
+                    finished = batch.step()
+                except Exception as err:  # noqa: BLE001 - as above
+                    for entry in batch.runs:
+                        if entry is not None:
+                            waiting.pop(id(entry[0])).set_exception(err)
+                    batch.runs = [None] * batch.slots
+                    continue
+                for clip_task, result in finished:
+                    waiting.pop(id(clip_task)).set_result(result)
 
     @staticmethod
     def _similar_clip_policy(reference, task: dict):
@@ -262,10 +359,13 @@ def _to_numpy(result):
 
 
 def remote_trainer(num_gpus: float = 0.0, num_cpus: float = 1.0, max_restarts: int = -1,
-                   resources: dict | None = None):
+                   resources: dict | None = None, clips_per_worker: int = 1):
     """The Ray actor class of `ClipTrainer` with its resources.
 
     An actor that dies is restarted by Ray (`max_restarts`, -1: always); its in-flight calls fail
-    (no task retries) and the coordinator re-queues those clips."""
+    (no task retries) and the coordinator re-queues those clips. With `clips_per_worker` K > 1
+    it is a threaded actor: K `train_clip` calls run at once (their clips share the batching
+    thread's compiled step), with room beside them for `counters` pings."""
+    concurrency = {} if clips_per_worker <= 1 else {"max_concurrency": int(clips_per_worker) + 2}
     return ray.remote(ClipTrainer).options(num_gpus=num_gpus, num_cpus=num_cpus, max_restarts=max_restarts,
-                                           max_task_retries=0, resources=resources or None)
+                                           max_task_retries=0, resources=resources or None, **concurrency)

@@ -218,6 +218,23 @@ def test_a_similar_converged_library_policy_warm_starts_a_clip(local_ray, tmp_pa
     assert second["sent_s"] < first["finished_s"], summary["clips"]
 
 
+def test_a_worker_trains_k_clips_at_once_in_one_compiled_step(local_ray, tmp_path, sample_clips, tiny_config):
+    data = copy_clips(sample_clips, ["squat", "wave", "idle_sway"], tmp_path / "data")
+    library, summary, lines = run_factory(tmp_path / "lib", sample_spec(data), tiny_config, max_attempts=1,
+                                          clips_per_worker=2, warm_start_similar=False)
+    rows = library.query(dataset="sample")
+    assert len(rows) == 3 and all(r.status == "best_effort" and np.isfinite(r.pose_error_m) for r in rows)
+    assert all(r.iterations == tiny_config.iterations and r.samples for r in rows)
+    [counters] = summary["worker_counters"].values()
+    # The two slots share one compile of the batched step; the third clip refilled a slot.
+    assert counters["clips_per_worker"] == 2 and counters["train_step_batch_compiles"] == 1, counters
+    assert counters["train_step_compiles"] == 0 and counters["clips"] == 3
+    # Two clips trained at once: both sent before either finished.
+    first, second, third = sorted(summary["clips"], key=lambda clip: clip["sent_s"])
+    assert second["sent_s"] < min(first["finished_s"], second["finished_s"]), summary["clips"]
+    assert third["sent_s"] >= min(first["finished_s"], second["finished_s"]) - 1e-3
+
+
 def test_cpu_workers_pin_to_cores_of_their_own_and_a_killed_one_frees_its_core(local_ray, tmp_path):
     from factory.distribution.affinity import LOCK_DIR_ENV
     from factory.distribution.worker import ClipTrainer
