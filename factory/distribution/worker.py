@@ -182,9 +182,10 @@ class ClipTrainer:
         start = time.time()
         reference = retry_transient(load_reference, task["path"], fps=config.env.control_hz)
         load_s = time.time() - start
-        from diffmimic.character.mjcf import CharacterConfig
+        from diffmimic.train import simulated_character_config
 
-        self.compile_keys.add((compile_key(config), CharacterConfig()))
+        # The key of `compiled_functions`' cache: the counters read its trace counts.
+        self.compile_keys.add((compile_key(config), simulated_character_config(config)))
         key = checkpoint_key(task["clip_id"], task["config"])
         resume = self._load_snapshot(key, config)
         resumed_from = 0 if resume is None else int(resume.state.iteration)
