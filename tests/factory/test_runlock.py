@@ -45,3 +45,12 @@ def test_second_coordinator_exits_2_naming_the_holder_and_a_killed_holder_leaves
     assert again.holder()["pid"] == os.getpid()
     again.release()
     assert CoordinatorLock(library).holder() == {}  # no holder written after a release
+
+
+@pytest.mark.parametrize("flag, value", [("--clips-per-worker", "0"), ("--max-attempts", "0")])
+def test_bad_counts_exit_2_with_one_line(tmp_path, flag, value, capsys):
+    from factory.run import main
+
+    code = main(["--dataset", "sample", "--library", str(tmp_path / "lib"), flag, value])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and flag in err[0], err
