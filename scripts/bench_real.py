@@ -91,7 +91,8 @@ def clip_rows(library_root: str, summary: dict | None) -> list[dict]:
             "absurdity_worst_1pct_m": absurdity.get("worst_1pct"), "fell": record.fell,
             "fell_at_s": record.fell_at_s, "attempts": record.attempts, "samples": record.samples,
             "iterations": record.iterations, "train_minutes": round(finished.get("worker_s", 0.0) / 60, 2),
-            "warm_starts": finished.get("warm_starts", []),
+            # (the library does not record warm starts: only a run's summary has them)
+            "warm_starts": None if summary is None else finished.get("warm_starts", []),
         })
     return sorted(rows, key=lambda r: r["clip"])
 
@@ -103,7 +104,9 @@ def _fmt(value, spec: str) -> str:
 def _started_from(row: dict) -> str:
     """Where each attempt began: a similar clip's policy (with the signature distance), the
     clip's earlier attempt, or random weights."""
-    starts = {attempt: rest for attempt, *rest in row.get("warm_starts", [])}
+    if row.get("warm_starts") is None:
+        return "not recorded"
+    starts = {attempt: rest for attempt, *rest in row["warm_starts"]}
     parts = []
     for attempt in range(1, (row["attempts"] or 1) + 1):
         origin = starts.get(attempt)
