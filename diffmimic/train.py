@@ -447,7 +447,8 @@ def train(reference: Reference, config: TrainConfig = TrainConfig(),
           on_checkpoint: Callable[["TrainSnapshot"], None] | None = None,
           resume: "TrainSnapshot | None" = None,
           init_policy: tuple | None = None,
-          replay_threshold_m: float | None = None) -> TrainResult:
+          replay_threshold_m: float | None = None,
+          character_config: CharacterConfig = CharacterConfig()) -> TrainResult:
     """Trains a DiffMimic policy to reproduce `reference`.
 
     Every `config.eval_every` iterations the policy is evaluated as convergence is judged: one
@@ -469,6 +470,8 @@ def train(reference: Reference, config: TrainConfig = TrainConfig(),
         `config.warm_start_learning_rate_scale`.
       replay_threshold_m: the demonstration-replay threshold (data: no recompile); None: the
         config's.
+      character_config: the body to simulate (the backend's tuning and the config's timestep are
+        applied to it: `simulated_character_config`).
 
     Returns the best parameters by evaluation, with their metrics, the untrained (or warm-start)
     policy's metrics, and the history of evaluations (one dict per evaluation).
@@ -476,7 +479,7 @@ def train(reference: Reference, config: TrainConfig = TrainConfig(),
     `diffmimic.multiclip.train_many` runs the same per-clip logic (`ClipRun`) for K clips in
     one compiled step.
     """
-    functions = compiled_functions(config)
+    functions = compiled_functions(config, character_config)
     run = ClipRun(functions, reference, config, progress=progress, on_evaluation=on_evaluation,
                   stop_at_pose_error_m=stop_at_pose_error_m, checkpoint_every=checkpoint_every,
                   on_checkpoint=on_checkpoint, resume=resume, init_policy=init_policy,

@@ -108,15 +108,14 @@ class ClipTrainer:
                 "idle_s": round(self.idle_s, 3), "alive_s": round(time.time() - self.started_at, 3)}
 
     def _status(self, data: dict, clip_id: str | None = None) -> None:
-        """Writes what the worker does; with K slots, `clip_id`'s entry among the slots (`data`
-        None: the clip left its slot)."""
+        """Writes what the worker does; with K slots, the list of slots, after setting `clip_id`'s
+        entry among them (`data` None: the clip left its slot; no `clip_id`: the slots as they are,
+        "idle" when none is busy)."""
         if self.clips_per_worker > 1:
-            if clip_id is None:
-                return
             with self._lock:
-                if data is None:
+                if clip_id is not None and data is None:
                     self._slots_status.pop(clip_id, None)
-                else:
+                elif clip_id is not None:
                     self._slots_status[clip_id] = data
                 slots = list(self._slots_status.values())
             data = {"state": "training" if slots else "idle", "slots": slots}

@@ -266,3 +266,50 @@ def test_cpu_workers_pin_to_cores_of_their_own_and_a_killed_one_frees_its_core(l
     info = ray.get(free.info.remote())
     assert info["cores"] == [] and info["affinity"] == cores
     ray.kill(free, no_restart=True)
+
+
+def test_a_killed_k_slot_worker_requeues_every_clip_it_held_and_each_resumes(local_ray, tmp_path, sample_clips,
+                                                                           tiny_config):
+    data = copy_clips(sample_clips, ["squat", "wave"], tmp_path / "data")
+    config = dataclasses.replace(tiny_config, iterations=60, eval_every=10)
+    status_file = tmp_path / "lib" / ".factory" / "workers" / "0.json"
+    killed = {}
+
+    def killer():
+        deadline = time.time() + 240
+        while time.time() < deadline and not killed:
+            try:
+                status = json.loads(status_file.read_text())
+            except (OSError, ValueError):
+                status = {}
+            slots = status.get("slots", [])
+            # Both clips in their slots, both with a checkpoint of iteration 20 or later.
+            if len(slots) == 2 and all(s.get("checkpointed") and s.get("iteration", 0) >= 20 for s in slots):
+                os.kill(status["pid"], signal.SIGKILL)
+                killed.update(status)
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    library, summary, lines = run_factory(tmp_path / "lib", sample_spec(data), config, max_attempts=1,
+                                          checkpoint_every=10, target_pose_error_m=0.0, clips_per_worker=2,
+                                          warm_start_similar=False)
+    thread.join(timeout=5)
+
+    assert killed, "the worker was never seen training both clips"
+    assert summary["lost_calls"] >= 2  # both calls in flight on the killed actor
+    rows = library.query(dataset="sample", all_versions=True)
+    assert sorted(r.clip_id for r in rows) == ["sample/squat_poses", "sample/wave_poses"]  # each exactly once
+    for clip in summary["clips"]:
+        assert clip["lost"] == 1 and clip["attempts"] == 1, clip
+        assert clip["resumed_from"] and clip["resumed_from"][0] >= 20, clip  # from its own checkpoint
+        assert clip["iterations"] == 60
+    assert not list((tmp_path / "lib" / ".factory" / "checkpoints").glob("*.msgpack"))  # cleaned up
+
+
+def test_a_k_slot_worker_says_it_is_idle_before_its_first_clip(tmp_path):
+    from factory.distribution.worker import ClipTrainer
+
+    ClipTrainer(3, str(tmp_path), clips_per_worker=2)
+    status = json.loads((tmp_path / "workers" / "3.json").read_text())
+    assert status["state"] == "idle" and status["slots"] == [] and status["pid"] == os.getpid()
