@@ -19,7 +19,7 @@ from flax import struct
 
 from diffmimic.character.character import Character
 from diffmimic.mocap.retarget import Reference
-from diffmimic.physics import check_backend, pipeline
+from diffmimic.physics import BODIES, check_backend, pipeline
 from diffmimic.plausibility import PlausibilityMeter, StepPlausibility
 
 REPLAY_MODES = ("threshold", "random", "none")
@@ -33,6 +33,9 @@ class EnvConfig:
 
     Attributes:
       backend: Brax pipeline: spring, positional, generalized or mjx.
+      body: ``uniform`` (the character as configured: one density, unlimited hinges, one torque
+        limit) or ``human`` (de Leva masses, human joint ranges and torque limits;
+        `diffmimic.physics.body_config`).
       control_hz: policy rate; the reference is resampled to it.
       substeps: physics steps per control step (16 at 30 Hz = 480 Hz simulation).
       action_mode: ``residual`` (targets = reference hinge angles + action_scale * action) or
@@ -49,6 +52,7 @@ class EnvConfig:
     """
 
     backend: str = "spring"
+    body: str = "uniform"
     control_hz: float = 30.0
     substeps: int = 16
     action_mode: str = "residual"
@@ -69,7 +73,7 @@ class EnvConfig:
     def __post_init__(self):
         check_backend(self.backend)
         for field, allowed in (("action_mode", ACTION_MODES), ("replay", REPLAY_MODES),
-                               ("observation", OBSERVATIONS)):
+                               ("observation", OBSERVATIONS), ("body", BODIES)):
             if getattr(self, field) not in allowed:
                 raise ValueError(f"EnvConfig.{field} must be one of {allowed}, got {getattr(self, field)!r}")
         if self.substeps < 1 or self.control_hz <= 0:

@@ -20,6 +20,12 @@ from diffmimic.character.skeleton import Skeleton
 
 BACKENDS = ("spring", "positional", "generalized", "mjx")
 
+# Named bodies (`EnvConfig.body`): ``uniform`` is the CharacterConfig as given (by default one
+# density for every geom, unlimited hinges, one torque limit); ``human`` sets de Leva's segment
+# masses, human joint ranges and human torque limits (`diffmimic.character.anthropometry`).
+BODIES = ("uniform", "human")
+HUMAN_BODY: dict = {"mass_distribution": "de_leva", "joint_ranges": True, "torque_limits": "human"}
+
 # Per-backend overrides of CharacterConfig, measured with the standing and limp-fall tests
 # (tests/diffmimic/test_physics.py; figures in the README's physics section):
 # - spring and positional integrate the PD damping explicitly (actuator kv) and ignore joint
@@ -29,6 +35,8 @@ BACKENDS = ("spring", "positional", "generalized", "mjx")
 #   (60,000 goes NaN). positional needs `collide_scale` 0.3 or the feet creep until it falls.
 # - generalized and mjx integrate joint damping implicitly, so the PD's kd goes there;
 #   generalized only does so with the exact mass-matrix inverse (`matrix_inv_iterations` 0).
+# - mjx: one Newton iteration of MuJoCo's constraint solver (4 line-search steps): MJX runs more
+#   in a `while_loop`, which reverse-mode differentiation (the training gradient) cannot pass.
 BACKEND_CHARACTER: dict[str, dict] = {
     "spring": {"pd_damping": "actuator",
                "brax_custom": {"spring_inertia_scale": 0.8, "constraint_stiffness": 50000.0,
@@ -38,7 +46,7 @@ BACKEND_CHARACTER: dict[str, dict] = {
                                    "constraint_ang_damping": 5.0}},
     "generalized": {"pd_damping": "joint", "joint_damping": 2.0,
                     "brax_custom": {"matrix_inv_iterations": 0}},
-    "mjx": {"pd_damping": "joint", "joint_damping": 2.0},
+    "mjx": {"pd_damping": "joint", "joint_damping": 2.0, "solver_iterations": 1, "ls_iterations": 4},
 }
 
 
@@ -51,6 +59,14 @@ def check_backend(backend: str) -> str:
 def pipeline(backend: str) -> ModuleType:
     """The Brax pipeline module (`init(sys, q, qd)`, `step(sys, state, act)`) of a backend."""
     return importlib.import_module(f"brax.{check_backend(backend)}.pipeline")
+
+
+def body_config(body: str, base: CharacterConfig | None = None) -> CharacterConfig:
+    """`base` (default CharacterConfig()) as the named body (`BODIES`)."""
+    if body not in BODIES:
+        raise ValueError(f"unknown body {body!r}; choose one of {', '.join(BODIES)}")
+    base = base or CharacterConfig()
+    return dataclasses.replace(base, **HUMAN_BODY) if body == "human" else base
 
 
 def backend_config(backend: str, base: CharacterConfig | None = None) -> CharacterConfig:

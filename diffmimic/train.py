@@ -37,8 +37,8 @@ from diffmimic.curriculum import start_probabilities, trouble_from_evaluation
 from diffmimic.env import EnvConfig, EnvState, MimicEnv, RefArrays, length_bucket, ref_arrays
 from diffmimic.metrics import EvalMetrics, summarize_rollout
 from diffmimic.mocap.retarget import Reference
-from diffmimic.physics import backend_config
-from diffmimic.character.character import make_character
+from diffmimic.physics import backend_config, body_config
+from diffmimic.character.character import Character, make_character
 from diffmimic.character.mjcf import CharacterConfig
 from diffmimic import atomic
 from diffmimic.policy import init_normaliser, make_policy_network, save_policy
@@ -274,10 +274,18 @@ def _where_tree(flag, new, old):
 
 def simulated_character_config(config: TrainConfig,
                                character_config: CharacterConfig = CharacterConfig()) -> CharacterConfig:
-    """The character `config` simulates from `character_config`: the backend's tuning
-    (`diffmimic.physics.backend_config`) and the config's timestep applied. Idempotent, so a
-    library row can store it and a policy loaded from it simulates the same body."""
-    return backend_config(config.env.backend, dataclasses.replace(character_config, timestep_s=config.env.timestep_s))
+    """The character `config` simulates from `character_config`: the config's body
+    (`diffmimic.physics.body_config`), the backend's tuning (`diffmimic.physics.backend_config`)
+    and the config's timestep applied. Idempotent, so a library row can store it and a policy
+    loaded from it simulates the same body."""
+    body = body_config(config.env.body, dataclasses.replace(character_config, timestep_s=config.env.timestep_s))
+    return backend_config(config.env.backend, body)
+
+
+def simulated_character(config: TrainConfig, character_config: CharacterConfig = CharacterConfig()) -> Character:
+    """The `Character` of `simulated_character_config` (retarget references with it: a body with
+    joint ranges gets its hinge angles clamped into them)."""
+    return make_character(config=simulated_character_config(config, character_config))
 
 
 def compiled_functions(config: TrainConfig, character_config: CharacterConfig = CharacterConfig()) -> CompiledFunctions:
@@ -726,6 +734,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
     parser.add_argument("--iterations", type=int)
     parser.add_argument("--backend", choices=("spring", "positional", "generalized", "mjx"))
+    parser.add_argument("--body", choices=("uniform", "human"),
+                        help="uniform: one density, free hinges, one torque limit; human: de Leva masses, "
+                             "joint ranges, human torque limits (README: Physics)")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--start-s", type=float, default=0.0)
     parser.add_argument("--duration-s", type=float)
@@ -743,13 +754,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides["iterations"] = args.iterations
     if args.seed is not None:
         overrides["seed"] = args.seed
-    if args.backend:
-        overrides["env"] = {"backend": args.backend}
+    env = {name: value for name, value in (("backend", args.backend), ("body", args.body)) if value}
+    if env:
+        overrides["env"] = env
     config = make_config(args.preset, **overrides)
     enable_compilation_cache()
     try:
         reference = load_reference(args.clip, fps=config.env.control_hz, start_s=args.start_s,
-                                   duration_s=args.duration_s, skeleton_path=args.skeleton)
+                                   duration_s=args.duration_s, skeleton_path=args.skeleton,
+                                   character=simulated_character(config))
     except MocapError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

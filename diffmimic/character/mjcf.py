@@ -72,6 +72,10 @@ class CharacterConfig:
         enforced by the simulation; off: every hinge turns freely.
       torque_limits: ``uniform`` (`torque_limit_nm` for every hinge) or ``human``: per joint and
         axis from strength data (`anthropometry.TORQUE_LIMIT_NM`).
+      solver_iterations, ls_iterations: MuJoCo's constraint solver iterations and line-search
+        iterations per solver iteration (`<option iterations ls_iterations>`; MuJoCo's defaults
+        100 and 50). Read by `mjx` only. MJX differentiates in reverse mode only with one solver
+        iteration: more run in a `while_loop`.
     """
 
     total_mass_kg: float = 70.0
@@ -88,6 +92,8 @@ class CharacterConfig:
     mass_distribution: str = "uniform"
     joint_ranges: bool = False
     torque_limits: str = "uniform"
+    solver_iterations: int = 100
+    ls_iterations: int = 50
 
     def __post_init__(self):
         # Mappings are stored as sorted item tuples so configs hash (they key compile caches).
@@ -265,7 +271,7 @@ def build_mjcf(skeleton: Skeleton, config: CharacterConfig = CharacterConfig()) 
     assert len(BODY_NAMES) == NUM_JOINTS
     return f"""<mujoco model="smpl_humanoid">
   <compiler angle="radian"/>
-  <option timestep="{config.timestep_s:.8g}" integrator="Euler" cone="pyramidal"/>
+  <option timestep="{config.timestep_s:.8g}" integrator="Euler" cone="pyramidal" iterations="{config.solver_iterations:d}" ls_iterations="{config.ls_iterations:d}"/>
   <custom>
 {numerics}
   </custom>

@@ -178,10 +178,12 @@ class ClipTrainer:
 
         from diffmimic.mocap.motion import retry_transient
 
+        from diffmimic.train import simulated_character, simulated_character_config
+
         start = time.time()
-        reference = retry_transient(load_reference, task["path"], fps=config.env.control_hz)
+        reference = retry_transient(load_reference, task["path"], fps=config.env.control_hz,
+                                    character=simulated_character(config))
         load_s = time.time() - start
-        from diffmimic.train import simulated_character_config
 
         # The key of `compiled_functions`' cache: the counters read its trace counts.
         self.compile_keys.add((compile_key(config), simulated_character_config(config)))

@@ -104,3 +104,20 @@ def test_retargeting_clamps_into_the_ranges_and_counts(tmp_path):
     loaded = Reference.load(human.save(tmp_path / "ref.npz"))
     np.testing.assert_array_equal(loaded.clamped, human.clamped)
     assert human.segment(0.0, 0.3).clamped_values == human.clamped[:10].sum()
+
+
+def test_the_human_body_is_a_config_choice_that_reaches_the_simulated_character():
+    from diffmimic.env import EnvConfig
+    from diffmimic.train import make_config, simulated_character, simulated_character_config
+
+    config = make_config("cpu", env={"body": "human", "backend": "mjx", "substeps": 32})
+    simulated = simulated_character_config(config)
+    assert (simulated.mass_distribution, simulated.joint_ranges, simulated.torque_limits) == ("de_leva", True, "human")
+    assert simulated.timestep_s == pytest.approx(1 / 960) and simulated.solver_iterations == 1  # mjx's tuning
+    assert simulated_character_config(config, simulated) == simulated  # idempotent: a library row reloads it
+    uniform = simulated_character_config(make_config("cpu"))
+    assert (uniform.mass_distribution, uniform.joint_ranges) == ("uniform", False)
+    character = simulated_character(config)
+    assert np.isfinite(np.asarray(character.sys.jnt_range)[1:]).all() and character.config == simulated  # hinges
+    with pytest.raises(ValueError, match="body"):
+        EnvConfig(body="robot")
