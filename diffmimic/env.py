@@ -19,7 +19,7 @@ from flax import struct
 
 from diffmimic.character.character import Character
 from diffmimic.mocap.retarget import Reference
-from diffmimic.physics import BODIES, check_backend, pipeline
+from diffmimic.physics import BODIES, check_backend, check_timestep, pipeline
 from diffmimic.plausibility import PlausibilityMeter, StepPlausibility
 
 REPLAY_MODES = ("threshold", "random", "none")
@@ -37,7 +37,8 @@ class EnvConfig:
         limit) or ``human`` (de Leva masses, human joint ranges and torque limits;
         `diffmimic.physics.body_config`).
       control_hz: policy rate; the reference is resampled to it.
-      substeps: physics steps per control step (16 at 30 Hz = 480 Hz simulation).
+      substeps: physics steps per control step (16 at 30 Hz = 480 Hz simulation; `mjx` needs
+        32: `diffmimic.physics.MAX_TIMESTEP_S`).
       action_mode: ``residual`` (targets = reference hinge angles + action_scale * action) or
         ``absolute`` (targets = action_scale_absolute * action, the paper's).
       observation: ``target_state`` (own state + next reference state) or ``phase``.
@@ -78,6 +79,7 @@ class EnvConfig:
                 raise ValueError(f"EnvConfig.{field} must be one of {allowed}, got {getattr(self, field)!r}")
         if self.substeps < 1 or self.control_hz <= 0:
             raise ValueError("EnvConfig: substeps must be >= 1 and control_hz > 0")
+        check_timestep(self.backend, self.timestep_s)
 
     @property
     def timestep_s(self) -> float:

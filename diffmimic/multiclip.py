@@ -63,7 +63,9 @@ def _set_slot(tree, index: int, value):
     return jax.tree.map(lambda a, v: a.at[index].set(v), tree, value)
 
 
-def _stack(trees):
+def stack_trees(trees):
+    """Pytrees of one structure stacked leaf by leaf on a new leading (slot) axis: the batched
+    step's argument layout."""
     return jax.tree.map(lambda *a: jnp.stack(a), *trees)
 
 
@@ -122,7 +124,7 @@ class SlotBatch:
         index = self.runs.index(None)
         if self.active == 0:  # an idle batch starts afresh: every slot holds this clip's arrays
             self.bucket = run.bucket
-            self.arrays = tuple(_stack([getattr(run, name)] * self.slots) for name in ("state", "ref", "curriculum"))
+            self.arrays = tuple(stack_trees([getattr(run, name)] * self.slots) for name in ("state", "ref", "curriculum"))
             self.shown = [run.curriculum] * self.slots
         else:
             states, refs, curricula = self.arrays

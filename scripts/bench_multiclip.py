@@ -60,7 +60,7 @@ def _one_throughput(preset: str, slots: int, iterations: int, data_root: str) ->
 
     from diffmimic.env import length_bucket
     from diffmimic.mocap.retarget import load_reference
-    from diffmimic.multiclip import _stack
+    from diffmimic.multiclip import stack_trees
     from diffmimic.train import ClipRun, compiled_functions, enable_compilation_cache, make_config
 
     enable_compilation_cache()
@@ -75,7 +75,7 @@ def _one_throughput(preset: str, slots: int, iterations: int, data_root: str) ->
         run = ClipRun(functions, references[k % len(references)], make_config(preset, seed=k))
         run.begin(run.evaluate(run.state.params, run.state.normaliser))
         runs.append(run)
-    states, refs, curricula = (_stack([getattr(r, f) for r in runs]) for f in ("state", "ref", "curriculum"))
+    states, refs, curricula = (stack_trees([getattr(r, f) for r in runs]) for f in ("state", "ref", "curriculum"))
     start = time.perf_counter()
     states, metrics = functions.train_step_batch(states, refs, curricula)
     jax.block_until_ready(metrics)

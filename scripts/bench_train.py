@@ -33,6 +33,10 @@ def _one(backend: str, batch: int, horizon: int, iterations: int, clip: str, sub
 
     clip_path = next(p for p in write_sample_dataset() if p.name.startswith(clip))
     reference = load_reference(clip_path)
+    from diffmimic.physics import MAX_TIMESTEP_S
+
+    if not substeps:  # the fewest that the backend is stable at, 16 at least (480 Hz)
+        substeps = max(16, int(round(1 / (30.0 * MAX_TIMESTEP_S[backend]))))
     config = make_config("cpu", num_envs=batch, horizon=horizon, iterations=iterations,
                          env={"backend": backend, "substeps": substeps})
     functions = compiled_functions(config)
@@ -65,7 +69,8 @@ def main() -> int:
     parser.add_argument("--backends", nargs="+", default=["spring", "positional", "generalized", "mjx"])
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[16])
     parser.add_argument("--horizon", type=int, default=30)
-    parser.add_argument("--substeps", type=int, default=16)
+    parser.add_argument("--substeps", type=int, default=0,
+                        help="physics steps per control step (default: 16, or what the backend needs: mjx 32)")
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--clip", default="squat")
     parser.add_argument("--out", default="bench/train_cpu.json")

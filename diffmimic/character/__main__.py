@@ -1,4 +1,4 @@
-"""`python -m diffmimic.character describe [--backend B] [--json]`: the simulated character, per
+"""`python -m diffmimic.character describe [--backend B] [--body human] [--json]`: the simulated character, per
 body (mass, inertia as simulated) and per hinge (range, kp, kd, torque limit, armature).
 
 `python -m diffmimic.character ranges CLIP_OR_DIR...`: per hinge, the extremes the clips' retargeted
@@ -16,12 +16,13 @@ import numpy as np
 
 
 def _parser() -> argparse.ArgumentParser:
-    from diffmimic.physics import BACKENDS
+    from diffmimic.physics import BACKENDS, BODIES
 
     parser = argparse.ArgumentParser(prog="python -m diffmimic.character", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     describe = commands.add_parser("describe", help="what the backend simulates, per body and hinge")
     describe.add_argument("--backend", choices=BACKENDS, help="physics backend (default: EnvConfig().backend)")
+    describe.add_argument("--body", choices=BODIES, help="named body (default: EnvConfig().body)")
     describe.add_argument("--json", action="store_true", help="print JSON instead of tables")
     ranges = commands.add_parser("ranges", help="hinge extremes of mocap clips against the human ranges")
     ranges.add_argument("paths", nargs="+", help="mocap files, or directories searched for .npz/.pkl/.amc")
@@ -66,10 +67,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     from diffmimic.character.describe import describe
     from diffmimic.env import EnvConfig
-    from diffmimic.physics import backend_character
+    from diffmimic.physics import MAX_TIMESTEP_S, backend_character, body_config
+    from diffmimic.character.mjcf import CharacterConfig
 
     backend = args.backend or EnvConfig().backend
-    description = describe(backend_character(backend), backend)
+    # As trained: the body at the backend's largest stable physics step (480 Hz; mjx 960 Hz).
+    base = CharacterConfig(timestep_s=min(CharacterConfig.timestep_s, MAX_TIMESTEP_S[backend]))
+    description = describe(backend_character(backend, base=body_config(args.body or EnvConfig().body, base)), backend)
     print(json.dumps(description.to_dict(), indent=1) if args.json else description.table())
     return 0
 
