@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 from types import ModuleType
 
 import jax.numpy as jnp
@@ -63,6 +64,11 @@ def check_timestep(backend: str, timestep_s: float) -> float:
         raise ValueError(f"the {backend} backend needs a physics step of at most {limit:.6g} s "
                          f"({1 / limit:.0f} Hz), got {timestep_s:.6g} s: raise the substeps")
     return timestep_s
+
+
+def min_substeps(backend: str, control_hz: float = 30.0) -> int:
+    """The fewest physics steps per control step at which `backend` is stable."""
+    return int(math.ceil(1.0 / (control_hz * MAX_TIMESTEP_S[check_backend(backend)]) - 1e-6))
 
 
 def check_backend(backend: str) -> str:

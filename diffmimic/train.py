@@ -37,7 +37,7 @@ from diffmimic.curriculum import start_probabilities, trouble_from_evaluation
 from diffmimic.env import EnvConfig, EnvState, MimicEnv, RefArrays, length_bucket, ref_arrays
 from diffmimic.metrics import EvalMetrics, summarize_rollout
 from diffmimic.mocap.retarget import Reference
-from diffmimic.physics import backend_config, body_config
+from diffmimic.physics import backend_config, body_config, min_substeps
 from diffmimic.character.character import Character, make_character
 from diffmimic.character.mjcf import CharacterConfig
 from diffmimic import atomic
@@ -755,6 +755,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.seed is not None:
         overrides["seed"] = args.seed
     env = {name: value for name, value in (("backend", args.backend), ("body", args.body)) if value}
+    if args.backend:  # the preset's substeps, or more where the backend needs them (mjx: 960 Hz)
+        preset_env = make_config(args.preset).env
+        env["substeps"] = max(preset_env.substeps, min_substeps(args.backend, preset_env.control_hz))
     if env:
         overrides["env"] = env
     config = make_config(args.preset, **overrides)

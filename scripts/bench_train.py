@@ -33,10 +33,9 @@ def _one(backend: str, batch: int, horizon: int, iterations: int, clip: str, sub
 
     clip_path = next(p for p in write_sample_dataset() if p.name.startswith(clip))
     reference = load_reference(clip_path)
-    from diffmimic.physics import MAX_TIMESTEP_S
+    from diffmimic.physics import min_substeps
 
-    if not substeps:  # the fewest that the backend is stable at, 16 at least (480 Hz)
-        substeps = max(16, int(round(1 / (30.0 * MAX_TIMESTEP_S[backend]))))
+    substeps = substeps or max(16, min_substeps(backend))  # 480 Hz, or what the backend needs
     config = make_config("cpu", num_envs=batch, horizon=horizon, iterations=iterations,
                          env={"backend": backend, "substeps": substeps})
     functions = compiled_functions(config)

@@ -73,3 +73,15 @@ def test_limp_humanoid_falls_and_comes_to_rest(backend):
     last = int(0.5 / float(character.sys.opt.timestep))
     assert pelvis_speed[-last:].max() < 0.1, pelvis_speed[-last:].max()
     assert speed[-1] < 1.0, speed[-1]
+
+
+def test_a_backend_is_refused_a_physics_step_it_cannot_stand_at():
+    from diffmimic.env import EnvConfig
+    from diffmimic.physics import MAX_TIMESTEP_S, min_substeps
+
+    # mjx differentiates only with one solver iteration, which holds the body at 960 Hz, not 480.
+    assert MAX_TIMESTEP_S["mjx"] == pytest.approx(1 / 960) and min_substeps("mjx") == 32
+    assert min_substeps("spring") == 16
+    with pytest.raises(ValueError, match="mjx backend needs a physics step"):
+        EnvConfig(backend="mjx")
+    assert EnvConfig(backend="mjx", substeps=32).timestep_s == pytest.approx(1 / 960)
