@@ -38,7 +38,7 @@ class EnvConfig:
         `diffmimic.physics.body_config`).
       control_hz: policy rate; the reference is resampled to it.
       substeps: physics steps per control step (16 at 30 Hz = 480 Hz simulation; `mjx` needs
-        32: `diffmimic.physics.MAX_TIMESTEP_S`).
+        64: `diffmimic.physics.MAX_TIMESTEP_S`).
       action_mode: ``residual`` (targets = reference hinge angles + action_scale * action) or
         ``absolute`` (targets = action_scale_absolute * action, the paper's).
       observation: ``target_state`` (own state + next reference state) or ``phase``.

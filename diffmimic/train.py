@@ -755,7 +755,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.seed is not None:
         overrides["seed"] = args.seed
     env = {name: value for name, value in (("backend", args.backend), ("body", args.body)) if value}
-    if args.backend:  # the preset's substeps, or more where the backend needs them (mjx: 960 Hz)
+    if args.backend:  # the preset's substeps, or more where the backend needs them (mjx: 1920 Hz)
         preset_env = make_config(args.preset).env
         env["substeps"] = max(preset_env.substeps, min_substeps(args.backend, preset_env.control_hz))
     if env:

@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from diffmimic.character.mjcf import CharacterConfig
 
     backend = args.backend or EnvConfig().backend
-    # As trained: the body at the backend's largest stable physics step (480 Hz; mjx 960 Hz).
+    # As trained: the body at the backend's largest stable physics step (480 Hz; mjx 1920 Hz).
     base = CharacterConfig(timestep_s=min(CharacterConfig.timestep_s, MAX_TIMESTEP_S[backend]))
     description = describe(backend_character(backend, base=body_config(args.body or EnvConfig().body, base)), backend)
     print(json.dumps(description.to_dict(), indent=1) if args.json else description.table())

@@ -79,9 +79,9 @@ def test_a_backend_is_refused_a_physics_step_it_cannot_stand_at():
     from diffmimic.env import EnvConfig
     from diffmimic.physics import MAX_TIMESTEP_S, min_substeps
 
-    # mjx differentiates only with one solver iteration, which holds the body at 960 Hz, not 480.
-    assert MAX_TIMESTEP_S["mjx"] == pytest.approx(1 / 960) and min_substeps("mjx") == 32
+    # mjx differentiates only with one solver iteration, which holds the body at 1920 Hz, not 480.
+    assert MAX_TIMESTEP_S["mjx"] == pytest.approx(1 / 1920) and min_substeps("mjx") == 64
     assert min_substeps("spring") == 16
     with pytest.raises(ValueError, match="mjx backend needs a physics step"):
         EnvConfig(backend="mjx")
-    assert EnvConfig(backend="mjx", substeps=32).timestep_s == pytest.approx(1 / 960)
+    assert EnvConfig(backend="mjx", substeps=64).timestep_s == pytest.approx(1 / 1920)

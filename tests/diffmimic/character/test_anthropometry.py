@@ -110,10 +110,10 @@ def test_the_human_body_is_a_config_choice_that_reaches_the_simulated_character(
     from diffmimic.env import EnvConfig
     from diffmimic.train import make_config, simulated_character, simulated_character_config
 
-    config = make_config("cpu", env={"body": "human", "backend": "mjx", "substeps": 32})
+    config = make_config("cpu", env={"body": "human", "backend": "mjx", "substeps": 64})
     simulated = simulated_character_config(config)
     assert (simulated.mass_distribution, simulated.joint_ranges, simulated.torque_limits) == ("de_leva", True, "human")
-    assert simulated.timestep_s == pytest.approx(1 / 960) and simulated.solver_iterations == 1  # mjx's tuning
+    assert simulated.timestep_s == pytest.approx(1 / 1920) and simulated.solver_iterations == 1  # mjx's tuning
     assert simulated_character_config(config, simulated) == simulated  # idempotent: a library row reloads it
     uniform = simulated_character_config(make_config("cpu"))
     assert (uniform.mass_distribution, uniform.joint_ranges) == ("uniform", False)
