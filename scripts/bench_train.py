@@ -23,21 +23,21 @@ import time
 from pathlib import Path
 
 
-def _one(backend: str, batch: int, horizon: int, iterations: int, clip: str, substeps: int) -> dict:
+def _one(backend: str, batch: int, horizon: int, iterations: int, clip: str, substeps: int,
+         body: str = "uniform") -> dict:
     import jax
 
     from diffmimic.env import ref_arrays
     from diffmimic.mocap.retarget import load_reference
     from diffmimic.mocap.sample import write_sample_dataset
-    from diffmimic.train import compiled_functions, make_config, make_curriculum
-
-    clip_path = next(p for p in write_sample_dataset() if p.name.startswith(clip))
-    reference = load_reference(clip_path)
     from diffmimic.physics import min_substeps
+    from diffmimic.train import compiled_functions, make_config, make_curriculum, simulated_character
 
     substeps = substeps or max(16, min_substeps(backend))  # 480 Hz, or what the backend needs
     config = make_config("cpu", num_envs=batch, horizon=horizon, iterations=iterations,
-                         env={"backend": backend, "substeps": substeps})
+                         env={"backend": backend, "substeps": substeps, "body": body})
+    clip_path = next(p for p in write_sample_dataset() if p.name.startswith(clip))
+    reference = load_reference(clip_path, character=simulated_character(config))
     functions = compiled_functions(config)
     ref = ref_arrays(reference)
     state = functions.init(jax.random.PRNGKey(0), iterations)
@@ -54,7 +54,7 @@ def _one(backend: str, batch: int, horizon: int, iterations: int, clip: str, sub
         norms.append(float(metrics.grad_norm))
     elapsed = time.perf_counter() - start
     return {
-        "backend": backend, "num_envs": batch, "horizon": horizon, "substeps": substeps,
+        "backend": backend, "body": body, "num_envs": batch, "horizon": horizon, "substeps": substeps,
         "compile_s": round(compile_s, 1), "samples_per_s": round(iterations * batch * horizon / elapsed, 1),
         "iteration_s": round(elapsed / iterations, 3),
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 2),
@@ -68,8 +68,10 @@ def main() -> int:
     parser.add_argument("--backends", nargs="+", default=["spring", "positional", "generalized", "mjx"])
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[16])
     parser.add_argument("--horizon", type=int, default=30)
+    parser.add_argument("--body", default="uniform", choices=("uniform", "human"),
+                        help="the simulated body (README: Physics)")
     parser.add_argument("--substeps", type=int, default=0,
-                        help="physics steps per control step (default: 16, or what the backend needs: mjx 32)")
+                        help="physics steps per control step (default: 16, or what the backend needs: mjx 64)")
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--clip", default="squat")
     parser.add_argument("--out", default="bench/train_cpu.json")
@@ -77,7 +79,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.one:
         backend, batch = args.one.split(":")
-        print(json.dumps(_one(backend, int(batch), args.horizon, args.iterations, args.clip, args.substeps)))
+        print(json.dumps(_one(backend, int(batch), args.horizon, args.iterations, args.clip, args.substeps, args.body)))
         return 0
     rows = []
     command = " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
@@ -87,7 +89,8 @@ def main() -> int:
             env = {**os.environ, "JAX_ENABLE_COMPILATION_CACHE": "false"}
             result = subprocess.run(
                 [sys.executable, __file__, "--one", f"{backend}:{batch}", "--horizon", str(args.horizon),
-                 "--iterations", str(args.iterations), "--clip", args.clip, "--substeps", str(args.substeps)],
+                 "--iterations", str(args.iterations), "--clip", args.clip, "--substeps", str(args.substeps),
+                 "--body", args.body],
                 capture_output=True, text=True, env=env)
             lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
             if result.returncode != 0 or not lines:

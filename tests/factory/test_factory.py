@@ -42,6 +42,29 @@ def copy_clips(sample_clips, names, directory: Path) -> Path:
     return directory
 
 
+def kill_worker_when(library_root: Path, condition, timeout_s: float = 240.0):
+    """Starts a thread that SIGKILLs worker 0 once its status file meets `condition`; returns
+    (the status it was killed in, filled then; the thread)."""
+    status_file = Path(library_root) / ".factory" / "workers" / "0.json"
+    killed: dict = {}
+
+    def killer():
+        deadline = time.time() + timeout_s
+        while time.time() < deadline and not killed:
+            try:
+                status = json.loads(status_file.read_text())
+            except (OSError, ValueError):
+                status = {}
+            if condition(status):
+                os.kill(status["pid"], signal.SIGKILL)
+                killed.update(status)
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    return killed, thread
+
+
 def run_factory(library_root, spec, config, progress=None, train_fn=None, **options):
     from factory.distribution.catalog import build_catalog
     from factory.distribution.coordinator import Coordinator, FactoryOptions
@@ -129,24 +152,8 @@ def test_worker_killed_mid_clip_requeues_and_resumes(local_ray, tmp_path, sample
     data = copy_clips(sample_clips, ["squat", "wave"], tmp_path / "data")
     # A longer run of the same compiled step (iterations are data), checkpointed every 10.
     config = dataclasses.replace(tiny_config, iterations=60, eval_every=10)
-    status_file = tmp_path / "lib" / ".factory" / "workers" / "0.json"
-    killed = {}
-
-    def killer():
-        deadline = time.time() + 240
-        while time.time() < deadline and not killed:
-            try:
-                status = json.loads(status_file.read_text())
-            except (OSError, ValueError):
-                status = {}
-            # (the status is also written at evaluations: wait for the checkpoint of iteration 20)
-            if status.get("checkpointed") and status.get("iteration", 0) >= 20:
-                os.kill(status["pid"], signal.SIGKILL)
-                killed.update(status)
-            time.sleep(0.02)
-
-    thread = threading.Thread(target=killer, daemon=True)
-    thread.start()
+    # (the status is also written at evaluations: wait for the checkpoint of iteration 20)
+    killed, thread = kill_worker_when(tmp_path / "lib", lambda s: s.get("checkpointed") and s.get("iteration", 0) >= 20)
     library, summary, lines = run_factory(tmp_path / "lib", sample_spec(data), config, max_attempts=1,
                                           checkpoint_every=10, target_pose_error_m=0.0)
     thread.join(timeout=5)
@@ -272,25 +279,12 @@ def test_a_killed_k_slot_worker_requeues_every_clip_it_held_and_each_resumes(loc
                                                                            tiny_config):
     data = copy_clips(sample_clips, ["squat", "wave"], tmp_path / "data")
     config = dataclasses.replace(tiny_config, iterations=60, eval_every=10)
-    status_file = tmp_path / "lib" / ".factory" / "workers" / "0.json"
-    killed = {}
 
-    def killer():
-        deadline = time.time() + 240
-        while time.time() < deadline and not killed:
-            try:
-                status = json.loads(status_file.read_text())
-            except (OSError, ValueError):
-                status = {}
-            slots = status.get("slots", [])
-            # Both clips in their slots, both with a checkpoint of iteration 20 or later.
-            if len(slots) == 2 and all(s.get("checkpointed") and s.get("iteration", 0) >= 20 for s in slots):
-                os.kill(status["pid"], signal.SIGKILL)
-                killed.update(status)
-            time.sleep(0.02)
+    def both_checkpointed(status: dict) -> bool:  # both clips in their slots, at iteration 20 or later
+        slots = status.get("slots", [])
+        return len(slots) == 2 and all(s.get("checkpointed") and s.get("iteration", 0) >= 20 for s in slots)
 
-    thread = threading.Thread(target=killer, daemon=True)
-    thread.start()
+    killed, thread = kill_worker_when(tmp_path / "lib", both_checkpointed)
     library, summary, lines = run_factory(tmp_path / "lib", sample_spec(data), config, max_attempts=1,
                                           checkpoint_every=10, target_pose_error_m=0.0, clips_per_worker=2,
                                           warm_start_similar=False)
