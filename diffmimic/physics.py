@@ -107,9 +107,12 @@ def backend_config(backend: str, base: CharacterConfig | None = None) -> Charact
 def backend_character(backend: str, skeleton: Skeleton | None = None,
                       base: CharacterConfig | None = None) -> Character:
     """The character tuned for `backend` (with no `base`: at the backend's largest stable step)."""
-    if base is None:
-        base = CharacterConfig(timestep_s=min(CharacterConfig.timestep_s, MAX_TIMESTEP_S[check_backend(backend)]))
-    return make_character(skeleton, backend_config(backend, base))
+    return make_character(skeleton, backend_config(backend, base or default_body(backend)))
+
+
+def default_body(backend: str) -> CharacterConfig:
+    """CharacterConfig() at `backend`'s largest stable physics step (480 Hz; mjx 1920 Hz)."""
+    return CharacterConfig(timestep_s=min(CharacterConfig.timestep_s, MAX_TIMESTEP_S[check_backend(backend)]))
 
 
 def limp_system(sys, joint_damping: float = 2.0):

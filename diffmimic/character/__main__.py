@@ -67,13 +67,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     from diffmimic.character.describe import describe
     from diffmimic.env import EnvConfig
-    from diffmimic.physics import MAX_TIMESTEP_S, backend_character, body_config
-    from diffmimic.character.mjcf import CharacterConfig
+    from diffmimic.physics import backend_character, body_config, default_body
 
     backend = args.backend or EnvConfig().backend
-    # As trained: the body at the backend's largest stable physics step (480 Hz; mjx 1920 Hz).
-    base = CharacterConfig(timestep_s=min(CharacterConfig.timestep_s, MAX_TIMESTEP_S[backend]))
-    description = describe(backend_character(backend, base=body_config(args.body or EnvConfig().body, base)), backend)
+    body = body_config(args.body or EnvConfig().body, default_body(backend))
+    description = describe(backend_character(backend, base=body), backend)
     print(json.dumps(description.to_dict(), indent=1) if args.json else description.table())
     return 0
 
