@@ -1,7 +1,7 @@
 """Benchmark: the factory's default command on real clips, per-clip quality and training time.
 
     python scripts/bench_real.py [--data-root ../shared/data/mocap/amass_dev] [--preset cpu]
-        [--library out/bench_real] [--workers 2] [--max-attempts 3] [--clips GLOB]
+        [--library out/bench_real] [--workers 2] [--max-attempts 3] [--clips GLOB] [--resume]
         [--out bench/real_dev_cpu.json] [--table bench/real_dev_cpu.md]
 
 Runs `python factory/run.py --dataset amass --data-root DIR --library LIB --force` (the README's
@@ -12,6 +12,12 @@ absurdity (mean error of the worst 1 % of frames), fell / fell at, attempts, sam
 training minutes (worker wall time over all attempts, compile included). Prints a Markdown table
 and the summary the issue's targets are stated in (converged share, median and max minutes per
 clip, median pose error), and writes both as JSON and Markdown.
+
+`--resume` continues a run that was stopped (the whole dev set is hours on a 2-core CPU): the
+library is kept and the factory runs without `--force`, so converged clips are skipped and clips
+stopped mid-training resume from their checkpoints. Training minutes are then the library's
+training seconds of each clip's stored attempt (compile and evaluations excluded), the one
+measure every clip of a run split across processes has.
 """
 
 from __future__ import annotations
@@ -44,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--from-library", action="store_true",
                         help="do not run the factory: tabulate what LIB holds now (e.g. of a run still going); "
                              "training minutes are then the stored attempt's training seconds, compile excluded")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in LIB (keep it, no --force): finished clips are skipped, "
+                             "interrupted ones resume; minutes as with --from-library")
     parser.add_argument("--out", default=str(REPO / "bench" / "real_dev_cpu.json"))
     parser.add_argument("--table", help="Markdown table path (default: --out with .md)")
     return parser
@@ -51,13 +60,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def run_factory(args) -> tuple[dict, float, list[str]]:
     # A fresh library, as a new user's: policies of an earlier run would warm-start this one's clips.
-    if Path(args.library).exists():
+    if Path(args.library).exists() and not args.resume:
         print(f"removing the previous benchmark library {args.library}", flush=True)
         shutil.rmtree(args.library)
     summary_file = Path(args.library) / "bench_summary.json"
     command = [sys.executable, str(REPO / "factory" / "run.py"), "--dataset", args.dataset, "--data-root",
-               args.data_root, "--library", args.library, "--preset", args.preset, "--force",
-               "--report-renders", "0", "--summary-json", str(summary_file)]
+               args.data_root, "--library", args.library, "--preset", args.preset,
+               "--report-renders", "0", "--summary-json", str(summary_file)] + ([] if args.resume else ["--force"])
     for flag, value in (("--workers", args.workers), ("--max-attempts", args.max_attempts),
                         ("--clips", args.clips), ("--config-json", args.config_json)):
         if value is not None:
@@ -71,13 +80,18 @@ def run_factory(args) -> tuple[dict, float, list[str]]:
     return json.loads(summary_file.read_text()), wall_s, command
 
 
-def clip_rows(library_root: str, summary: dict | None) -> list[dict]:
-    """One row per clip of the run's summary, or (summary None) per clip in the library."""
+def clip_rows(library_root: str, summary: dict | None, whole_library: bool = False) -> list[dict]:
+    """One row per clip of the run's summary, or (summary None, or `whole_library`) per clip in
+    the library, timed by its stored training seconds (warm starts from the summary where it has
+    the clip)."""
     from factory.library import PolicyLibrary
 
     library = PolicyLibrary(library_root)
-    if summary is None:
-        finished_clips = [{"clip_id": r.clip_id, "worker_s": r.train_s or 0.0} for r in library.query()]
+    if summary is None or whole_library:
+        known = {c["clip_id"]: c for c in (summary or {}).get("clips", [])}
+        finished_clips = [{"clip_id": r.clip_id, "worker_s": r.train_s or 0.0,
+                           "warm_starts": known[r.clip_id].get("warm_starts", []) if r.clip_id in known else None}
+                          for r in library.query()]
     else:
         finished_clips = summary["clips"]
     rows = []
@@ -152,7 +166,7 @@ def main(argv=None) -> int:
         summary, wall_s, command = None, float("nan"), ["(tabulated from the library)", args.library]
     else:
         summary, wall_s, command = run_factory(args)
-    rows = clip_rows(args.library, summary)
+    rows = clip_rows(args.library, summary, whole_library=args.resume)
     totals = summarize(rows)
     table = markdown(rows)
     print(table)
@@ -163,7 +177,7 @@ def main(argv=None) -> int:
               "wall_minutes": round(wall_s / 60, 2), "summary": totals, "clips": rows,
               "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
               "note": ("training minutes: the stored attempt's training seconds (compile and evaluations "
-                       "excluded), tabulated from the library" if args.from_library else
+                       "excluded), tabulated from the library" if args.from_library or args.resume else
                        "training minutes: worker wall time per clip over all attempts (compile included)")}
     from diffmimic import atomic
 
