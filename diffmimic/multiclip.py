@@ -208,3 +208,66 @@ def train_many(tasks: Iterable[ClipTask], config: TrainConfig, slots: int,
         if not batch.active:
             return
         yield from batch.step()
+
+
+# -- how many slots a device holds ---------------------------------------------------------------
+
+# The most slots `plan_slots` gives a GPU. No GPU throughput curve of this project exists yet
+# (README: K clips per worker): past the K where samples/s stops growing, more slots only make
+# every clip slower. Measure it with `scripts/bench_multiclip.py throughput` and pass the K found
+# (`--clips-per-worker K`), or this cap, to the factory.
+MAX_AUTO_SLOTS = 16
+MEMORY_HEADROOM = 0.8  # the share of a device's free memory slots may fill
+
+
+def slots_for_device(platform: str, free_bytes: int | None, slot_bytes: int | None,
+                     max_slots: int = MAX_AUTO_SLOTS, headroom: float = MEMORY_HEADROOM) -> int:
+    """K for a device: 1 on a CPU (a pinned worker per core already keeps the cores busy, and a
+    batched step of K clips costs K single steps there: README, K clips per worker); on an
+    accelerator as many slots as `headroom` of its `free_bytes` hold at `slot_bytes` each,
+    between 1 and `max_slots` (1 when either is unknown)."""
+    if platform == "cpu" or not free_bytes or not slot_bytes or slot_bytes <= 0:
+        return 1
+    return int(max(1, min(max_slots, (headroom * free_bytes) // slot_bytes)))
+
+
+def slot_memory_bytes(config: TrainConfig, bucket: int, character_config=None) -> int:
+    """Device memory one clip's train step needs for references of `bucket` frames: XLA's own
+    account of the compiled single-clip step (arguments, outputs and temporaries). Compiles that
+    step (or loads it from the persistent cache) without running it."""
+    from diffmimic.character.mjcf import CharacterConfig
+    from diffmimic.env import RefArrays
+    from diffmimic.train import Curriculum
+
+    functions = compiled_functions(config, character_config or CharacterConfig())
+    state = jax.eval_shape(functions.init, jax.random.PRNGKey(0), 1)
+    env = functions.env
+    nq, nv = env.sys.q_size(), env.sys.qd_size()
+    f32 = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.float32)
+    bodies = len(env.character.body_names)
+    ref = RefArrays(qpos=f32(bucket, nq), qvel=f32(bucket, nv), body_pos=f32(bucket, bodies, 3),
+                    body_rot=f32(bucket, bodies, 4), body_vel=f32(bucket, bodies, 3), body_ang=f32(bucket, bodies, 3),
+                    length=jax.ShapeDtypeStruct((), jnp.int32))
+    curriculum = Curriculum(start_probs=f32(bucket), replay_threshold_m=f32(), learning_rate_scale=f32())
+    stats = functions.train_step.lower(state, ref, curriculum).compile().memory_analysis()
+    if stats is None:
+        raise RuntimeError("this JAX backend gives no memory analysis of compiled code")
+    return int(stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes
+               - stats.alias_size_in_bytes)
+
+
+def plan_slots(config: TrainConfig, bucket: int, memory_share: float = 1.0,
+               max_slots: int = MAX_AUTO_SLOTS, device=None) -> dict:
+    """The slots (K) a worker on `device` (default: JAX's first) trains `config`'s clips of up
+    to `bucket` frames in: `slots_for_device` with the device's free memory times
+    `memory_share` (the worker's share of a GPU it shares) and the measured memory of one
+    slot. Returns {"slots", "platform", "free_bytes", "slot_bytes"} (no compile on a CPU)."""
+    device = device or jax.devices()[0]
+    plan = {"platform": device.platform, "free_bytes": None, "slot_bytes": None}
+    if device.platform != "cpu":
+        stats = device.memory_stats() or {}
+        if "bytes_limit" in stats:
+            plan["free_bytes"] = int((stats["bytes_limit"] - stats.get("bytes_in_use", 0)) * memory_share)
+        plan["slot_bytes"] = slot_memory_bytes(config, bucket)
+    plan["slots"] = slots_for_device(plan["platform"], plan["free_bytes"], plan["slot_bytes"], max_slots)
+    return plan
