@@ -49,10 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-pin-cpus", dest="pin_cpus", action="store_false",
                         help="do not pin CPU workers to cores of their own (pinned, each runs ~1.5x faster "
                              "on a busy node)")
-    parser.add_argument("--clips-per-worker", default="auto",
-                        help="K clips each worker trains at once in one compiled step; auto (default): 1 on a "
-                             "CPU, on a GPU what its free memory holds, at most 16 (measure the K that fills "
-                             "your GPU with scripts/bench_multiclip.py throughput)")
+    parser.add_argument("--clips-per-worker", type=int, default=1,
+                        help="K clips each worker trains at once in one compiled step (default 1; on a GPU "
+                             "pick K from scripts/bench_multiclip.py throughput)")
     parser.add_argument("--clips", help="only clips whose id or relative path matches this shell pattern")
     parser.add_argument("--max-clips", type=int, help="only the first N clips by path")
     parser.add_argument("--target-pose-error-m", type=float, default=0.04)
@@ -165,12 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(f"--config-json: {err}")
     if args.max_attempts < 1:
         return fail("--max-attempts must be >= 1")
-    try:
-        if args.clips_per_worker != "auto" and int(args.clips_per_worker) < 1:
-            raise ValueError
-        args.clips_per_worker = 0 if args.clips_per_worker == "auto" else int(args.clips_per_worker)
-    except ValueError:
-        return fail(f"--clips-per-worker must be auto or a whole number >= 1, got {args.clips_per_worker!r}")
+    if args.clips_per_worker < 1:
+        return fail("--clips-per-worker must be >= 1")
     try:
         spec = load_dataset_spec(args.dataset)
         if args.data_root:

@@ -79,12 +79,8 @@ class FactoryOptions:
         (`factory.distribution.affinity`): unpinned, XLA spreads every actor over all cores and
         two workers on two cores each ran a train step ~1.5x slower.
       clips_per_worker: K clips trained at once by each actor in one compiled step
-        (`diffmimic.multiclip`): K calls in flight per actor. 0 (the default): each actor
-        chooses from its device (`ClipTrainer.plan_slots`): 1 on a CPU, on a GPU what its free
-        memory holds, at most `max_clips_per_worker`. The K that fills a GPU best comes from
-        `scripts/bench_multiclip.py throughput`.
-      max_clips_per_worker: the most slots an actor chooses with `clips_per_worker` 0 (None:
-        `diffmimic.multiclip.MAX_AUTO_SLOTS`).
+        (`diffmimic.multiclip`): K calls in flight per actor. 1 (the default) trains one clip
+        at a time; the right K for a GPU comes from `scripts/bench_multiclip.py throughput`.
       tasks_per_worker: calls queued per actor (2: the next clip waits in the actor's queue). With
         `warm_start_similar` one: a call's donors are fixed when it is sent, so a clip sent
         ahead would miss the policies of the clips converging while it waits (the round trip
@@ -117,8 +113,7 @@ class FactoryOptions:
     cpus_per_worker: float = 1.0
     pin_cpus: bool = True
     tasks_per_worker: int = 2
-    clips_per_worker: int = 0
-    max_clips_per_worker: int | None = None
+    clips_per_worker: int = 1
     checkpoint_every: int = 50
     max_lost: int = 3
     progress_every_s: float = 30.0
@@ -203,7 +198,6 @@ class Coordinator:
         self.inflight: dict = {}  # ObjectRef -> (worker index, clip id, attempt)
         self.workers: list = []
         self.worker_load: list[int] = []
-        self.worker_slots: list[int] = []  # K per worker (chosen by each from its device by default)
         # Workers that lost a call: Ray is restarting them. A ping (`counters`) is in flight for
         # each; nothing is submitted to it until the ping answers (calls sent to a restarting
         # actor fail with ActorUnavailableError).
@@ -251,52 +245,21 @@ class Coordinator:
     def _start_workers(self) -> None:
         count, gpus_per_worker = self._cluster_plan()
         count = min(count, max(1, len(self.queue)))
-        self._max_slots = 1
-        if self.options.clips_per_worker == 0:
-            from diffmimic.multiclip import MAX_AUTO_SLOTS
-
-            self._max_slots = max(1, self.options.max_clips_per_worker or MAX_AUTO_SLOTS)
         self._actor_class = remote_trainer(num_gpus=gpus_per_worker, num_cpus=self.options.cpus_per_worker,
                                            resources=self.options.worker_resources,
-                                           clips_per_worker=self.options.clips_per_worker, max_slots=self._max_slots)
+                                           clips_per_worker=self.options.clips_per_worker)
         cache = self._compile_cache_dir()
         self._pin_cores = (max(1, int(self.options.cpus_per_worker))
                            if self.options.pin_cpus and gpus_per_worker == 0 else 0)
-        self._gpus_per_worker = gpus_per_worker
         self.workers = [self._new_worker(i) for i in range(count)]
         self.worker_load = [0] * count
-        self.worker_slots = [max(1, self.options.clips_per_worker)] * count
         self.progress(f"factory: {count} worker(s), {gpus_per_worker:g} GPU and "
                       f"{self.options.cpus_per_worker:g} CPU each; compilation cache {cache or '(worker default)'}")
-        if self.options.clips_per_worker == 0:
-            self._plan_slots()
 
     def _new_worker(self, index: int):
         return self._actor_class.remote(index, str(self.work_dir), self._compile_cache_dir(),
                                         self.options.checkpoint_every, self.train_fn, self._pin_cores,
-                                        self.options.clips_per_worker, self._gpus_per_worker)
-
-    def _plan_slots(self) -> None:
-        """Each worker chooses its K from its device for the longest queued clip's length bucket
-        (on a GPU it compiles one clip's step to measure its memory)."""
-        from diffmimic.env import length_bucket
-
-        frames = [int(round((self.clips[c].entry.duration_s or 0.0) * self.base_config.env.control_hz)) + 1
-                  for c in self.queue]
-        bucket = length_bucket(max(frames, default=1))
-        self._line(f"workers choosing their clips per worker for length bucket {bucket} (on a GPU: compiling "
-                   f"one clip's train step to measure its memory)")
-        config = self.base_config.to_dict()
-        for index, worker in enumerate(self.workers):
-            try:
-                plan = ray.get(worker.plan_slots.remote(config, bucket, self._max_slots))
-            except ray.exceptions.RayError as err:  # a worker that cannot plan trains one clip at a time
-                plan = {"slots": 1, "error": str(err).splitlines()[0]}
-            self.worker_slots[index] = max(1, int(plan["slots"]))
-            memory = ("" if not plan.get("slot_bytes") else
-                      f" ({plan['slot_bytes'] / 2**30:.2f} GiB per clip, {plan['free_bytes'] / 2**30:.1f} GiB free)")
-            self._line(f"worker {index}: {self.worker_slots[index]} clip(s) at once on "
-                       f"{plan.get('platform', 'an unknown device')}{memory}")
+                                        self.options.clips_per_worker)
 
     # ------------------------------------------------------------------------------------------
     def _plan(self) -> None:
@@ -377,18 +340,16 @@ class Coordinator:
     def _submit(self) -> None:
         warm_starts = self.options.warm_start_similar and self.train_fn is None  # (as in `run`)
         depth = 1 if warm_starts else max(1, self.options.tasks_per_worker)
+        if self.options.clips_per_worker > 1:  # one call per slot, all training at once
+            depth = self.options.clips_per_worker
         available = [i for i in range(len(self.workers)) if i not in self.unavailable]
-        # One call per slot on a K-slot worker, all training at once.
-        room = lambda i: (self.worker_slots[i] if self.worker_slots[i] > 1 else depth) - self.worker_load[i]
         while self.queue and available:
-            index = max(available, key=room)
-            if room(index) <= 0:
+            index = min(available, key=lambda i: self.worker_load[i])
+            if self.worker_load[index] >= depth:
                 return
             clip_id = self.queue.popleft()
             attempt = self.clips[clip_id].attempts + 1
-            task = self._task(clip_id, attempt)
-            task["slots"] = self.worker_slots[index]  # a worker Ray restarts takes its K from here
-            ref = self.workers[index].train_clip.remote(task)
+            ref = self.workers[index].train_clip.remote(self._task(clip_id, attempt))
             if self.clips[clip_id].sent_s is None:
                 self.clips[clip_id].sent_s = round(time.time() - self.start_time, 3)
             self.inflight[ref] = (index, clip_id, attempt)
@@ -550,7 +511,7 @@ class Coordinator:
         eta = (total - done) / rate * 3600 if rate > 0 else float("inf")
         median = f"{statistics.median(self.pose_errors):.3f} m" if self.pose_errors else "-"
         # A worker trains one clip, or one per slot; the others wait in its queue.
-        running = sum(min(load, slots) for load, slots in zip(self.worker_load, self.worker_slots))
+        running = sum(min(load, max(1, self.options.clips_per_worker)) for load in self.worker_load)
         queued = len(self.queue) + in_flight - running
         return (f"done {done}/{total}  converged {self.counts['converged']}  best_effort {self.counts['best_effort']}  "
                 f"failed {self.counts['failed']}  running {running}  queued {queued}  "

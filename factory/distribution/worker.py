@@ -40,8 +40,6 @@ from factory.distribution.affinity import claim_cores
 # runs leave it None.
 TrainFn = Callable[[dict, object], tuple]
 
-DEFAULT_MEM_FRACTION = 0.75  # the share of a GPU's memory JAX preallocates (XLA_PYTHON_CLIENT_MEM_FRACTION)
-
 
 def checkpoint_key(clip_id: str, config_dict: dict) -> str:
     """The scratch-checkpoint name of one attempt: the clip and the exact config."""
@@ -58,15 +56,9 @@ class ClipTrainer:
 
     def __init__(self, index: int, work_dir: str, compile_cache_dir: str | None = None,
                  checkpoint_every: int = 50, train_fn: TrainFn | None = None, pin_cores: int = 0,
-                 clips_per_worker: int = 1, gpu_share: float = 0.0):
+                 clips_per_worker: int = 1):
         # Pinned before JAX starts its thread pools, which then inherit the cores.
         self.cores, self._core_locks = claim_cores(pin_cores) if pin_cores else ([], [])
-        # An actor with a fraction of a GPU takes that fraction of its memory, not the 75 % JAX
-        # preallocates by default (the second actor on the GPU would find none). Set before JAX
-        # creates its GPU client.
-        if 0.0 < gpu_share < 1.0:
-            os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", f"{DEFAULT_MEM_FRACTION * gpu_share:.3f}")
-        self.gpu_share = float(gpu_share)
         from diffmimic.train import enable_compilation_cache
 
         self.index = index
@@ -85,10 +77,7 @@ class ClipTrainer:
         self.compile_keys: set = set()
         # K > 1: `train_clip` calls (up to K at once: a threaded actor) hand their clips to one
         # batching thread that trains them in the slots of one compiled step (`_batch_loop`).
-        # 0: chosen from the device (`plan_slots`; until then, and with K = 1, one clip at a time).
-        self.clips_per_worker = max(0, int(clips_per_worker))
-        self.slot_plan: dict | None = None
-        self._one_at_a_time = threading.Lock()
+        self.clips_per_worker = max(1, int(clips_per_worker))
         self._lock = threading.Condition()
         self._inbox: list = []
         self._batcher: threading.Thread | None = None
@@ -136,21 +125,6 @@ class ClipTrainer:
         except OSError:
             pass  # the live view is best effort
 
-    def plan_slots(self, config: dict, bucket: int, max_slots: int) -> dict:
-        """Chooses K for a worker started with `clips_per_worker` 0 (`diffmimic.multiclip.plan_slots`:
-        1 on a CPU; on a GPU what its free memory, times this actor's share of it, holds for clips
-        of `config` up to `bucket` frames, at most `max_slots`) and returns the plan. A worker
-        with a K of its own keeps it."""
-        from diffmimic.multiclip import plan_slots
-        from diffmimic.train import TrainConfig
-
-        if self.clips_per_worker == 0:
-            share = self.gpu_share if 0.0 < self.gpu_share < 1.0 else 1.0
-            self.slot_plan = plan_slots(TrainConfig.from_dict(config), bucket, memory_share=share,
-                                        max_slots=max_slots)
-            self.clips_per_worker = self.slot_plan["slots"]
-        return {"slots": self.clips_per_worker, **(self.slot_plan or {})}
-
     # ------------------------------------------------------------------------------------------
     def train_clip(self, task: dict) -> dict:
         """Trains `task["path"]` with `task["config"]` (a TrainConfig dict).
@@ -159,14 +133,6 @@ class ClipTrainer:
         parameters, and ``reference``), ``data_error`` (the file cannot be used; never retried)
         or ``error`` (training raised); plus ``timing`` and ``resumed_from`` (iteration).
         """
-        if self.clips_per_worker == 0:  # restarted by Ray: the coordinator's plan comes with the task
-            self.clips_per_worker = max(1, int(task.get("slots", 1)))
-        if self.clips_per_worker > 1:
-            return self._train_clip(task)
-        with self._one_at_a_time:  # a threaded actor (K chosen at run time) still trains one clip at a time
-            return self._train_clip(task)
-
-    def _train_clip(self, task: dict) -> dict:
         from diffmimic.mocap.motion import MocapError
         from diffmimic.train import TrainConfig
 
@@ -395,15 +361,13 @@ def _to_numpy(result):
 
 
 def remote_trainer(num_gpus: float = 0.0, num_cpus: float = 1.0, max_restarts: int = -1,
-                   resources: dict | None = None, clips_per_worker: int = 1, max_slots: int = 0):
+                   resources: dict | None = None, clips_per_worker: int = 1):
     """The Ray actor class of `ClipTrainer` with its resources.
 
     An actor that dies is restarted by Ray (`max_restarts`, -1: always); its in-flight calls fail
     (no task retries) and the coordinator re-queues those clips. With `clips_per_worker` K > 1
     it is a threaded actor: K `train_clip` calls run at once (their clips share the batching
-    thread's compiled step), with room beside them for `counters` pings; with 0 (K chosen from
-    the device at run time) room for up to `max_slots`."""
-    calls = max_slots if clips_per_worker == 0 else clips_per_worker
-    concurrency = {} if calls <= 1 else {"max_concurrency": int(calls) + 2}
+    thread's compiled step), with room beside them for `counters` pings."""
+    concurrency = {} if clips_per_worker <= 1 else {"max_concurrency": int(clips_per_worker) + 2}
     return ray.remote(ClipTrainer).options(num_gpus=num_gpus, num_cpus=num_cpus, max_restarts=max_restarts,
                                            max_task_retries=0, resources=resources or None, **concurrency)

@@ -98,31 +98,3 @@ def test_a_task_that_cannot_join_the_batch_is_reported_not_raised(references):
     assert isinstance(finished[0][1], ValueError) and "config" in str(finished[0][1])
     with pytest.raises(ValueError, match="slots"):
         list(train_many([], base, slots=0))
-
-
-def test_a_cpu_takes_one_slot_and_a_gpu_as_many_as_its_free_memory_holds_up_to_the_cap():
-    from diffmimic.multiclip import MAX_AUTO_SLOTS, MEMORY_HEADROOM, slots_for_device
-
-    gib = 2**30
-    assert slots_for_device("cpu", 100 * gib, gib) == 1
-    assert slots_for_device("gpu", 10 * gib, 3 * gib) == int(MEMORY_HEADROOM * 10 / 3)  # 2
-    assert slots_for_device("gpu", 130 * gib, gib) == MAX_AUTO_SLOTS
-    assert slots_for_device("gpu", 50 * gib, gib, max_slots=64) == int(MEMORY_HEADROOM * 50)  # 40
-    assert slots_for_device("gpu", gib, 3 * gib) == 1  # never none
-    assert slots_for_device("gpu", None, gib) == slots_for_device("gpu", 10 * gib, None) == 1
-
-
-def test_one_slots_memory_is_measured_from_the_compiled_step():
-    from diffmimic.multiclip import plan_slots, slot_memory_bytes
-
-    config = make_config("cpu", **TINY)
-    bucket = 128  # the sample clips' (4 s): the same step as the other tests', so the compile cache holds it
-    functions = compiled_functions(config)
-    nq, nv = functions.env.sys.q_size(), functions.env.sys.qd_size()
-    # The step holds at least its arguments: the reference arrays of the bucket (float32).
-    reference_bytes = 4 * bucket * (nq + nv + 24 * (3 + 4 + 3 + 3))
-    assert slot_memory_bytes(config, bucket) > reference_bytes
-    # On a CPU the plan is one slot, and nothing is compiled for it.
-    before = dict(functions.trace_counts)
-    assert plan_slots(config, bucket) == {"platform": "cpu", "free_bytes": None, "slot_bytes": None, "slots": 1}
-    assert functions.trace_counts == before
