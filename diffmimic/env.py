@@ -92,6 +92,11 @@ class RefArrays:
 
     qpos (L, nq), qvel (L, nv), body_pos (L, 24, 3), body_rot (L, 24, 4) wxyz, body_vel and
     body_ang (L, 24, 3); length: the number of valid frames (int32 scalar).
+
+    What depends only on the clip is computed once per call of a compiled function
+    (`MimicEnv.prepare`), not once per control step: physics: the backend's state at every frame
+    (the replay and start states, stacked (L, ...)); target_features: `state_features` of every
+    frame (L, 361). None until prepared; the env then computes the one frame it needs.
     """
 
     qpos: jax.Array
@@ -101,6 +106,8 @@ class RefArrays:
     body_vel: jax.Array
     body_ang: jax.Array
     length: jax.Array
+    physics: object = None
+    target_features: jax.Array | None = None
 
     @property
     def bucket(self) -> int:
@@ -128,8 +135,9 @@ def ref_arrays(reference: Reference, bucket: int | None = None) -> RefArrays:
                      body_ang=pad(reference.body_ang), length=jnp.asarray(frames, jnp.int32))
 
 
-def _frame(ref: RefArrays, t: jax.Array):
-    return jax.tree.map(lambda a: a[t], (ref.qpos, ref.qvel, ref.body_pos, ref.body_rot, ref.body_vel, ref.body_ang))
+def _body_frame(ref: RefArrays, t: jax.Array):
+    """The reference's body positions, rotations, linear and angular velocities at frame t."""
+    return ref.body_pos[t], ref.body_rot[t], ref.body_vel[t], ref.body_ang[t]
 
 
 @struct.dataclass
@@ -196,6 +204,21 @@ class MimicEnv:
     def _init_physics(self, qpos, qvel):
         return self._pipeline.init(self.sys, qpos, qvel)
 
+    def _reference_physics(self, ref: RefArrays, t):
+        if ref.physics is not None:
+            return jax.tree.map(lambda a: a[t], ref.physics)
+        return self._init_physics(ref.qpos[t], ref.qvel[t])
+
+    def prepare(self, ref: RefArrays) -> RefArrays:
+        """`ref` with its per-frame physics states and target features computed (jittable; a
+        prepared `ref` is returned as it is). The compiled train and evaluation functions call
+        it once per call, so their control steps only index these arrays."""
+        if ref.physics is not None:
+            return ref
+        physics = jax.vmap(self._init_physics)(ref.qpos, ref.qvel)
+        features = jax.vmap(state_features)(ref.body_pos, ref.body_rot, ref.body_vel, ref.body_ang)
+        return ref.replace(physics=physics, target_features=features)
+
     def _body_state(self, physics):
         return physics.x.pos, physics.x.rot, physics.xd.vel, physics.xd.ang
 
@@ -218,7 +241,7 @@ class MimicEnv:
         else:
             last_start = jnp.maximum(ref.length - 1 - horizon, 0)
             t = jax.random.randint(sample, (), 0, last_start + 1)
-        return EnvState(physics=self._init_physics(ref.qpos[t], ref.qvel[t]), t=t, key=key)
+        return EnvState(physics=self._reference_physics(ref, t), t=t, key=key)
 
     def observe(self, state: EnvState, ref: RefArrays) -> jax.Array:
         own = state_features(*self._body_state(state.physics))
@@ -226,8 +249,11 @@ class MimicEnv:
             phase = state.t / jnp.maximum(ref.length - 1, 1)
             return jnp.concatenate([own, jnp.stack([jnp.sin(2 * jnp.pi * phase), jnp.cos(2 * jnp.pi * phase)])])
         t_next = jnp.minimum(state.t + 1, ref.length - 1)
-        pos, rot, vel, ang = _frame(ref, t_next)[2:]
-        target = state_features(pos, rot, vel, ang)
+        pos = ref.body_pos[t_next]
+        if ref.target_features is not None:
+            target = ref.target_features[t_next]
+        else:
+            target = state_features(pos, ref.body_rot[t_next], ref.body_vel[t_next], ref.body_ang[t_next])
         inv = _heading_inverse(state.physics.x.rot[0])
         offset = jax.vmap(brax_math.rotate, in_axes=(0, None))(pos - state.physics.x.pos, inv)
         return jnp.concatenate([own, target, offset.ravel()])
@@ -254,7 +280,7 @@ class MimicEnv:
 
         physics, _ = jax.lax.scan(substep, state.physics, None, length=cfg.substeps)
         pos, rot, vel, ang = self._body_state(physics)
-        r_qpos, r_qvel, r_pos, r_rot, r_vel, r_ang = _frame(ref, t_next)
+        r_pos, r_rot, r_vel, r_ang = _body_frame(ref, t_next)
 
         finite = jnp.all(jnp.isfinite(physics.q)) & jnp.all(jnp.isfinite(physics.qd)) & jnp.all(jnp.isfinite(pos))
         plausibility = None
@@ -285,7 +311,7 @@ class MimicEnv:
         else:
             replace = jnp.asarray(False)
         replace = replace | ~finite
-        reference_state = self._init_physics(r_qpos, r_qvel)
+        reference_state = self._reference_physics(ref, t_next)
         physics = jax.tree.map(lambda r, s: jnp.where(replace, jax.lax.stop_gradient(r), s),
                                reference_state, physics)
         metrics = StepMetrics(loss=loss, pose_error_m=pose_error, global_error_m=global_error,

@@ -311,6 +311,7 @@ def _compiled_functions(config: TrainConfig, character_config: CharacterConfig) 
                           total_iterations=jnp.asarray(total_iterations, jnp.int32))
 
     def rollout_loss(params, normaliser, ref: RefArrays, curriculum: Curriculum, keys):
+        ref = env.prepare(ref)  # once per iteration, not per control step
         starts = jax.vmap(lambda k: env.reset(ref, k, config.horizon, start_probs=curriculum.start_probs))(keys)
 
         def control(states, i):
@@ -368,6 +369,8 @@ def _compiled_functions(config: TrainConfig, character_config: CharacterConfig) 
     def rollout(params, normaliser, ref: RefArrays, start: EnvState, steps):
         """The deterministic policy (no replay) for `steps` control steps from `start`; the scan
         spans the whole bucket and holds the state after `steps`, so the step count is data."""
+        ref = env.prepare(ref)
+
         def control(state, i):
             action = policy_apply(params, normaliser, env.observe(state, ref))
             next_state, metrics = env.step(state, action, ref, replay=False, measure=True)
@@ -379,6 +382,7 @@ def _compiled_functions(config: TrainConfig, character_config: CharacterConfig) 
 
     def eval_rollout(params, normaliser, ref: RefArrays):
         traces["eval_rollout"] += 1
+        ref = env.prepare(ref)
         start = env.reset(ref, jax.random.PRNGKey(0), frame=0)
         _, (_, _, _, metrics) = rollout(params, normaliser, ref, start, ref.length - 1)
         return metrics, jnp.arange(ref.bucket - 1) < ref.length - 1

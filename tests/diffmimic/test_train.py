@@ -63,6 +63,38 @@ def test_two_clips_share_one_compiled_step(sample_references, tiny_config):
     assert counts["train_step"] - before.get("train_step", 0) <= 1
 
 
+
+@pytest.mark.slow
+def test_the_reference_physics_is_prepared_once_and_control_steps_only_index_it(
+        sample_references, tiny_config, monkeypatch):
+    references, _ = sample_references
+    env = compiled_functions(tiny_config).env
+    ref = ref_arrays(references["squat"])
+    prepared = jax.jit(env.prepare)(ref)
+    assert jax.tree.leaves(prepared.physics)[0].shape[0] == ref.bucket
+    assert prepared.target_features.shape == (ref.bucket, 361)
+    # Same starts, observations and replayed steps as building each frame on the fly.
+    start, start_p = (env.reset(r, jax.random.PRNGKey(1), frame=7) for r in (ref, prepared))
+    np.testing.assert_allclose(np.asarray(start_p.physics.x.pos), np.asarray(start.physics.x.pos), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(env.observe(start_p, prepared)), np.asarray(env.observe(start, ref)),
+                               atol=1e-5)
+    action = 0.3 * jnp.ones(env.action_size)
+    (moved, metrics), (moved_p, metrics_p) = (env.step(start, action, r, replay_threshold_m=0.0)
+                                              for r in (ref, prepared))
+    assert bool(metrics.replayed) and bool(metrics_p.replayed)  # replay really took the reference state
+    np.testing.assert_allclose(np.asarray(moved_p.physics.q), np.asarray(moved.physics.q), atol=1e-5)
+    np.testing.assert_allclose(float(metrics_p.loss), float(metrics.loss), rtol=1e-5)
+    # Traced: a step on the prepared reference builds no physics state (it indexes one).
+    pipe = env._pipeline
+    built = []
+    counting = type("Counting", (), {"init": staticmethod(lambda *a: built.append(1) or pipe.init(*a)),
+                                     "step": staticmethod(pipe.step)})
+    monkeypatch.setattr(env, "_pipeline", counting)
+    jax.make_jaxpr(lambda s: env.step(s, action, prepared))(start)
+    assert built == []
+    jax.make_jaxpr(lambda s: env.step(s, action, ref))(start)
+    assert built == [1]
+
 @pytest.mark.slow
 def test_nan_physics_is_detected_replaced_and_counted(sample_references, tiny_config):
     references, _ = sample_references
