@@ -242,6 +242,14 @@ class CompiledFunctions:
     # body rot, StepMetrics) per step): the one rollout, behind eval_rollout, the library and compose
     rollout: Callable
     trace_counts: dict
+    prepare: Callable  # RefArrays -> RefArrays with the per-frame physics and features (`MimicEnv.prepare`)
+
+    def prepared(self, ref: RefArrays) -> RefArrays:
+        """`ref` prepared once (a clip's arrays as every compiled function takes them). The
+        compiled functions prepare an unprepared `ref` themselves, per call; preparing it once
+        per clip keeps that off every iteration and gives a clip the same arrays alone and in a
+        K-slot batch."""
+        return ref if ref.physics is not None else self.prepare(ref)
 
 
 def _optimizer(config: TrainConfig) -> optax.GradientTransformation:
@@ -394,7 +402,7 @@ def _compiled_functions(config: TrainConfig, character_config: CharacterConfig) 
     return CompiledFunctions(env=env, init=jax.jit(init), train_step=jax.jit(train_step),
                              train_step_batch=jax.jit(train_step_batch),
                              eval_rollout=jax.jit(eval_rollout), rollout=jax.jit(counted_rollout),
-                             trace_counts=traces)
+                             trace_counts=traces, prepare=jax.jit(env.prepare))
 
 
 @dataclasses.dataclass
@@ -447,7 +455,7 @@ def _format_eta(seconds: float) -> str:
 
 
 def evaluate_policy(functions: CompiledFunctions, params, normaliser, ref: RefArrays) -> EvalMetrics:
-    metrics, valid = functions.eval_rollout(params, normaliser, ref)
+    metrics, valid = functions.eval_rollout(params, normaliser, functions.prepared(ref))
     return summarize_rollout(metrics, valid)
 
 
@@ -541,7 +549,7 @@ class ClipRun:
         self.resume, self.warm = resume, init_policy is not None
         self.replay_threshold_m = replay_threshold_m
         self.bucket = length_bucket(reference.num_frames)
-        self.ref = ref_arrays(reference, self.bucket)
+        self.ref = functions.prepared(ref_arrays(reference, self.bucket))
         state = functions.init(jax.random.PRNGKey(config.seed), config.iterations)
         if init_policy is not None:
             params, normaliser = init_policy

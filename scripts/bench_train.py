@@ -2,12 +2,20 @@
 
     python scripts/bench_train.py [--backends spring positional ...] [--batch-sizes 16 64]
         [--horizon 30] [--iterations 5] [--clip squat] [--out bench/train_cpu.json]
+        [--breakdown] [--profile-dir DIR]
 
 For each backend and batch size it reports compile seconds (first call of the jitted train step,
 persistent cache off), samples/s (num_envs x horizon control steps per iteration, timed after
 block_until_ready over `--iterations` calls), the peak resident memory of this process, and the
 gradient norm. Results are printed as a table and written as JSON. Each configuration runs in a
 fresh subprocess so compile time and peak memory are its own.
+
+`--breakdown` also times the physics alone over the same rollouts (the substeps toward the
+reference's poses, no policy, no loss terms but a position error): forward only, and forward plus
+gradient through it (checkpointed per control step, as training does), so the share of the train
+step that is the simulator and its gradient is known. `--profile-dir` traces one train step with
+`jax.profiler` (open it with TensorBoard or Perfetto) and reports the XLA op kinds that took the
+most time.
 """
 
 from __future__ import annotations
@@ -23,8 +31,82 @@ import time
 from pathlib import Path
 
 
+def _timed(fn, *args, repeats: int) -> tuple[float, float]:
+    """(first call's seconds, compile included; mean seconds of `repeats` more calls)."""
+    import jax
+
+    start = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(repeats):
+        jax.block_until_ready(fn(*args))
+    return first, (time.perf_counter() - start) / repeats
+
+
+def _physics_breakdown(functions, ref, batch: int, horizon: int, substeps: int, repeats: int) -> dict:
+    """Samples/s of the physics alone over the train step's rollouts: forward, and with its gradient."""
+    import jax
+    import jax.numpy as jnp
+
+    env, last = functions.env, int(ref.length) - 1
+    pipe, system = env._pipeline, env.sys
+    frames = jnp.arange(batch) % max(last - 1, 1)
+    start = jax.jit(jax.vmap(lambda t: pipe.init(system, ref.qpos[t], ref.qvel[t])))(frames)
+
+    def physics(scale):
+        def control(state, i):
+            t = jnp.minimum(frames + i + 1, last)
+            targets = ref.qpos[t, 7:] * scale
+
+            def substep(s, _):
+                return jax.vmap(lambda one, target: pipe.step(system, one, target))(s, targets), None
+
+            state, _ = jax.lax.scan(substep, state, None, length=substeps)
+            return state, jnp.sum((state.x.pos - ref.body_pos[t]) ** 2)
+
+        _, errors = jax.lax.scan(jax.checkpoint(control), start, jnp.arange(horizon))
+        return errors.sum()
+
+    samples = batch * horizon
+    _, forward_s = _timed(jax.jit(physics), 1.0, repeats=repeats)
+    _, gradient_s = _timed(jax.jit(jax.value_and_grad(physics)), 1.0, repeats=repeats)
+    return {"physics_forward_samples_per_s": round(samples / forward_s, 1),
+            "physics_gradient_samples_per_s": round(samples / gradient_s, 1),
+            "physics_gradient_iteration_s": round(gradient_s, 3)}
+
+
+def _profile(step, state, ref, curriculum, directory: str, top: int = 12) -> list[dict]:
+    """Traces one train step into `directory`; the op kinds (fusion numbers dropped) by time."""
+    import collections
+    import re
+
+    import jax
+
+    jax.block_until_ready(step(state, ref, curriculum))
+    jax.profiler.start_trace(directory)
+    jax.block_until_ready(step(state, ref, curriculum))
+    jax.profiler.stop_trace()
+    trace = max(Path(directory).rglob("*.xplane.pb"), key=lambda p: p.stat().st_mtime)
+    kinds: collections.Counter = collections.Counter()
+    counts: collections.Counter = collections.Counter()
+    skip = ("ThunkExecutor", "PjitFunction", "ExecuteHelper", "$")
+    for plane in jax.profiler.ProfileData.from_file(str(trace)).planes:
+        for line in plane.lines:
+            if "XLA" not in line.name or "PjRtCpuClient" in line.name:
+                continue
+            for event in line.events:
+                if not event.name.startswith(skip):
+                    kind = re.sub(r"[.\d]+$", "", event.name.removeprefix("end: "))
+                    kinds[kind] += event.duration_ns
+                    counts[kind] += 1
+    total = sum(kinds.values()) or 1
+    return [{"op": kind, "ms": round(ns / 1e6, 1), "share": round(ns / total, 3), "count": counts[kind]}
+            for kind, ns in kinds.most_common(top)]
+
+
 def _one(backend: str, batch: int, horizon: int, iterations: int, clip: str, substeps: int,
-         body: str = "uniform") -> dict:
+         body: str = "uniform", breakdown: bool = False, profile_dir: str | None = None) -> dict:
     import jax
 
     from diffmimic.env import ref_arrays
@@ -39,7 +121,7 @@ def _one(backend: str, batch: int, horizon: int, iterations: int, clip: str, sub
     clip_path = next(p for p in write_sample_dataset() if p.name.startswith(clip))
     reference = load_reference(clip_path, character=simulated_character(config))
     functions = compiled_functions(config)
-    ref = ref_arrays(reference)
+    ref = functions.prepared(ref_arrays(reference))
     state = functions.init(jax.random.PRNGKey(0), iterations)
     curriculum = make_curriculum(config, reference.num_frames, ref.bucket)
     start = time.perf_counter()
@@ -53,7 +135,7 @@ def _one(backend: str, batch: int, horizon: int, iterations: int, clip: str, sub
         jax.block_until_ready(metrics)
         norms.append(float(metrics.grad_norm))
     elapsed = time.perf_counter() - start
-    return {
+    row = {
         "backend": backend, "body": body, "num_envs": batch, "horizon": horizon, "substeps": substeps,
         "compile_s": round(compile_s, 1), "samples_per_s": round(iterations * batch * horizon / elapsed, 1),
         "iteration_s": round(elapsed / iterations, 3),
@@ -61,6 +143,13 @@ def _one(backend: str, batch: int, horizon: int, iterations: int, clip: str, sub
         "grad_norm_median": sorted(norms)[len(norms) // 2], "nonfinite_rate": float(metrics.nonfinite_rate),
         "device": str(jax.devices()[0]),
     }
+    if breakdown:
+        row.update(_physics_breakdown(functions, ref, batch, horizon, substeps, repeats=max(1, iterations)))
+        row["physics_gradient_share"] = round(row["physics_gradient_iteration_s"] / row["iteration_s"], 3)
+    if profile_dir:
+        row["profile_dir"] = profile_dir
+        row["profile_top_ops"] = _profile(functions.train_step, state, ref, curriculum, profile_dir)
+    return row
 
 
 def main() -> int:
@@ -75,11 +164,16 @@ def main() -> int:
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--clip", default="squat")
     parser.add_argument("--out", default="bench/train_cpu.json")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also time the physics alone, forward and with its gradient")
+    parser.add_argument("--profile-dir", help="trace one train step per configuration into DIR/<backend>_<envs>")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one configuration
     args = parser.parse_args()
     if args.one:
         backend, batch = args.one.split(":")
-        print(json.dumps(_one(backend, int(batch), args.horizon, args.iterations, args.clip, args.substeps, args.body)))
+        profile = str(Path(args.profile_dir) / f"{backend}_{batch}") if args.profile_dir else None
+        print(json.dumps(_one(backend, int(batch), args.horizon, args.iterations, args.clip, args.substeps, args.body,
+                              breakdown=args.breakdown, profile_dir=profile)))
         return 0
     rows = []
     command = " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
@@ -90,7 +184,8 @@ def main() -> int:
             result = subprocess.run(
                 [sys.executable, __file__, "--one", f"{backend}:{batch}", "--horizon", str(args.horizon),
                  "--iterations", str(args.iterations), "--clip", args.clip, "--substeps", str(args.substeps),
-                 "--body", args.body],
+                 "--body", args.body, *(["--breakdown"] if args.breakdown else []),
+                 *(["--profile-dir", args.profile_dir] if args.profile_dir else [])],
                 capture_output=True, text=True, env=env)
             lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
             if result.returncode != 0 or not lines:
@@ -100,6 +195,12 @@ def main() -> int:
                 row = json.loads(lines[-1])
                 print(f"{backend:<12} {batch:>5} {row['compile_s']:>10} {row['samples_per_s']:>10} "
                       f"{row['iteration_s']:>8} {row['peak_rss_gb']:>8} {row['grad_norm_median']:>10.3g}", flush=True)
+                if args.breakdown:
+                    print(f"{'':<12} physics alone: forward {row['physics_forward_samples_per_s']} samples/s, with "
+                          f"its gradient {row['physics_gradient_samples_per_s']} samples/s "
+                          f"({row['physics_gradient_share']:.0%} of the train step)", flush=True)
+                for op in row.get("profile_top_ops", []):
+                    print(f"{'':<12} {op['share']:6.1%} {op['ms']:9.1f} ms {op['count']:7d}x  {op['op']}", flush=True)
             rows.append(row)
             # Written after every configuration: a slow backend stopped by hand loses nothing.
             out = Path(args.out)

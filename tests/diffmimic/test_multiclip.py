@@ -72,10 +72,12 @@ def test_clips_trained_together_match_each_trained_alone(references):
         assert [int(s.iteration) for s in states_together[task.tag]] == [int(s.iteration) for s in states_alone[task.tag]]
         assert len(states_together[task.tag]) == plan[task.tag][0] - 1
         # The first iteration starts from the same state: its rollouts (the slot's own keys,
-        # reference and start distribution) give what they give alone, to rounding.
+        # reference and start distribution) give what they give alone, to rounding. Rounding is
+        # what the rollouts amplify: wave's first loss moves by 1.8e-4 (relative) when its
+        # parameters are scaled by 1 + 1e-7 noise (squat's by 1e-5), so 1e-3 here.
         first, first_alone = together.history[0], single.history[0]
         assert first["iteration"] == first_alone["iteration"] == 1
-        for name, tolerance in (("loss", 1e-5), ("train_pose_error_m", 1e-5), ("grad_norm", 1e-3)):
+        for name, tolerance in (("loss", 1e-3), ("train_pose_error_m", 1e-3), ("grad_norm", 1e-3)):
             assert first[name] == pytest.approx(first_alone[name], rel=tolerance), name
         # And so does the training state after it: parameters, their average, Adam's moments.
         # Later iterations start from states a rounding apart (batched kernels round differently)

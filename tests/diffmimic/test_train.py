@@ -37,7 +37,7 @@ def tiny_config():
 def test_gradient_through_the_rollout_is_finite_and_nonzero(sample_references, tiny_config):
     references, _ = sample_references
     functions = compiled_functions(tiny_config)
-    ref = ref_arrays(references["squat"])
+    ref = functions.prepared(ref_arrays(references["squat"]))  # as a clip's run holds it
     state = functions.init(jax.random.PRNGKey(0), 10)
     curriculum = make_curriculum(tiny_config, references["squat"].num_frames, ref.bucket)
     new_state, metrics = functions.train_step(state, ref, curriculum)
@@ -70,7 +70,7 @@ def test_the_reference_physics_is_prepared_once_and_control_steps_only_index_it(
     references, _ = sample_references
     env = compiled_functions(tiny_config).env
     ref = ref_arrays(references["squat"])
-    prepared = jax.jit(env.prepare)(ref)
+    prepared = compiled_functions(tiny_config).prepared(ref)
     assert jax.tree.leaves(prepared.physics)[0].shape[0] == ref.bucket
     assert prepared.target_features.shape == (ref.bucket, 361)
     # Same starts, observations and replayed steps as building each frame on the fly.
