@@ -93,10 +93,11 @@ class RefArrays:
     qpos (L, nq), qvel (L, nv), body_pos (L, 24, 3), body_rot (L, 24, 4) wxyz, body_vel and
     body_ang (L, 24, 3); length: the number of valid frames (int32 scalar).
 
-    What depends only on the clip is computed once per call of a compiled function
-    (`MimicEnv.prepare`), not once per control step: physics: the backend's state at every frame
-    (the replay and start states, stacked (L, ...)); target_features: `state_features` of every
-    frame (L, 361). None until prepared; the env then computes the one frame it needs.
+    What depends only on the clip is computed once (`MimicEnv.prepare`: once per clip by a clip's
+    run, else once per call of a compiled function), not at every control step: physics: the
+    backend's state at every frame (the start and replay states, stacked (L, ...));
+    target_features: `state_features` of every frame (L, 361). None until prepared; the env then
+    computes the one frame it needs.
     """
 
     qpos: jax.Array
@@ -211,8 +212,9 @@ class MimicEnv:
 
     def prepare(self, ref: RefArrays) -> RefArrays:
         """`ref` with its per-frame physics states and target features computed (jittable; a
-        prepared `ref` is returned as it is). The compiled train and evaluation functions call
-        it once per call, so their control steps only index these arrays."""
+        prepared `ref` is returned as it is). A clip's run prepares its reference once
+        (`CompiledFunctions.prepared`); the compiled functions prepare an unprepared one once per
+        call. Either way the control steps only index these arrays."""
         if ref.physics is not None:
             return ref
         physics = jax.vmap(self._init_physics)(ref.qpos, ref.qvel)
