@@ -22,6 +22,7 @@ import numpy as np
 
 from diffmimic import atomic
 from diffmimic.character.mjcf import CharacterConfig
+from diffmimic.compile import jit
 from diffmimic.env import EnvState, length_bucket, ref_arrays
 from diffmimic.metrics import EvalMetrics, loop_reference, summarize_rollout
 from diffmimic.mocap.retarget import Reference
@@ -139,7 +140,7 @@ def _initial_physics_function(config, character_config: CharacterConfig):
     from diffmimic.train import compiled_functions
 
     env = compiled_functions(config, character_config).env
-    return jax.jit(env._init_physics)
+    return jit(env._init_physics)
 
 
 def initial_physics(config, character_config: CharacterConfig, qpos, qvel):

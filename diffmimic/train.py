@@ -41,6 +41,7 @@ from diffmimic.physics import backend_config, body_config, min_substeps
 from diffmimic.character.character import Character, make_character
 from diffmimic.character.mjcf import CharacterConfig
 from diffmimic import atomic
+from diffmimic.compile import jit
 from diffmimic.policy import init_normaliser, make_policy_network, save_policy
 
 
@@ -399,10 +400,10 @@ def _compiled_functions(config: TrainConfig, character_config: CharacterConfig) 
         traces["rollout"] += 1
         return rollout(*args)
 
-    return CompiledFunctions(env=env, init=jax.jit(init), train_step=jax.jit(train_step),
-                             train_step_batch=jax.jit(train_step_batch),
-                             eval_rollout=jax.jit(eval_rollout), rollout=jax.jit(counted_rollout),
-                             trace_counts=traces, prepare=jax.jit(env.prepare))
+    return CompiledFunctions(env=env, init=jit(init), train_step=jit(train_step),
+                             train_step_batch=jit(train_step_batch),
+                             eval_rollout=jit(eval_rollout), rollout=jit(counted_rollout),
+                             trace_counts=traces, prepare=jit(env.prepare))
 
 
 @dataclasses.dataclass

@@ -2,7 +2,7 @@
 
     python scripts/bench_train.py [--backends spring positional ...] [--batch-sizes 16 64]
         [--horizon 30] [--iterations 5] [--clip squat] [--out bench/train_cpu.json]
-        [--breakdown] [--profile-dir DIR]
+        [--breakdown] [--profile-dir DIR] [--xla xla none dot]
 
 For each backend and batch size it reports compile seconds (first call of the jitted train step,
 persistent cache off), samples/s (num_envs x horizon control steps per iteration, timed after
@@ -15,7 +15,8 @@ reference's poses, no policy, no loss terms but a position error): forward only,
 gradient through it (checkpointed per control step, as training does), so the share of the train
 step that is the simulator and its gradient is known. `--profile-dir` traces one train step with
 `jax.profiler` (open it with TensorBoard or Perfetto) and reports the XLA op kinds that took the
-most time.
+most time. `--xla` compiles each configuration with each of the given XLA library-fusion settings
+(`diffmimic/compile.py`; default: the project's) and gives each setting's speed-up over the first.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from diffmimic.compile import ENV_VAR, LIBRARY_FUSIONS, library_fusions
 
 
 def _timed(fn, *args, repeats: int) -> tuple[float, float]:
@@ -49,10 +52,12 @@ def _physics_breakdown(functions, ref, batch: int, horizon: int, substeps: int, 
     import jax
     import jax.numpy as jnp
 
+    from diffmimic.compile import jit
+
     env, last = functions.env, int(ref.length) - 1
     pipe, system = env._pipeline, env.sys
     frames = jnp.arange(batch) % max(last - 1, 1)
-    start = jax.jit(jax.vmap(lambda t: pipe.init(system, ref.qpos[t], ref.qvel[t])))(frames)
+    start = jit(jax.vmap(lambda t: pipe.init(system, ref.qpos[t], ref.qvel[t])))(frames)
 
     def physics(scale):
         def control(state, i):
@@ -69,8 +74,8 @@ def _physics_breakdown(functions, ref, batch: int, horizon: int, substeps: int, 
         return errors.sum()
 
     samples = batch * horizon
-    _, forward_s = _timed(jax.jit(physics), 1.0, repeats=repeats)
-    _, gradient_s = _timed(jax.jit(jax.value_and_grad(physics)), 1.0, repeats=repeats)
+    _, forward_s = _timed(jit(physics), 1.0, repeats=repeats)
+    _, gradient_s = _timed(jit(jax.value_and_grad(physics)), 1.0, repeats=repeats)
     return {"physics_forward_samples_per_s": round(samples / forward_s, 1),
             "physics_gradient_samples_per_s": round(samples / gradient_s, 1),
             "physics_gradient_iteration_s": round(gradient_s, 3)}
@@ -109,6 +114,7 @@ def _one(backend: str, batch: int, horizon: int, iterations: int, clip: str, sub
          body: str = "uniform", breakdown: bool = False, profile_dir: str | None = None) -> dict:
     import jax
 
+    from diffmimic.compile import compiler_options
     from diffmimic.env import ref_arrays
     from diffmimic.mocap.retarget import load_reference
     from diffmimic.mocap.sample import write_sample_dataset
@@ -141,7 +147,7 @@ def _one(backend: str, batch: int, horizon: int, iterations: int, clip: str, sub
         "iteration_s": round(elapsed / iterations, 3),
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 2),
         "grad_norm_median": sorted(norms)[len(norms) // 2], "nonfinite_rate": float(metrics.nonfinite_rate),
-        "device": str(jax.devices()[0]),
+        "device": str(jax.devices()[0]), "xla_options": compiler_options(),
     }
     if breakdown:
         row.update(_physics_breakdown(functions, ref, batch, horizon, substeps, repeats=max(1, iterations)))
@@ -166,47 +172,58 @@ def main() -> int:
     parser.add_argument("--out", default="bench/train_cpu.json")
     parser.add_argument("--breakdown", action="store_true",
                         help="also time the physics alone, forward and with its gradient")
-    parser.add_argument("--profile-dir", help="trace one train step per configuration into DIR/<backend>_<envs>")
+    parser.add_argument("--profile-dir", help="trace one train step per configuration into DIR/<backend>_<envs>_<xla>")
+    parser.add_argument("--xla", nargs="+", choices=sorted(LIBRARY_FUSIONS), default=[library_fusions()],
+                        help="XLA library fusions (diffmimic/compile.py): each configuration compiled with each "
+                             "setting in turn; speed-ups are over the first")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one configuration
     args = parser.parse_args()
     if args.one:
         backend, batch = args.one.split(":")
-        profile = str(Path(args.profile_dir) / f"{backend}_{batch}") if args.profile_dir else None
+        xla = library_fusions()
+        profile = str(Path(args.profile_dir) / f"{backend}_{batch}_{xla}") if args.profile_dir else None
         print(json.dumps(_one(backend, int(batch), args.horizon, args.iterations, args.clip, args.substeps, args.body,
                               breakdown=args.breakdown, profile_dir=profile)))
         return 0
     rows = []
     command = " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
-    print(f"{'backend':<12} {'envs':>5} {'compile s':>10} {'samples/s':>10} {'iter s':>8} {'peak GB':>8} {'|grad|':>10}")
-    for backend in args.backends:
-        for batch in args.batch_sizes:
-            env = {**os.environ, "JAX_ENABLE_COMPILATION_CACHE": "false"}
-            result = subprocess.run(
-                [sys.executable, __file__, "--one", f"{backend}:{batch}", "--horizon", str(args.horizon),
-                 "--iterations", str(args.iterations), "--clip", args.clip, "--substeps", str(args.substeps),
-                 "--body", args.body, *(["--breakdown"] if args.breakdown else []),
-                 *(["--profile-dir", args.profile_dir] if args.profile_dir else [])],
-                capture_output=True, text=True, env=env)
-            lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
-            if result.returncode != 0 or not lines:
-                row = {"backend": backend, "num_envs": batch, "error": result.stderr.strip().splitlines()[-1:]}
-                print(f"{backend:<12} {batch:>5}  failed: {row['error']}")
-            else:
-                row = json.loads(lines[-1])
-                print(f"{backend:<12} {batch:>5} {row['compile_s']:>10} {row['samples_per_s']:>10} "
-                      f"{row['iteration_s']:>8} {row['peak_rss_gb']:>8} {row['grad_norm_median']:>10.3g}", flush=True)
-                if args.breakdown:
-                    print(f"{'':<12} physics alone: forward {row['physics_forward_samples_per_s']} samples/s, with "
-                          f"its gradient {row['physics_gradient_samples_per_s']} samples/s "
-                          f"({row['physics_gradient_share']:.0%} of the train step)", flush=True)
-                for op in row.get("profile_top_ops", []):
-                    print(f"{'':<12} {op['share']:6.1%} {op['ms']:9.1f} ms {op['count']:7d}x  {op['op']}", flush=True)
-            rows.append(row)
-            # Written after every configuration: a slow backend stopped by hand loses nothing.
-            out = Path(args.out)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps({"command": f"python {command}", "machine": platform.machine(),
-                                       "cpus": os.cpu_count(), "results": rows}, indent=2))
+    print(f"{'backend':<12} {'envs':>5} {'xla':>8} {'compile s':>10} {'samples/s':>10} {'iter s':>8} {'peak GB':>8} {'|grad|':>10}")
+    for backend, batch, xla in ((b, n, x) for b in args.backends for n in args.batch_sizes for x in args.xla):
+        env = {**os.environ, "JAX_ENABLE_COMPILATION_CACHE": "false", ENV_VAR: xla}
+        result = subprocess.run(
+            [sys.executable, __file__, "--one", f"{backend}:{batch}", "--horizon", str(args.horizon),
+             "--iterations", str(args.iterations), "--clip", args.clip, "--substeps", str(args.substeps),
+             "--body", args.body, *(["--breakdown"] if args.breakdown else []),
+             *(["--profile-dir", args.profile_dir] if args.profile_dir else [])],
+            capture_output=True, text=True, env=env)
+        lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+        if result.returncode != 0 or not lines:
+            row = {"backend": backend, "num_envs": batch, "xla": xla,
+                   "error": result.stderr.strip().splitlines()[-1:]}
+            print(f"{backend:<12} {batch:>5}  failed: {row['error']}")
+        else:
+            row = {**json.loads(lines[-1]), "xla": xla}
+            print(f"{backend:<12} {batch:>5} {xla:>8} {row['compile_s']:>10} {row['samples_per_s']:>10} "
+                  f"{row['iteration_s']:>8} {row['peak_rss_gb']:>8} {row['grad_norm_median']:>10.3g}", flush=True)
+            if args.breakdown:
+                print(f"{'':<12} physics alone: forward {row['physics_forward_samples_per_s']} samples/s, with "
+                      f"its gradient {row['physics_gradient_samples_per_s']} samples/s "
+                      f"({row['physics_gradient_share']:.0%} of the train step)", flush=True)
+            for op in row.get("profile_top_ops", []):
+                print(f"{'':<12} {op['share']:6.1%} {op['ms']:9.1f} ms {op['count']:7d}x  {op['op']}", flush=True)
+        rows.append(row)
+        first = next(r for r in rows if (r["backend"], r["num_envs"]) == (backend, batch))
+        if first is not row and "error" not in first and "error" not in row:
+            keys = ["samples_per_s"] + (["physics_forward_samples_per_s", "physics_gradient_samples_per_s"]
+                                        if args.breakdown else [])
+            row["speedup"] = {"over": first["xla"], **{k: round(row[k] / first[k], 2) for k in keys}}
+            print(f"{'':<12} over library fusions '{first['xla']}': "
+                  + ", ".join(f"{k} {row['speedup'][k]}x" for k in keys), flush=True)
+        # Written after every configuration: a slow backend stopped by hand loses nothing.
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"command": f"python {command}", "machine": platform.machine(),
+                                   "cpus": os.cpu_count(), "results": rows}, indent=2))
     print(f"wrote {args.out}")
     return 0
 
