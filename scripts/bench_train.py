@@ -200,7 +200,7 @@ def main() -> int:
         if result.returncode != 0 or not lines:
             row = {"backend": backend, "num_envs": batch, "xla": xla,
                    "error": result.stderr.strip().splitlines()[-1:]}
-            print(f"{backend:<12} {batch:>5}  failed: {row['error']}")
+            print(f"{backend:<12} {batch:>5} {xla:>8}  failed: {row['error']}")
         else:
             row = {**json.loads(lines[-1]), "xla": xla}
             print(f"{backend:<12} {batch:>5} {xla:>8} {row['compile_s']:>10} {row['samples_per_s']:>10} "
