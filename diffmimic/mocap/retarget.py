@@ -26,9 +26,25 @@ from diffmimic.character.constants import HINGE_ORDER
 from diffmimic.character.skeleton import BODY_NAMES, BODY_SMPL_JOINT, NUM_JOINTS, SMPL_TO_CHARACTER
 from diffmimic.mocap.motion import MocapError, Motion, segment_frames
 
-# Fraction of frames allowed below the floor when grounding a clip: the per-clip offset puts the
-# lowest foot point of this quantile of frames at z = 0, so a few noisy frames do not lift it.
+# Fraction of frames allowed below the floor when grounding a clip: the lowest foot point of this
+# quantile of frames (heights taken above the clip's fitted floor) is put at z = 0, so a few noisy
+# frames do not lift it.
 GROUND_QUANTILE = 0.02
+# The floor a clip was captured on is fitted as a plane through the lowest foot point of every
+# FLOOR_WINDOW_S window (half-overlapping): walking, turning, hopping or crouching, some foot
+# touches the floor within a second. A real capture's floor is not level in the clip's frame: on
+# the ACCAD dev walks it tilts 0.4-2 degrees along the path, so a level offset left the stance
+# feet of a 7.7 s walk 4 cm above the floor at its start and 3 cm below it at its end. Slopes are
+# ridge-regularised over FLOOR_SPREAD_M (a direction the feet cover less than that keeps ~no slope:
+# an in-place clip gets a level floor) and capped at FLOOR_MAX_TILT_DEG. Windows whose lowest
+# point is more than FLOOR_ABOVE_M above the fitted plane (no foot flat on the floor: a flight, or
+# a crouch the neutral skeleton makes with its feet up) are left out and the plane refitted: with
+# 2 cm, the 1.5 s crouch that opens a dev clip tilted its floor 1.6 degrees; with 1 cm, all 11 dev
+# clips (one lab) get 0.2-0.6 degrees, the same way.
+FLOOR_WINDOW_S = 1.0
+FLOOR_SPREAD_M = 0.25
+FLOOR_MAX_TILT_DEG = 5.0
+FLOOR_ABOVE_M = 0.01
 
 
 @dataclasses.dataclass(frozen=True)
@@ -255,16 +271,67 @@ def body_angular_velocity(body_rot: np.ndarray, dt: float) -> np.ndarray:
     return (after * before.inv()).as_rotvec().reshape(frames, bodies, 3) / span[:, None, None]
 
 
-def lowest_foot_height(character: Character, body_pos: np.ndarray, body_rot: np.ndarray) -> np.ndarray:
-    """(T,) the lowest foot-box corner height of each frame."""
-    lowest = np.full(body_pos.shape[0], np.inf)
+def lowest_foot_points(character: Character, body_pos: np.ndarray, body_rot: np.ndarray) -> np.ndarray:
+    """(T, 3) the lowest foot-box corner of each frame (world position)."""
+    lowest = np.full((body_pos.shape[0], 3), np.inf)
     for name, corners in character.foot_sole_points().items():
         index = BODY_NAMES.index(name)
         wxyz = body_rot[:, index]
         matrices = Rotation.from_quat(np.concatenate([wxyz[:, 1:], wxyz[:, :1]], axis=1)).as_matrix()
         world = body_pos[:, index, None, :] + np.einsum("tij,kj->tki", matrices, corners)
-        lowest = np.minimum(lowest, world[..., 2].min(axis=1))
+        points = world[np.arange(world.shape[0]), world[..., 2].argmin(axis=1)]
+        lowest = np.where((points[:, 2] < lowest[:, 2])[:, None], points, lowest)
     return lowest
+
+
+def lowest_foot_height(character: Character, body_pos: np.ndarray, body_rot: np.ndarray) -> np.ndarray:
+    """(T,) the lowest foot-box corner height of each frame."""
+    return lowest_foot_points(character, body_pos, body_rot)[:, 2]
+
+
+@dataclasses.dataclass(frozen=True)
+class Floor:
+    """The plane a clip's feet stand on: z = height + slope . (xy - center)."""
+
+    height: float
+    slope: np.ndarray  # (2,) dz/dx, dz/dy
+    center: np.ndarray  # (2,) xy
+
+    def at(self, xy: np.ndarray) -> np.ndarray:
+        """Floor height under each horizontal position (..., 2)."""
+        return self.height + (np.asarray(xy) - self.center) @ self.slope
+
+    @property
+    def tilt_deg(self) -> float:
+        return float(np.degrees(np.arctan(np.hypot(*self.slope))))
+
+
+def fit_floor(lowest: np.ndarray, fps: float) -> Floor:
+    """The floor under a clip, from its per-frame lowest foot points (T, 3): see FLOOR_WINDOW_S.
+
+    The plane goes through the windows' lowest points (least squares with ridge-regularised,
+    capped slopes); its height is then set so that the GROUND_QUANTILE of frames' lowest points
+    lie on or under it, as a level clip was grounded before.
+    """
+    window = max(int(round(FLOOR_WINDOW_S * fps)), 1)
+    starts = range(0, max(len(lowest) - window, 0) + 1, max(window // 2, 1))
+    samples = np.array([lowest[s + int(np.argmin(lowest[s:s + window, 2]))] for s in starts])
+    center = samples[:, :2].mean(axis=0)
+    keep = np.ones(len(samples), bool)
+    slope = np.zeros(2)
+    for _ in range(3):  # refit without the windows far above the plane (no foot down)
+        xy, z = samples[keep, :2] - samples[keep, :2].mean(axis=0), samples[keep, 2]
+        gram = xy.T @ xy + len(z) * FLOOR_SPREAD_M ** 2 * np.eye(2)
+        slope = np.linalg.solve(gram, xy.T @ (z - z.mean()))
+        limit = np.tan(np.radians(FLOOR_MAX_TILT_DEG))
+        slope *= min(1.0, limit / max(float(np.hypot(*slope)), 1e-12))
+        offset = z.mean() - (samples[keep, :2].mean(axis=0) - center) @ slope
+        above = samples[:, 2] - (offset + (samples[:, :2] - center) @ slope)
+        keep = above < FLOOR_ABOVE_M
+        if keep.sum() < 2:
+            keep = np.ones(len(samples), bool)
+    detrended = lowest[:, 2] - (lowest[:, :2] - center) @ slope
+    return Floor(height=float(np.quantile(detrended, GROUND_QUANTILE)), slope=slope, center=center)
 
 
 def retarget(motion: Motion, character: Character | None = None, fps: float = 30.0,
@@ -275,8 +342,9 @@ def retarget(motion: Motion, character: Character | None = None, fps: float = 30
       motion: the clip (SMPL pose, Z-up world).
       character: the simulated humanoid (default: the neutral one).
       fps: output frame rate.
-      ground: shift the clip vertically (one offset per clip) so the lowest foot geometry touches
-        z = 0 on the lowest GROUND_QUANTILE of frames.
+      ground: shift the clip vertically so that the floor it was captured on (`fit_floor`: a
+        plane, which a real capture's often tilts slightly) becomes z = 0: each frame by the
+        floor's height under the pelvis.
 
     When the character's hinges have ranges (`CharacterConfig.joint_ranges`), angles outside
     them are clamped before velocities and body states are computed (the reference is then a
@@ -293,16 +361,17 @@ def retarget(motion: Motion, character: Character | None = None, fps: float = 30
 
         hinges, clamped = clamp_hinges(hinges, *hinge_ranges_rad())
     qpos = np.concatenate([root, quats, hinges], axis=1)
+    body_pos, body_rot, _, _ = character.forward_kinematics(qpos, np.zeros((len(qpos), character.nv)))
+    if ground:  # the whole body moves with the floor under the pelvis, one vertical shift per frame
+        floor = fit_floor(lowest_foot_points(character, body_pos, body_rot), fps)
+        offset = floor.at(qpos[:, :2])
+        qpos[:, 2] -= offset
+        body_pos = body_pos - offset[:, None, None] * np.array([0.0, 0.0, 1.0])
     qvel = np.concatenate([
-        _central_difference(root, dt), _root_angular_velocity_body(quats, dt),
+        _central_difference(qpos[:, :3], dt), _root_angular_velocity_body(quats, dt),
         _central_difference(hinges, dt)], axis=1)
-    body_pos, body_rot, _, _ = character.forward_kinematics(qpos, qvel)
     body_vel = _central_difference(body_pos, dt)
     body_ang = body_angular_velocity(body_rot, dt)
-    if ground:
-        offset = float(np.quantile(lowest_foot_height(character, body_pos, body_rot), GROUND_QUANTILE))
-        qpos[:, 2] -= offset
-        body_pos = body_pos - np.array([0.0, 0.0, offset])
     reference = Reference(
         qpos=qpos, qvel=qvel, body_pos=body_pos, body_rot=body_rot, body_vel=body_vel,
         body_ang=body_ang, fps=float(fps), source=motion.source, skeleton=character.skeleton.name,

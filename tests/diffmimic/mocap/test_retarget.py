@@ -14,7 +14,8 @@ from diffmimic.character.skeleton import BODY_NAMES, BODY_SMPL_JOINT, neutral_sk
 from diffmimic.mocap.__main__ import main as mocap_cli
 from diffmimic.mocap.motion import MocapError
 from diffmimic.mocap.readers import load_motion
-from diffmimic.mocap.retarget import Reference, load_reference, lowest_foot_height, retarget
+from diffmimic.mocap.retarget import (Reference, fit_floor, load_reference, lowest_foot_height,
+                                      lowest_foot_points, retarget)
 from diffmimic.mocap.smpl_kinematics import joint_positions
 from diffmimic.character.character import make_character
 
@@ -34,20 +35,47 @@ def test_body_positions_reproduce_smpl_joints(mocap_clip):
 
 
 @pytest.mark.mocap_clips("smplx")
+def test_a_floor_tilted_in_the_capture_is_levelled(mocap_clip):
+    """The same walk captured on a floor tilted by 0.6 degrees along its path (and 5 cm higher) is
+    grounded as the original is, to millimetres; one level offset per clip would leave its feet
+    centimetres off the floor at either end."""
+    import dataclasses
+
+    motion = load_motion(mocap_clip.path)
+    travel = motion.root_position[-1, :2] - motion.root_position[0, :2]
+    slope = 0.01 * travel / np.linalg.norm(travel)  # 0.57 degrees, rising along the walk
+    tilted_root = motion.root_position.copy()
+    tilted_root[:, 2] += 0.05 + motion.root_position[:, :2] @ slope
+    tilted = dataclasses.replace(motion, root_position=tilted_root)
+    level, regrounded = retarget(motion, fps=30.0), retarget(tilted, fps=30.0)
+    difference = regrounded.body_pos[..., 2] - level.body_pos[..., 2]
+    assert np.abs(difference).max() < 0.01, np.abs(difference).max()
+    # The tilt itself spans centimetres over the walk: a level offset could not have removed it.
+    added = tilted_root[:, :2] @ slope
+    assert np.ptp(added) > 0.015, np.ptp(added)
+    np.testing.assert_allclose(regrounded.qvel[:, 2], level.qvel[:, 2], atol=0.01)  # m/s
+
+
+@pytest.mark.mocap_clips("smplx")
 def test_resampled_reference_is_grounded_and_smooth(mocap_clip):
     motion = load_motion(mocap_clip.path)
     raw = retarget(motion, fps=30.0, ground=False)
     reference = retarget(motion, fps=30.0)
     assert reference.num_frames == int(np.floor(motion.duration_s * 30 + 1e-9)) + 1
-    # One vertical offset per clip, nothing else changes.
+    # Only heights change: each frame moves rigidly by the fitted floor's height under the pelvis.
+    character = make_character()
     shift = reference.body_pos - raw.body_pos
     np.testing.assert_allclose(shift[..., :2], 0.0, atol=1e-9)
-    assert np.ptp(shift[..., 2]) < 1e-9
-    lowest = lowest_foot_height(make_character(), reference.body_pos, reference.body_rot)
-    assert abs(np.quantile(lowest, 0.02)) < 1e-6
+    assert np.ptp(shift[..., 2], axis=1).max() < 1e-9
+    floor = fit_floor(lowest_foot_points(character, raw.body_pos, raw.body_rot), 30.0)
+    np.testing.assert_allclose(shift[:, 0, 2], -floor.at(raw.qpos[:, :2]), atol=1e-9)
+    assert floor.tilt_deg < 2.0  # a lab floor, slightly off level in the capture's frame
+    lowest = lowest_foot_height(character, reference.body_pos, reference.body_rot)
     assert lowest.min() > -0.03  # no frame deep in the floor
-    # Walking (or marching): the feet take turns on the floor.
-    assert np.median(lowest) < 0.03
+    # Walking (or marching): the feet take turns on the floor, all along the clip.
+    assert np.median(lowest) < 0.02
+    seconds = [lowest[s:s + 30].min() for s in range(0, len(lowest) - 29, 30)]
+    assert max(seconds) < 0.02, seconds
     # Velocities agree with the positions they came from.
     finite_diff = (reference.body_pos[2:] - reference.body_pos[:-2]) * 15.0
     np.testing.assert_allclose(reference.body_vel[1:-1], finite_diff, atol=1e-6)
