@@ -32,9 +32,9 @@ from diffmimic.mocap.motion import MocapError, Motion, segment_frames
 GROUND_QUANTILE = 0.02
 # The floor a clip was captured on is fitted as a plane through the lowest foot point of every
 # FLOOR_WINDOW_S window (half-overlapping): walking, turning, hopping or crouching, some foot
-# touches the floor within a second. A real capture's floor is not level in the clip's frame: on
-# the ACCAD dev walks it tilts 0.4-2 degrees along the path, so a level offset left the stance
-# feet of a 7.7 s walk 4 cm above the floor at its start and 3 cm below it at its end. Slopes are
+# touches the floor within a second. A real capture's floor is not level in the clip's frame: the
+# 11 ACCAD dev clips' floors tilt 0.2-0.65 degrees, so a level offset left the stance feet of a
+# 7.7 s walk 4 cm above the floor at its start and 3 cm below it at its end. Slopes are
 # ridge-regularised over FLOOR_SPREAD_M (a direction the feet cover less than that keeps ~no slope:
 # an in-place clip gets a level floor) and capped at FLOOR_MAX_TILT_DEG. Windows whose lowest
 # point is more than FLOOR_ABOVE_M above the fitted plane (no foot flat on the floor: a flight, or
