@@ -83,8 +83,9 @@ class TrainConfig:
         `stop_at_pose_error_m`), training does not stop at the first evaluation that meets it:
         it goes on for at most `polish_iterations` more iterations, or until an evaluation without
         a fall reaches `polish_pose_error_m`, and keeps the best evaluation. The first success is
-        often just under the target; a few more iterations at the decayed learning rate lower the
-        pose error of the kept policy (README: Training on real clips).
+        often just under the target; more iterations at the decayed learning rate lower the pose
+        error of the kept policy on many clips (the dev set with 40 instead of 10: median
+        0.033 -> 0.032 m, 1 -> 5 of 11 clips at 0.03 m; README: Training on real clips).
     """
 
     env: EnvConfig = EnvConfig()
@@ -102,7 +103,7 @@ class TrainConfig:
     focus_share: float = 0.5
     ema_decay: float = 0.95
     warm_start_learning_rate_scale: float = 0.3
-    polish_iterations: int = 10
+    polish_iterations: int = 40
     polish_pose_error_m: float = 0.03
 
     def __post_init__(self):
