@@ -31,8 +31,9 @@ from diffmimic.mocap import retarget as retargeting
 from diffmimic.mocap.readers import load_motion
 from diffmimic.rollout import rollout_policy
 from diffmimic.train import enable_compilation_cache, make_config, simulated_character, train
+from factory.distribution.coordinator import FactoryOptions
 
-TARGET_M = 0.04  # the factory's convergence target
+TARGET_M = FactoryOptions.target_pose_error_m  # the factory's convergence target
 
 
 def grounded(motion, character, fps: float, grounding: str):
