@@ -88,3 +88,21 @@ def test_polishing_goes_on_past_convergence_until_the_polish_target_or_budget():
     assert polish_done(make_config("cpu", polish_iterations=0), 200, 200, _evaluation(0.038))
     with pytest.raises(ValueError, match="polish"):
         make_config("cpu", polish_iterations=-1)
+
+
+def test_polishing_evaluates_at_its_own_cadence_from_the_first_success():
+    from diffmimic.train import evaluation_due, make_config
+
+    config = make_config("cpu", iterations=300)  # eval_every 5, polish_eval_every 1
+    assert config.eval_every == 5 and config.polish_eval_every == 1
+    # Before the first success: every 5 iterations, and after the last one.
+    assert [i for i in range(1, 21) if evaluation_due(config, i, None)] == [5, 10, 15, 20]
+    assert evaluation_due(make_config("cpu", iterations=298), 298, None)
+    # Converged at 150: every iteration from then on.
+    assert all(evaluation_due(config, i, 150) for i in range(151, 160))
+    # polish_eval_every 0 keeps eval_every while polishing (the `paper` preset's default).
+    paper = make_config("paper")
+    assert paper.polish_eval_every == 0
+    assert [i for i in range(1, 41) if evaluation_due(paper, i, 10)] == [10, 20, 30, 40]
+    with pytest.raises(ValueError, match="polish"):
+        make_config("cpu", polish_eval_every=-1)

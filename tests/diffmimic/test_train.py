@@ -221,3 +221,39 @@ def test_config_schema_round_trips_and_reads_older_and_unknown_fields():
         TrainConfig.from_dict({**data, "lerning_rate": 1e-3}, strict=True)
     with pytest.raises(ValueError, match="eval_every"):
         make_config("cpu", eval_every=0)
+
+
+@pytest.mark.slow
+def test_polishing_evaluates_every_iteration_at_a_lower_learning_rate(sample_references, tiny_config):
+    """From the first evaluation that meets the target, the run evaluates every iteration
+    (`polish_eval_every`) and steps at `polish_learning_rate_scale` of the rate; a step of the
+    compiled function really moves the parameters by that share (no recompile: it is data)."""
+    references, _ = sample_references
+    reference = references["arm_swings"]
+    config = make_config("cpu", **{**TINY, "iterations": 7, "eval_every": 3, "polish_eval_every": 1,
+                                   "polish_pose_error_m": 0.0, "polish_learning_rate_scale": 0.25})
+    functions = compiled_functions(config)
+    state = functions.init(jax.random.PRNGKey(0), config.iterations)
+    # A policy whose actions are zero holds the reference's PD targets: it tracks this in-place
+    # clip without falling, so the first evaluation (iteration 3) meets a loose target.
+    still = jax.tree.map(jnp.zeros_like, state.params)
+    result = train(reference, config, progress=None, stop_at_pose_error_m=1.0,
+                   init_policy=(still, state.normaliser))
+    history = [(r["iteration"], r["fell"], r["polishing"], r["learning_rate_scale"]) for r in result.history]
+    assert [i for i, *_ in history] == [3, 4, 5, 6, 7], history
+    warm_and_polishing = config.warm_start_learning_rate_scale * 0.25
+    assert all(not fell and polishing and scale == pytest.approx(warm_and_polishing)
+               for _, fell, polishing, scale in history), history
+
+    ref = functions.prepared(ref_arrays(reference))
+    moved = {}
+    for polishing in (False, True):
+        curriculum = make_curriculum(config, reference.num_frames, ref.bucket, polishing=polishing)
+        new_state, _ = functions.train_step(state, ref, curriculum)
+        moved[polishing] = _distance(new_state.params, state.params)
+    assert moved[False] > 0 and moved[True] == pytest.approx(0.25 * moved[False], rel=1e-3)
+    assert compiled_functions(tiny_config).trace_counts["train_step"] <= 1
+
+
+def _distance(a, b) -> float:
+    return float(sum(jnp.sum(jnp.abs(x - y)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))))
