@@ -494,8 +494,9 @@ def train(reference: Reference, config: TrainConfig = TrainConfig(),
 
     Every `config.eval_every` iterations (`polish_eval_every` while polishing) the policy is
     evaluated as convergence is judged: one rollout over the whole clip from frame 0 without
-    replay. That evaluation picks the best parameters (no fall first, then the latest fall, then the lowest pose error), stops early, and
-    (``start_sampling="adaptive"``) redraws where the training rollouts start.
+    replay. That evaluation picks the best parameters (no fall first, then the latest fall, then
+    the lowest pose error), stops early, and (``start_sampling="adaptive"``) redraws where the
+    training rollouts start.
 
     Args:
       stop_at_pose_error_m: stop early once an evaluation has this pose error or less without
