@@ -183,6 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             check_publish_target(library, args.publish)
     except (DatasetSpecError, FileNotFoundError, LibraryError) as err:
         return fail(str(err))
+    if not catalog.entries:
+        return fail(_no_clips(spec, catalog, args.clips))
     if args.publish_every <= 0:
         return fail("--publish-every must be > 0 seconds")
     print(f"catalog: {json.dumps(summarize(catalog))}", flush=True)
@@ -196,6 +198,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args, library, catalog, config)
     finally:
         lock.release()
+
+
+def _no_clips(spec, catalog, clips: str | None) -> str:
+    """The one line for a catalog without a clip: which root, and why nothing was taken."""
+    where = f"{spec.root}: no clips of dataset {spec.name!r}"
+    if clips is not None:
+        return f"{where} match --clips {clips!r}"
+    if catalog.skipped:
+        first = catalog.skipped[0]
+        return (f"{where} to train: {len(catalog.skipped)} file(s) skipped by the spec "
+                f"({Path(first.path).name}: {first.reason})")
+    return f"{where}: no file matches its include patterns {list(spec.include)}"
 
 
 def _run(args, library, catalog, config) -> int:

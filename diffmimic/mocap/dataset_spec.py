@@ -46,6 +46,15 @@ class DatasetSpecError(ValueError):
         super().__init__(f"{where}: {problem}")
 
 
+def path_matches(relative_path: str, pattern: str) -> bool:
+    """Whether a root-relative POSIX path matches a spec's glob, case-insensitively. ``*`` also
+    matches ``/``; ``**/`` matches zero or more folders, so ``**/*.amc`` takes the files directly
+    under the root as well as those in folders below it."""
+    path, pattern = relative_path.lower(), pattern.lower()
+    return fnmatch.fnmatchcase(path, pattern) or ("**/" in pattern
+                                                  and fnmatch.fnmatchcase(path, pattern.replace("**/", "")))
+
+
 @dataclasses.dataclass(frozen=True)
 class ExcludeRule:
     """Files whose root-relative path matches ``pattern`` (case-insensitive glob) are skipped."""
@@ -54,7 +63,7 @@ class ExcludeRule:
     reason: str
 
     def matches(self, relative_path: str) -> bool:
-        return fnmatch.fnmatchcase(relative_path.lower(), self.pattern.lower())
+        return path_matches(relative_path, self.pattern)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +75,8 @@ class DatasetSpec:
       reader: ``amass_smplh``, ``amass_smplx``, ``aistpp``, ``cmu`` or ``auto`` (by file).
       root: the data directory, environment variables and ``~`` expanded.
       include: glob patterns of the files to take, matched case-insensitively against the
-        root-relative POSIX path (``*`` also matches ``/``, so ``**/`` means "in some folder").
+        root-relative POSIX path (`path_matches`: ``*`` also matches ``/``; ``**/`` matches
+        zero or more folders).
       exclude: rules for files to skip, each with its reason.
       subsets: allowed first-level folders under ``root`` (case-insensitive); empty: any.
       min_duration_s, max_duration_s: clips outside this range are skipped (max None: no limit).
@@ -96,10 +106,15 @@ class DatasetSpec:
             path = path.relative_to(self.root)
         return path.as_posix()
 
+    def includes(self, path: str | os.PathLike) -> bool:
+        """Whether ``path`` (under ``root``) matches one of the include patterns."""
+        rel = self.relative(path)
+        return any(path_matches(rel, pattern) for pattern in self.include)
+
     def exclusion_reason(self, path: str | os.PathLike) -> str | None:
         """Why ``path`` (under ``root``) is not part of the dataset, or None when it is."""
         rel = self.relative(path)
-        if not any(fnmatch.fnmatchcase(rel.lower(), pattern.lower()) for pattern in self.include):
+        if not self.includes(rel):
             return f"matches no include pattern {list(self.include)}"
         if self.subsets:
             first = rel.split("/", 1)[0].lower()

@@ -78,10 +78,6 @@ class Catalog:
         return len(self.entries)
 
 
-def _included(spec: DatasetSpec, relative: str) -> bool:
-    return any(fnmatch.fnmatchcase(relative.lower(), pattern.lower()) for pattern in spec.include)
-
-
 def _inspect(path: str) -> dict:
     from diffmimic.mocap.motion import MocapError, retry_transient
     from diffmimic.mocap.readers import inspect_motion
@@ -123,7 +119,7 @@ def walk(spec: DatasetSpec) -> tuple[list[Path], list[Skipped]]:
         for filename in sorted(filenames):
             path = Path(dirpath) / filename
             relative = spec.relative(path)
-            if not _included(spec, relative):
+            if not spec.includes(relative):
                 continue
             reason = spec.exclusion_reason(relative)
             if reason is None:

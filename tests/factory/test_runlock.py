@@ -54,3 +54,23 @@ def test_bad_counts_exit_2_with_one_line(tmp_path, flag, value, capsys):
     code = main(["--dataset", "sample", "--library", str(tmp_path / "lib"), flag, value])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and flag in err[0], err
+
+
+def test_a_data_root_without_clips_exits_2_saying_why(tmp_path, capsys):
+    """A root that holds no clip the spec takes (or none that --clips names) is bad input: one
+    line naming the root and the reason, before any worker starts."""
+    from factory.run import main
+
+    empty, flat = tmp_path / "empty", tmp_path / "flat"
+    empty.mkdir()
+    flat.mkdir()
+    (flat / "B3_walk1_poses.npz").write_bytes(b"")  # AMASS wants DATASET/SUBJECT/CLIP
+    (flat / "11_01.amc").write_bytes(b"")
+    cases = [(["--dataset", "amass", "--data-root", str(empty)], ["include patterns"]),
+             (["--dataset", "amass", "--data-root", str(flat)], ["skipped", "B3_walk1_poses.npz", "subsets"]),
+             (["--dataset", "cmu", "--data-root", str(flat), "--clips", "nothing*"], ["--clips 'nothing*'"])]
+    for args, words in cases:
+        code = main([*args, "--library", str(tmp_path / "lib")])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1, err
+        assert all(word in err[0] for word in words) and str(args[3]) in err[0], err

@@ -171,3 +171,16 @@ def test_unreadable_specs(tmp_path):
     listing.write_text("- a\n- b\n")
     with pytest.raises(DatasetSpecError, match="top level must be a mapping"):
         load_dataset_spec(listing)
+
+
+def test_a_folder_glob_also_takes_files_directly_under_the_root(tmp_path, monkeypatch):
+    from diffmimic.mocap.dataset_spec import path_matches
+
+    assert path_matches("11_01.amc", "**/*.amc") and path_matches("subjects/11/11_01.AMC", "**/*.amc")
+    assert path_matches("a/b/c_poses.npz", "a/**/c_poses.npz") and path_matches("a/c_poses.npz", "a/**/c_poses.npz")
+    assert not path_matches("11_01.asf", "**/*.amc")
+    monkeypatch.setenv("CMU_MOCAP_ROOT", str(tmp_path))
+    for rel in ("11_01.amc", "subjects/02/02_01.amc", "11.asf"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"")
+    assert load_dataset_spec("cmu").files() == [tmp_path / "11_01.amc", tmp_path / "subjects/02/02_01.amc"]
