@@ -633,7 +633,7 @@ class ClipRun:
         self.iteration += 1
         self.metrics = metrics
         self.train_s += seconds
-        return evaluation_due(self.config, self.iteration, self.converged_at)
+        return evaluation_due(self.config, self.iteration, self.converged_at, self.reference.num_frames)
 
     def evaluations(self) -> tuple[EvalMetrics, EvalMetrics | None]:
         """The full-clip evaluations of the current parameters and of their average (None
@@ -709,14 +709,24 @@ def meets(evaluation: EvalMetrics, pose_error_m: float) -> bool:
     return not evaluation.fell and evaluation.pose_error_m <= pose_error_m
 
 
-def evaluation_due(config: TrainConfig, iteration: int, converged_at: int | None) -> bool:
+def evaluation_due(config: TrainConfig, iteration: int, converged_at: int | None, frames: int = 0) -> bool:
     """Whether the full-clip evaluation runs after `iteration`: every `config.eval_every`
-    iterations until the run first met its target (`converged_at`; None: not yet), then every
-    `config.polish_eval_every` (0: `eval_every`) while polishing, and after the last iteration."""
-    every = config.eval_every
-    if converged_at is not None:
-        every = config.polish_eval_every or config.eval_every
+    iterations until the run first met its target (`converged_at`; None: not yet), then while
+    polishing every `polish_eval_cadence(config, frames)`, and after the last iteration."""
+    every = config.eval_every if converged_at is None else polish_eval_cadence(config, frames)
     return iteration % every == 0 or iteration == config.iterations
+
+
+def polish_eval_cadence(config: TrainConfig, frames: int) -> int:
+    """Iterations between evaluations while polishing a clip of `frames` frames:
+    `config.polish_eval_every` (0: `eval_every`), and at least as many as it takes the training
+    steps to simulate the control steps of an evaluation (the current and the averaged
+    parameters, each over the whole clip). Clips up to ~24 s on the `cpu` preset (16 x 90 steps
+    per iteration) are evaluated every iteration; longer ones less often, so evaluating never
+    simulates more control steps than training does (and its steps are forward only)."""
+    every = config.polish_eval_every or config.eval_every
+    evaluation_steps = (2 if config.ema_decay > 0 else 1) * max(frames - 1, 0)
+    return max(every, -(-evaluation_steps // (config.num_envs * config.horizon)))
 
 
 def polish_done(config: TrainConfig, converged_at: int | None, iteration: int, best: EvalMetrics) -> bool:

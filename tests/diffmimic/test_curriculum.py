@@ -106,3 +106,19 @@ def test_polishing_evaluates_at_its_own_cadence_from_the_first_success():
     assert [i for i in range(1, 41) if evaluation_due(paper, i, 10)] == [10, 20, 30, 40]
     with pytest.raises(ValueError, match="polish"):
         make_config("cpu", polish_eval_every=-1)
+
+
+def test_long_clips_are_evaluated_less_often_while_polishing():
+    from diffmimic.train import evaluation_due, make_config, polish_eval_cadence
+
+    config = make_config("cpu")  # 16 envs x 90 steps = 1,440 simulated steps per iteration
+    # An evaluation rolls out the current and the averaged parameters over the whole clip.
+    assert polish_eval_cadence(config, 250) == 1  # 8 s
+    assert polish_eval_cadence(config, 721) == 1  # 24 s: 2 x 720 steps
+    assert polish_eval_cadence(config, 722) == 2
+    assert polish_eval_cadence(config, 1800) == 3  # 60 s
+    assert polish_eval_cadence(make_config("cpu", ema_decay=0.0), 1441) == 1
+    assert polish_eval_cadence(make_config("paper"), 1800) == 10  # its own cadence is longer
+    assert [i for i in range(151, 160) if evaluation_due(config, i, 150, 1800)] == [153, 156, 159]
+    # Before the first success the cadence is eval_every, whatever the length.
+    assert [i for i in range(1, 11) if evaluation_due(config, i, None, 1800)] == [5, 10]

@@ -224,13 +224,16 @@ def test_config_schema_round_trips_and_reads_older_and_unknown_fields():
 
 
 @pytest.mark.slow
-def test_polishing_evaluates_every_iteration_at_a_lower_learning_rate(sample_references, tiny_config):
-    """From the first evaluation that meets the target, the run evaluates every iteration
-    (`polish_eval_every`) and steps at `polish_learning_rate_scale` of the rate; a step of the
-    compiled function really moves the parameters by that share (no recompile: it is data)."""
+def test_polishing_evaluates_at_its_cadence_and_learning_rate(sample_references, tiny_config):
+    """From the first evaluation that meets the target, the run evaluates at the polishing
+    cadence (`polish_eval_cadence`) and steps at `polish_learning_rate_scale` of the rate; a
+    step of the compiled function really moves the parameters by that share (no recompile: it
+    is data)."""
+    from diffmimic.train import polish_eval_cadence
+
     references, _ = sample_references
     reference = references["arm_swings"]
-    config = make_config("cpu", **{**TINY, "iterations": 7, "eval_every": 3, "polish_eval_every": 1,
+    config = make_config("cpu", **{**TINY, "iterations": 12, "eval_every": 3, "polish_eval_every": 1,
                                    "polish_pose_error_m": 0.0, "polish_learning_rate_scale": 0.25})
     functions = compiled_functions(config)
     state = functions.init(jax.random.PRNGKey(0), config.iterations)
@@ -240,7 +243,9 @@ def test_polishing_evaluates_every_iteration_at_a_lower_learning_rate(sample_ref
     result = train(reference, config, progress=None, stop_at_pose_error_m=1.0,
                    init_policy=(still, state.normaliser))
     history = [(r["iteration"], r["fell"], r["polishing"], r["learning_rate_scale"]) for r in result.history]
-    assert [i for i, *_ in history] == [3, 4, 5, 6, 7], history
+    # The tiny config simulates 2 x 4 steps per iteration, the evaluations 2 x 119: every 30th.
+    cadence = polish_eval_cadence(config, reference.num_frames)
+    assert cadence == 30 and [i for i, *_ in history] == [3, 12], history
     warm_and_polishing = config.warm_start_learning_rate_scale * 0.25
     assert all(not fell and polishing and scale == pytest.approx(warm_and_polishing)
                for _, fell, polishing, scale in history), history
