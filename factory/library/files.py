@@ -44,8 +44,14 @@ def check_clip_id(clip_id: str) -> str:
 
 def clip_id_for(dataset: str, dataset_root: str | os.PathLike, path: str | os.PathLike) -> str:
     """The clip id of a mocap file: `dataset/` + its path relative to the dataset root, without
-    extension (AMASS `.../75_09_poses.npz` -> `amass/CMU/75/75_09_poses`)."""
-    relative = Path(path).resolve().relative_to(Path(dataset_root).resolve())
+    extension (AMASS `.../75_09_poses.npz` -> `amass/CMU/75/75_09_poses`). A file linked into
+    the root from elsewhere takes the link's path; a path that reaches the root through a link
+    (the root itself linked) is compared resolved."""
+    path, root = Path(path), Path(dataset_root)
+    try:
+        relative = Path(os.path.abspath(path)).relative_to(os.path.abspath(root))
+    except ValueError:
+        relative = (path.parent.resolve() / path.name).relative_to(root.resolve())
     return check_clip_id("/".join((dataset, *relative.with_suffix("").parts)))
 
 

@@ -285,6 +285,16 @@ def test_schema_migrations(small_library, monkeypatch):
 
 def test_clip_ids(tmp_path):
     assert clip_id_for("amass", tmp_path, tmp_path / "CMU" / "75" / "75_09_poses.npz") == "amass/CMU/75/75_09_poses"
+    # A clip linked into the root from elsewhere is named by its link; a root reached through a
+    # link names its clips as the real root does.
+    elsewhere, root = tmp_path / "elsewhere", tmp_path / "root"
+    (elsewhere).mkdir()
+    (root / "motions").mkdir(parents=True)
+    (elsewhere / "slice.pkl").write_bytes(b"")
+    (root / "motions" / "dance.pkl").symlink_to(elsewhere / "slice.pkl")
+    assert clip_id_for("aistpp", root, root / "motions" / "dance.pkl") == "aistpp/motions/dance"
+    (tmp_path / "linked_root").symlink_to(root)
+    assert clip_id_for("aistpp", tmp_path / "linked_root", root / "motions" / "dance.pkl") == "aistpp/motions/dance"
     for bad in ("squat", "sample/../x", "/abs/x", "sample//x", "sample/v0001/x", "sample/a;b"):
         with pytest.raises(LibraryError, match="clip id"):
             check_clip_id(bad)
