@@ -492,7 +492,7 @@ def train(reference: Reference, config: TrainConfig = TrainConfig(),
           character_config: CharacterConfig = CharacterConfig()) -> TrainResult:
     """Trains a DiffMimic policy to reproduce `reference`.
 
-    Every `config.eval_every` iterations (`polish_eval_every` while polishing) the policy is
+    Every `config.eval_every` iterations (`polish_eval_cadence` while polishing) the policy is
     evaluated as convergence is judged: one rollout over the whole clip from frame 0 without
     replay. That evaluation picks the best parameters (no fall first, then the latest fall, then
     the lowest pose error), stops early, and (``start_sampling="adaptive"``) redraws where the
