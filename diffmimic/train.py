@@ -41,7 +41,7 @@ from diffmimic.physics import backend_config, body_config, min_substeps
 from diffmimic.character.character import Character, make_character
 from diffmimic.character.mjcf import CharacterConfig
 from diffmimic import atomic
-from diffmimic.compile import jit
+from diffmimic.compile import env_sharding, jit_over, use_cpu_cores
 from diffmimic.policy import init_normaliser, make_policy_network, save_policy
 
 
@@ -330,6 +330,7 @@ def _compiled_functions(config: TrainConfig, character_config: CharacterConfig) 
     policy_init, policy_apply = make_policy_network(env.observation_size, env.action_size, config.hidden)
     optimizer = _optimizer(config)
     traces = {"train_step": 0, "train_step_batch": 0, "eval_rollout": 0, "rollout": 0}
+    sharding = env_sharding(config.num_envs)
 
     def init(key, total_iterations):
         key, init_key = jax.random.split(key)
@@ -342,6 +343,8 @@ def _compiled_functions(config: TrainConfig, character_config: CharacterConfig) 
     def rollout_loss(params, normaliser, ref: RefArrays, curriculum: Curriculum, keys):
         ref = env.prepare(ref)  # once per iteration, not per control step
         starts = jax.vmap(lambda k: env.reset(ref, k, config.horizon, start_probs=curriculum.start_probs))(keys)
+        if sharding is not None:  # each CPU device simulates its share of the environments
+            starts = jax.lax.with_sharding_constraint(starts, sharding)
 
         def control(states, i):
             obs = jax.vmap(env.observe, in_axes=(0, None))(states, ref)
@@ -420,10 +423,13 @@ def _compiled_functions(config: TrainConfig, character_config: CharacterConfig) 
         traces["rollout"] += 1
         return rollout(*args)
 
-    return CompiledFunctions(env=env, init=jit(init), train_step=jit(train_step),
-                             train_step_batch=jit(train_step_batch),
-                             eval_rollout=jit(eval_rollout), rollout=jit(counted_rollout),
-                             trace_counts=traces, prepare=jit(env.prepare))
+    # With the environments split over CPU devices, every function keeps its arrays replicated on
+    # them (`jit_over`), so the train step's state comes back as it went in: no second compile.
+    on = functools.partial(jit_over, sharding=sharding)
+    return CompiledFunctions(env=env, init=on(init), train_step=on(train_step),
+                             train_step_batch=on(train_step_batch),
+                             eval_rollout=on(eval_rollout), rollout=on(counted_rollout),
+                             trace_counts=traces, prepare=on(env.prepare))
 
 
 @dataclasses.dataclass
@@ -804,6 +810,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    use_cpu_cores()  # before JAX starts: one CPU device per usable core
     from diffmimic.mocap.motion import MocapError
     from diffmimic.mocap.retarget import load_reference
 
@@ -827,9 +834,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MocapError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    sharding = env_sharding(config.num_envs)
     print(f"training {reference.source} ({reference.num_frames} frames, {reference.duration_s:.2f} s) "
           f"on {config.env.backend}, preset {args.preset}: {config.iterations} iterations x "
-          f"{config.num_envs} envs x {config.horizon} steps", flush=True)
+          f"{config.num_envs} envs x {config.horizon} steps"
+          + (f", envs split over {sharding.mesh.size} CPU devices" if sharding else ""), flush=True)
     result = train(reference, config, progress=lambda line: print(line, flush=True))
     out = write_outputs(args.out, result, config, reference)
     print(json.dumps({**result.summary(config), "out": str(out)}))

@@ -59,7 +59,12 @@ class ClipTrainer:
                  clips_per_worker: int = 1):
         # Pinned before JAX starts its thread pools, which then inherit the cores.
         self.cores, self._core_locks = claim_cores(pin_cores) if pin_cores else ([], [])
+        from diffmimic.compile import use_cpu_cores
         from diffmimic.train import enable_compilation_cache
+
+        # A CPU worker splits its environments over its pinned cores (one JAX CPU device each);
+        # an unpinned one keeps one device, so workers sharing a machine do not oversubscribe it.
+        self.cpu_devices = use_cpu_cores(max(1, len(self.cores)))
 
         self.index = index
         self.work_dir = Path(work_dir)
