@@ -2,7 +2,7 @@
 
     python scripts/bench_train.py [--backends spring positional ...] [--batch-sizes 16 64]
         [--horizon 30] [--iterations 5] [--clip squat] [--out bench/train_cpu.json]
-        [--breakdown] [--profile-dir DIR] [--xla xla none dot]
+        [--breakdown] [--profile-dir DIR] [--xla xla none dot] [--cpu-devices 1 2]
 
 For each backend and batch size it reports compile seconds (first call of the jitted train step,
 persistent cache off), samples/s (num_envs x horizon control steps per iteration, timed after
@@ -16,7 +16,8 @@ gradient through it (checkpointed per control step, as training does), so the sh
 step that is the simulator and its gradient is known. `--profile-dir` traces one train step with
 `jax.profiler` (open it with TensorBoard or Perfetto) and reports the XLA op kinds that took the
 most time. `--xla` compiles each configuration with each of the given XLA library-fusion settings
-(`diffmimic/compile.py`; default: the project's) and gives each setting's speed-up over the first.
+(`diffmimic/compile.py`; default: the project's) and gives each setting's speed-up over the first;
+`--cpu-devices` does the same for the number of JAX CPU devices the environments are split over.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-from diffmimic.compile import ENV_VAR, LIBRARY_FUSIONS, library_fusions
+from diffmimic.compile import DEVICES_ENV_VAR, ENV_VAR, LIBRARY_FUSIONS, library_fusions, usable_cores, use_cpu_cores
 
 
 def _timed(fn, *args, repeats: int) -> tuple[float, float]:
@@ -52,14 +53,17 @@ def _physics_breakdown(functions, ref, batch: int, horizon: int, substeps: int, 
     import jax
     import jax.numpy as jnp
 
-    from diffmimic.compile import jit
+    from diffmimic.compile import env_sharding, jit
 
     env, last = functions.env, int(ref.length) - 1
+    sharding = env_sharding(batch)  # split as the train step splits its environments
     pipe, system = env._pipeline, env.sys
     frames = jnp.arange(batch) % max(last - 1, 1)
     start = jit(jax.vmap(lambda t: pipe.init(system, ref.qpos[t], ref.qvel[t])))(frames)
 
     def physics(scale):
+        first = start if sharding is None else jax.lax.with_sharding_constraint(start, sharding)
+
         def control(state, i):
             t = jnp.minimum(frames + i + 1, last)
             targets = ref.qpos[t, 7:] * scale
@@ -70,7 +74,7 @@ def _physics_breakdown(functions, ref, batch: int, horizon: int, substeps: int, 
             state, _ = jax.lax.scan(substep, state, None, length=substeps)
             return state, jnp.sum((state.x.pos - ref.body_pos[t]) ** 2)
 
-        _, errors = jax.lax.scan(jax.checkpoint(control), start, jnp.arange(horizon))
+        _, errors = jax.lax.scan(jax.checkpoint(control), first, jnp.arange(horizon))
         return errors.sum()
 
     samples = batch * horizon
@@ -114,7 +118,7 @@ def _one(backend: str, batch: int, horizon: int, iterations: int, clip: str, sub
          body: str = "uniform", breakdown: bool = False, profile_dir: str | None = None) -> dict:
     import jax
 
-    from diffmimic.compile import compiler_options
+    from diffmimic.compile import compiler_options, env_sharding
     from diffmimic.env import ref_arrays
     from diffmimic.mocap.retarget import load_reference
     from diffmimic.mocap.sample import write_sample_dataset
@@ -147,7 +151,8 @@ def _one(backend: str, batch: int, horizon: int, iterations: int, clip: str, sub
         "iteration_s": round(elapsed / iterations, 3),
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 2),
         "grad_norm_median": sorted(norms)[len(norms) // 2], "nonfinite_rate": float(metrics.nonfinite_rate),
-        "device": str(jax.devices()[0]), "xla_options": compiler_options(),
+        "device": str(jax.devices()[0]), "xla_options": compiler_options(), "cpu_devices": len(jax.devices("cpu")),
+        "env_split": env_sharding(batch).mesh.size if env_sharding(batch) else 1,
     }
     if breakdown:
         row.update(_physics_breakdown(functions, ref, batch, horizon, substeps, repeats=max(1, iterations)))
@@ -176,9 +181,13 @@ def main() -> int:
     parser.add_argument("--xla", nargs="+", choices=sorted(LIBRARY_FUSIONS), default=[library_fusions()],
                         help="XLA library fusions (diffmimic/compile.py): each configuration compiled with each "
                              "setting in turn; speed-ups are over the first")
+    parser.add_argument("--cpu-devices", nargs="+", type=int, default=[0],
+                        help="JAX CPU devices the environments are split over (diffmimic/compile.py "
+                             "use_cpu_cores; 0: one per usable core, the default); each in turn")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one configuration
     args = parser.parse_args()
     if args.one:
+        use_cpu_cores()  # before JAX starts ($DIFFMIMIC_CPU_DEVICES, set per configuration below)
         backend, batch = args.one.split(":")
         xla = library_fusions()
         profile = str(Path(args.profile_dir) / f"{backend}_{batch}_{xla}") if args.profile_dir else None
@@ -187,9 +196,11 @@ def main() -> int:
         return 0
     rows = []
     command = " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
-    print(f"{'backend':<12} {'envs':>5} {'xla':>8} {'compile s':>10} {'samples/s':>10} {'iter s':>8} {'peak GB':>8} {'|grad|':>10}")
-    for backend, batch, xla in ((b, n, x) for b in args.backends for n in args.batch_sizes for x in args.xla):
-        env = {**os.environ, "JAX_ENABLE_COMPILATION_CACHE": "false", ENV_VAR: xla}
+    print(f"{'backend':<12} {'envs':>5} {'xla':>8} {'devices':>7} {'compile s':>10} {'samples/s':>10} {'iter s':>8} {'peak GB':>8} {'|grad|':>10}")
+    for backend, batch, xla, devices in ((b, n, x, d) for b in args.backends for n in args.batch_sizes
+                                         for x in args.xla for d in args.cpu_devices):
+        env = {**os.environ, "JAX_ENABLE_COMPILATION_CACHE": "false", ENV_VAR: xla,
+               DEVICES_ENV_VAR: str(devices or usable_cores())}
         result = subprocess.run(
             [sys.executable, __file__, "--one", f"{backend}:{batch}", "--horizon", str(args.horizon),
              "--iterations", str(args.iterations), "--clip", args.clip, "--substeps", str(args.substeps),
@@ -198,12 +209,12 @@ def main() -> int:
             capture_output=True, text=True, env=env)
         lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
         if result.returncode != 0 or not lines:
-            row = {"backend": backend, "num_envs": batch, "xla": xla,
+            row = {"backend": backend, "num_envs": batch, "xla": xla, "cpu_devices": env[DEVICES_ENV_VAR],
                    "error": result.stderr.strip().splitlines()[-1:]}
-            print(f"{backend:<12} {batch:>5} {xla:>8}  failed: {row['error']}")
+            print(f"{backend:<12} {batch:>5} {xla:>8} {env[DEVICES_ENV_VAR]:>7}  failed: {row['error']}")
         else:
             row = {**json.loads(lines[-1]), "xla": xla}
-            print(f"{backend:<12} {batch:>5} {xla:>8} {row['compile_s']:>10} {row['samples_per_s']:>10} "
+            print(f"{backend:<12} {batch:>5} {xla:>8} {row['cpu_devices']:>7} {row['compile_s']:>10} {row['samples_per_s']:>10} "
                   f"{row['iteration_s']:>8} {row['peak_rss_gb']:>8} {row['grad_norm_median']:>10.3g}", flush=True)
             if args.breakdown:
                 print(f"{'':<12} physics alone: forward {row['physics_forward_samples_per_s']} samples/s, with "
@@ -216,8 +227,9 @@ def main() -> int:
         if first is not row and "error" not in first and "error" not in row:
             keys = ["samples_per_s"] + (["physics_forward_samples_per_s", "physics_gradient_samples_per_s"]
                                         if args.breakdown else [])
-            row["speedup"] = {"over": first["xla"], **{k: round(row[k] / first[k], 2) for k in keys}}
-            print(f"{'':<12} over library fusions '{first['xla']}': "
+            row["speedup"] = {"over": first["xla"], "over_cpu_devices": first["cpu_devices"],
+                              **{k: round(row[k] / first[k], 2) for k in keys}}
+            print(f"{'':<12} over library fusions '{first['xla']}' on {first['cpu_devices']} device(s): "
                   + ", ".join(f"{k} {row['speedup'][k]}x" for k in keys), flush=True)
         # Written after every configuration: a slow backend stopped by hand loses nothing.
         out = Path(args.out)
