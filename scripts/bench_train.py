@@ -145,6 +145,7 @@ def _one(backend: str, batch: int, horizon: int, iterations: int, clip: str, sub
         jax.block_until_ready(metrics)
         norms.append(float(metrics.grad_norm))
     elapsed = time.perf_counter() - start
+    split = env_sharding(batch)
     row = {
         "backend": backend, "body": body, "num_envs": batch, "horizon": horizon, "substeps": substeps,
         "compile_s": round(compile_s, 1), "samples_per_s": round(iterations * batch * horizon / elapsed, 1),
@@ -152,7 +153,7 @@ def _one(backend: str, batch: int, horizon: int, iterations: int, clip: str, sub
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 2),
         "grad_norm_median": sorted(norms)[len(norms) // 2], "nonfinite_rate": float(metrics.nonfinite_rate),
         "device": str(jax.devices()[0]), "xla_options": compiler_options(), "cpu_devices": len(jax.devices("cpu")),
-        "env_split": env_sharding(batch).mesh.size if env_sharding(batch) else 1,
+        "env_split": split.mesh.size if split else 1,
     }
     if breakdown:
         row.update(_physics_breakdown(functions, ref, batch, horizon, substeps, repeats=max(1, iterations)))
