@@ -60,6 +60,14 @@ BACKEND_CHARACTER: dict[str, dict] = {
 MAX_TIMESTEP_S: dict[str, float] = {"spring": 1 / 480, "positional": 1 / 480, "generalized": 1 / 480, "mjx": 1 / 1920}
 
 
+# Backends whose steps may run on several JAX CPU devices at once (`diffmimic.train.env_split`).
+# `generalized` and `mjx` factor mass matrices with LAPACK kernels, and a program calling them
+# replicated on two CPU devices (jaxlib 0.10) never returned: preparing a reference on either hung
+# with all threads waiting, where one device prepares it in 8.5 s (`generalized`). They keep one
+# device; `spring` and `positional` do no LAPACK calls.
+CPU_SPLIT_BACKENDS = ("spring", "positional")
+
+
 def check_timestep(backend: str, timestep_s: float) -> float:
     """`timestep_s`, or a ValueError when it is over `MAX_TIMESTEP_S` for `backend`."""
     limit = MAX_TIMESTEP_S[check_backend(backend)]

@@ -37,7 +37,7 @@ from diffmimic.curriculum import start_probabilities, trouble_from_evaluation
 from diffmimic.env import EnvConfig, EnvState, MimicEnv, RefArrays, length_bucket, ref_arrays
 from diffmimic.metrics import EvalMetrics, summarize_rollout
 from diffmimic.mocap.retarget import Reference
-from diffmimic.physics import backend_config, body_config, min_substeps
+from diffmimic.physics import CPU_SPLIT_BACKENDS, backend_config, body_config, min_substeps
 from diffmimic.character.character import Character, make_character
 from diffmimic.character.mjcf import CharacterConfig
 from diffmimic import atomic
@@ -324,13 +324,21 @@ def compiled_functions(config: TrainConfig, character_config: CharacterConfig = 
 
 
 @functools.lru_cache(maxsize=8)
+def env_split(config: TrainConfig):
+    """How the train step splits its environments over JAX CPU devices (`env_sharding`), or None:
+    one device, a GPU, or a backend that must stay on one device (`CPU_SPLIT_BACKENDS`)."""
+    if config.env.backend not in CPU_SPLIT_BACKENDS:
+        return None
+    return env_sharding(config.num_envs)
+
+
 def _compiled_functions(config: TrainConfig, character_config: CharacterConfig) -> CompiledFunctions:
     character = make_character(config=character_config)
     env = MimicEnv(character, config.env)
     policy_init, policy_apply = make_policy_network(env.observation_size, env.action_size, config.hidden)
     optimizer = _optimizer(config)
     traces = {"train_step": 0, "train_step_batch": 0, "eval_rollout": 0, "rollout": 0}
-    sharding = env_sharding(config.num_envs)
+    sharding = env_split(config)
 
     def init(key, total_iterations):
         key, init_key = jax.random.split(key)
@@ -834,7 +842,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MocapError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    sharding = env_sharding(config.num_envs)
+    sharding = env_split(config)
     print(f"training {reference.source} ({reference.num_frames} frames, {reference.duration_s:.2f} s) "
           f"on {config.env.backend}, preset {args.preset}: {config.iterations} iterations x "
           f"{config.num_envs} envs x {config.horizon} steps"

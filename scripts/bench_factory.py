@@ -1,8 +1,10 @@
 """Benchmarks of the Ray factory; each writes a JSON file under bench/.
 
-    python scripts/bench_factory.py sample [--clips 2] [--workers 1] [--preset cpu] [--config-json J]
+    python scripts/bench_factory.py sample [--clips 2] [--workers 1] [--cpus-per-worker 1]
+                                           [--preset cpu] [--config-json J] [--out NAME]
         Real training of sample clips through the factory (local Ray): clips/hour, train-step
-        compiles per worker, worker idle time between clips.
+        compiles per worker, worker idle time between clips, each worker's cores and JAX CPU
+        devices (a worker pinned to C cores splits its environments over C devices).
     python scripts/bench_factory.py scale [--clips 10000] [--trained 300]
         The real coordinator, Ray actors and library with `--clips` synthetic catalog entries
         whose training is replaced by an injected trivial function (a benchmark device, not a
@@ -32,12 +34,12 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = dict(num_envs=2, horizon=4, hidden=(32, 32), eval_every=2, iterations=2)
 
 
-def _write(name: str, data: dict) -> Path:
+def _write(name: str, data: dict, file_name: str | None = None) -> Path:
     out = REPO / "bench"
     out.mkdir(exist_ok=True)
     data = {"benchmark": name, "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
             "command": "python " + " ".join(sys.argv), **data}
-    path = out / f"factory_{name}.json"
+    path = out / (file_name or f"factory_{name}.json")
     path.write_text(json.dumps(data, indent=2, default=str))
     print(json.dumps(data, indent=2, default=str))
     print(f"wrote {path}")
@@ -62,7 +64,8 @@ def bench_sample(args) -> None:
     ray.init(address="local", num_cpus=os.cpu_count(), log_to_driver=False)
     try:
         catalog = build_catalog(spec, max_clips=args.clips)
-        options = FactoryOptions(workers=args.workers, max_attempts=args.max_attempts,
+        options = FactoryOptions(workers=args.workers, cpus_per_worker=args.cpus_per_worker,
+                                 max_attempts=args.max_attempts,
                                  target_pose_error_m=args.target_pose_error_m, compile_cache_dir=cache)
         summary = Coordinator(PolicyLibrary(work / "lib", create=True), catalog, config, options).run()
     finally:
@@ -71,6 +74,7 @@ def bench_sample(args) -> None:
     clips = summary["clips"]
     _write("sample", {
         "config": config.to_dict(), "clips": len(clips), "workers": summary["workers"],
+        "cpus_per_worker": args.cpus_per_worker,
         "elapsed_s": summary["elapsed_s"], "clips_per_hour": summary["clips_per_hour"],
         "counts": summary["counts"], "worker_counters": summary["worker_counters"],
         "worker_idle_s_per_clip": {k: round(v["idle_s"] / max(v["clips"] - 1, 1), 4)
@@ -78,7 +82,7 @@ def bench_sample(args) -> None:
         "per_clip": [{k: c.get(k) for k in ("clip_id", "status", "attempts", "worker_s", "train_s", "pose_error_m")}
                      for c in clips],
         "median_pose_error_m": summary["median_pose_error_m"],
-    })
+    }, args.out)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -221,10 +225,13 @@ def main() -> None:
     p = sub.add_parser("sample")
     p.add_argument("--clips", type=int, default=2)
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--cpus-per-worker", type=float, default=1.0,
+                   help="cores each worker is pinned to, and JAX CPU devices it splits its environments over")
     p.add_argument("--preset", default="cpu")
     p.add_argument("--config-json")
     p.add_argument("--max-attempts", type=int, default=1)
     p.add_argument("--target-pose-error-m", type=float, default=0.04)
+    p.add_argument("--out", help="file name under bench/ (default factory_sample.json)")
     p = sub.add_parser("scale")
     p.add_argument("--clips", type=int, default=10000)
     p.add_argument("--trained", type=int, default=300, help="clips that get a real (tiny) checkpoint put")

@@ -54,9 +54,11 @@ def _physics_breakdown(functions, ref, batch: int, horizon: int, substeps: int, 
     import jax.numpy as jnp
 
     from diffmimic.compile import env_sharding, jit
+    from diffmimic.physics import CPU_SPLIT_BACKENDS
 
     env, last = functions.env, int(ref.length) - 1
-    sharding = env_sharding(batch)  # split as the train step splits its environments
+    # split as the train step splits its environments (`diffmimic.train.env_split`)
+    sharding = env_sharding(batch) if env.config.backend in CPU_SPLIT_BACKENDS else None
     pipe, system = env._pipeline, env.sys
     frames = jnp.arange(batch) % max(last - 1, 1)
     start = jit(jax.vmap(lambda t: pipe.init(system, ref.qpos[t], ref.qvel[t])))(frames)
@@ -118,12 +120,12 @@ def _one(backend: str, batch: int, horizon: int, iterations: int, clip: str, sub
          body: str = "uniform", breakdown: bool = False, profile_dir: str | None = None) -> dict:
     import jax
 
-    from diffmimic.compile import compiler_options, env_sharding
+    from diffmimic.compile import compiler_options
     from diffmimic.env import ref_arrays
     from diffmimic.mocap.retarget import load_reference
     from diffmimic.mocap.sample import write_sample_dataset
     from diffmimic.physics import min_substeps
-    from diffmimic.train import compiled_functions, make_config, make_curriculum, simulated_character
+    from diffmimic.train import compiled_functions, env_split, make_config, make_curriculum, simulated_character
 
     substeps = substeps or max(16, min_substeps(backend))  # 480 Hz, or what the backend needs
     config = make_config("cpu", num_envs=batch, horizon=horizon, iterations=iterations,
@@ -145,7 +147,7 @@ def _one(backend: str, batch: int, horizon: int, iterations: int, clip: str, sub
         jax.block_until_ready(metrics)
         norms.append(float(metrics.grad_norm))
     elapsed = time.perf_counter() - start
-    split = env_sharding(batch)
+    split = env_split(config)
     row = {
         "backend": backend, "body": body, "num_envs": batch, "horizon": horizon, "substeps": substeps,
         "compile_s": round(compile_s, 1), "samples_per_s": round(iterations * batch * horizon / elapsed, 1),

@@ -110,6 +110,7 @@ class ClipTrainer:
             batch_traces += _compiled_functions(*key).trace_counts["train_step_batch"]
         return {"clips": self.clips, "train_step_compiles": traces, "train_step_batch_compiles": batch_traces,
                 "clips_per_worker": self.clips_per_worker, "compile_keys": len(self.compile_keys),
+                "cores": list(self.cores), "cpu_devices": self.cpu_devices,
                 "idle_s": round(self.idle_s, 3), "alive_s": round(time.time() - self.started_at, 3)}
 
     def _status(self, data: dict, clip_id: str | None = None) -> None:

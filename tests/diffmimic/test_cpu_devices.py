@@ -1,6 +1,6 @@
 """A train step's environments split over JAX CPU devices (`diffmimic.compile.use_cpu_cores`,
 `env_sharding`, `jit_over`): it trains as on one device, and its state goes round without a
-second compile.
+second compile; a backend that calls LAPACK stays on one device and still runs.
 
 JAX fixes its CPU devices when it starts, so each device count runs in a process of its own.
 """
@@ -26,7 +26,7 @@ import numpy as np
 from diffmimic.env import ref_arrays
 from diffmimic.mocap.retarget import load_reference
 from diffmimic.mocap.sample import write_sample_dataset
-from diffmimic.train import (compiled_functions, evaluate_policy, make_config, make_curriculum,
+from diffmimic.train import (compiled_functions, env_split, evaluate_policy, make_config, make_curriculum,
                              simulated_character)
 
 config = make_config("cpu", num_envs=4, horizon=6, iterations=3)
@@ -54,7 +54,15 @@ if len(sys.argv) > 2:  # K = 2 slots in one step (a K-slot worker), environments
     states, metrics = functions.train_step_batch(stack_trees([before_second, before_second]), stack_trees([ref, ref]),
                                                  stack_trees([curriculum, curriculum]))
     batch_loss = np.asarray(metrics.loss).tolist()
-print(json.dumps({"batch_loss": batch_loss,
+lapack = None
+if len(sys.argv) > 2:  # a backend whose step calls LAPACK stays on one device, and its reference prepares
+    # (replicated on two devices, this preparation never returned)
+    lapack_config = make_config("cpu", num_envs=4, horizon=6, iterations=3, env={"backend": "generalized"})
+    lapack_ref = compiled_functions(lapack_config).prepared(ref_arrays(
+        load_reference(clip, character=simulated_character(lapack_config))))
+    lapack = {"split": env_split(lapack_config) is not None,
+              "finite": bool(np.isfinite(np.asarray(lapack_ref.physics.q)).all())}
+print(json.dumps({"batch_loss": batch_loss, "lapack": lapack,
     "devices": len(jax.devices()), "split": sharding.mesh.size if sharding else 1,
     "first_loss": float(first.loss), "second_loss": float(second.loss),
     "params": [leaf.ravel()[:64].tolist() for leaf in params],
@@ -88,3 +96,5 @@ def test_environments_split_over_two_cpu_devices_train_as_on_one():
     assert np.isfinite(two["second_loss"]) and np.isfinite(two["pose_error_m"])
     # Two slots of the same clip and state: each slot's loss is that state's next loss.
     np.testing.assert_allclose(two["batch_loss"], [two["second_loss"]] * 2, rtol=1e-3)
+    # `generalized` (LAPACK in its step) is not split, and with two devices it still runs.
+    assert two["lapack"] == {"split": False, "finite": True}
