@@ -29,9 +29,10 @@ from typing import Callable, Iterable, Iterator
 import jax
 import jax.numpy as jnp
 
-from diffmimic.env import length_bucket
+from diffmimic.env import length_bucket, ref_arrays
 from diffmimic.mocap.retarget import Reference
-from diffmimic.train import ClipRun, IterationMetrics, TrainConfig, TrainResult, compile_key, compiled_functions
+from diffmimic.train import (ClipRun, IterationMetrics, TrainConfig, TrainResult, compile_key, compiled_functions,
+                             make_curriculum)
 
 
 @dataclasses.dataclass
@@ -208,3 +209,87 @@ def train_many(tasks: Iterable[ClipTask], config: TrainConfig, slots: int,
         if not batch.active:
             return
         yield from batch.step()
+
+
+# -- how many slots fill a device ------------------------------------------------------------
+def _device_memory() -> tuple[int | None, int | None]:
+    """(peak bytes in use so far, bytes the device can hold) of JAX's first device; None where
+    the device does not say (a CPU)."""
+    stats = jax.devices()[0].memory_stats() or {}
+    return stats.get("peak_bytes_in_use"), stats.get("bytes_limit")
+
+
+def slot_throughput(config: TrainConfig, reference: Reference, slots: int, iterations: int = 2) -> dict:
+    """One point of the throughput curve: `train_step_batch` over `slots` copies of `reference`
+    compiled (or loaded from the cache), then `iterations` batched iterations timed. Returns
+    slots, compile_s, iteration_s, samples_per_s (environment steps of all slots per second),
+    peak_bytes and bytes_limit of the device (None on a CPU)."""
+    functions = compiled_functions(config)
+    ref = functions.prepared(ref_arrays(reference))
+    curriculum = make_curriculum(config, reference.num_frames, ref.bucket)
+    keys = jax.random.split(jax.random.PRNGKey(config.seed), slots)
+    states = stack_trees([functions.init(key, config.iterations) for key in keys])
+    refs, curricula = stack_trees([ref] * slots), stack_trees([curriculum] * slots)
+    start = time.perf_counter()
+    states, metrics = functions.train_step_batch(states, refs, curricula)
+    jax.block_until_ready(metrics)
+    compile_s = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(iterations):
+        states, metrics = functions.train_step_batch(states, refs, curricula)
+        jax.block_until_ready(metrics)
+    iteration_s = (time.perf_counter() - start) / iterations
+    peak, limit = _device_memory()
+    return {"slots": slots, "compile_s": round(compile_s, 2), "iteration_s": round(iteration_s, 4),
+            "samples_per_s": round(slots * config.num_envs * config.horizon / iteration_s, 1),
+            "peak_bytes": peak, "bytes_limit": limit}
+
+
+def choose_slots(curve: list[dict], min_gain: float = 1.1) -> int:
+    """The K of a throughput curve (points in increasing K) past which more slots stop paying:
+    the last point whose samples/s beat the previously chosen one's by `min_gain`."""
+    if not curve:
+        raise ValueError("choose_slots: empty curve")
+    best = curve[0]
+    for point in curve[1:]:
+        if point["samples_per_s"] < best["samples_per_s"] * min_gain:
+            break
+        best = point
+    return int(best["slots"])
+
+
+def _out_of_memory(err: Exception) -> bool:
+    text = f"{type(err).__name__}: {err}"
+    return "RESOURCE_EXHAUSTED" in text or "Out of memory" in text or "out of memory" in text
+
+
+def measure_slots(config: TrainConfig, reference: Reference, max_slots: int = 64, min_gain: float = 1.1,
+                  memory_fraction: float = 0.8, progress: Callable[[str], None] | None = None) -> tuple[int, list[dict]]:
+    """How many clips one compiled step should train at once on this device: K = 1, 2, 4, ...
+    (`slot_throughput` on `reference`) until samples/s grow by less than `min_gain`, twice the
+    measured peak memory would pass `memory_fraction` of the device's, the device runs out of
+    memory, or `max_slots`. Returns (`choose_slots` of the curve, the curve)."""
+    curve: list[dict] = []
+    slots = 1
+    while slots <= max_slots:
+        if progress:
+            progress(f"measuring {slots} clip(s) per step: compiling and timing")
+        try:
+            point = slot_throughput(config, reference, slots)
+        except Exception as err:  # noqa: BLE001 - out of device memory ends the curve, anything else is raised
+            if not curve or not _out_of_memory(err):
+                raise
+            curve.append({"slots": slots, "error": "out of memory"})
+            break
+        curve.append(point)
+        if progress:
+            progress(f"{slots} clip(s) per step: {point['samples_per_s']:.0f} samples/s, "
+                     f"{point['iteration_s']:.3f} s per iteration")
+        gained = len(curve) == 1 or point["samples_per_s"] >= min_gain * max(
+            p["samples_per_s"] for p in curve[:-1] if "samples_per_s" in p)
+        full = bool(point["peak_bytes"] and point["bytes_limit"]
+                    and 2 * point["peak_bytes"] > memory_fraction * point["bytes_limit"])
+        if not gained or full:
+            break
+        slots *= 2
+    return choose_slots([p for p in curve if "samples_per_s" in p], min_gain), curve

@@ -323,7 +323,6 @@ def compiled_functions(config: TrainConfig, character_config: CharacterConfig = 
     return _compiled_functions(compile_key(config), simulated_character_config(config, character_config))
 
 
-@functools.lru_cache(maxsize=8)
 def env_split(config: TrainConfig):
     """How the train step splits its environments over JAX CPU devices (`env_sharding`), or None:
     one device, a GPU, or a backend that must stay on one device (`CPU_SPLIT_BACKENDS`)."""
@@ -332,6 +331,7 @@ def env_split(config: TrainConfig):
     return env_sharding(config.num_envs)
 
 
+@functools.lru_cache(maxsize=8)
 def _compiled_functions(config: TrainConfig, character_config: CharacterConfig) -> CompiledFunctions:
     character = make_character(config=character_config)
     env = MimicEnv(character, config.env)

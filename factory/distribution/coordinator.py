@@ -52,9 +52,10 @@ from typing import Callable
 
 import ray
 
+from diffmimic import atomic
 from diffmimic.warmstart import MAX_DONOR_DISTANCE_M, prune_pool, reference_signature
 from factory.distribution.catalog import Catalog, CatalogEntry
-from factory.distribution.worker import remote_trainer
+from factory.distribution.worker import remote_probe, remote_trainer
 from factory.library import PolicyLibrary
 
 WORK_DIR = ".factory"  # under the library root: scratch checkpoints, worker status, catalog cache
@@ -79,8 +80,11 @@ class FactoryOptions:
         (`factory.distribution.affinity`): unpinned, XLA spreads every actor over all cores and
         two workers on two cores each ran a train step ~1.5x slower.
       clips_per_worker: K clips trained at once by each actor in one compiled step
-        (`diffmimic.multiclip`): K calls in flight per actor. 1 (the default) trains one clip
-        at a time; the right K for a GPU comes from `scripts/bench_multiclip.py throughput`.
+        (`diffmimic.multiclip`): K calls in flight per actor. 0 (auto, the default): 1 on CPU workers; on GPU
+        workers the K past which the batched step's samples/s stop growing by 10 % (or memory
+        runs short), measured once on the first queued clip by a probe task on a worker's
+        resources and kept in `work_dir/clips_per_worker.json` for later runs of the same
+        config, bucket and resources (`factory.distribution.worker.probe_clips_per_worker`).
       tasks_per_worker: calls queued per actor (2: the next clip waits in the actor's queue). With
         `warm_start_similar` one: a call's donors are fixed when it is sent, so a clip sent
         ahead would miss the policies of the clips converging while it waits (the round trip
@@ -113,7 +117,8 @@ class FactoryOptions:
     cpus_per_worker: float = 1.0
     pin_cpus: bool = True
     tasks_per_worker: int = 2
-    clips_per_worker: int = 1
+    clips_per_worker: int = 0
+    max_clips_per_worker: int = 64  # the largest K the auto probe tries
     checkpoint_every: int = 50
     max_lost: int = 3
     progress_every_s: float = 30.0
@@ -215,6 +220,8 @@ class Coordinator:
         self.start_time = 0.0
         self._pin_cores = 0
         self._last_progress = 0.0
+        self.clips_per_worker = max(1, options.clips_per_worker)  # K, once `auto` is resolved
+        self.slots_probe: dict | None = None  # what the auto probe measured (or found cached)
 
     # ------------------------------------------------------------------------------------------
     def _cluster_plan(self) -> tuple[int, float]:
@@ -245,9 +252,10 @@ class Coordinator:
     def _start_workers(self) -> None:
         count, gpus_per_worker = self._cluster_plan()
         count = min(count, max(1, len(self.queue)))
+        self.clips_per_worker = self._resolve_clips_per_worker(gpus_per_worker)
         self._actor_class = remote_trainer(num_gpus=gpus_per_worker, num_cpus=self.options.cpus_per_worker,
                                            resources=self.options.worker_resources,
-                                           clips_per_worker=self.options.clips_per_worker)
+                                           clips_per_worker=self.clips_per_worker)
         cache = self._compile_cache_dir()
         self._pin_cores = (max(1, int(self.options.cpus_per_worker))
                            if self.options.pin_cpus and gpus_per_worker == 0 else 0)
@@ -256,10 +264,56 @@ class Coordinator:
         self.progress(f"factory: {count} worker(s), {gpus_per_worker:g} GPU and "
                       f"{self.options.cpus_per_worker:g} CPU each; compilation cache {cache or '(worker default)'}")
 
+    def _resolve_clips_per_worker(self, gpus_per_worker: float) -> int:
+        """K: the option when given; with `auto` (0), 1 on CPU workers, else the probe's K."""
+        if self.options.clips_per_worker >= 1:
+            return self.options.clips_per_worker
+        if gpus_per_worker == 0 or not self.queue or self.train_fn is not None:
+            return 1
+        from diffmimic.env import length_bucket
+        from diffmimic.train import TrainConfig, compile_key
+
+        task = {k: v for k, v in self._task(self.queue[0], 1).items() if k in ("clip_id", "path", "config")}
+        config = TrainConfig.from_dict(task["config"])
+        cache_key = json.dumps({"config": compile_key(config).to_dict(), "gpus_per_worker": gpus_per_worker,
+                                "cpus_per_worker": self.options.cpus_per_worker,
+                                "resources": self.options.worker_resources or {},
+                                "bucket": length_bucket(int((self.clips[task["clip_id"]].entry.duration_s or 0)
+                                                            * config.env.control_hz) + 1),
+                                "max_slots": self.options.max_clips_per_worker}, sort_keys=True)
+        cache = self.work_dir / "clips_per_worker.json"
+        try:
+            known = json.loads(cache.read_text()) if cache.exists() else {}
+        except (OSError, ValueError):
+            known = {}
+        if cache_key in known:
+            self.slots_probe = {**known[cache_key], "cached": True}
+            self.progress(f"factory: {self.slots_probe['slots']} clips per worker (measured before on "
+                          f"{self.slots_probe['device']}, {cache})")
+            return int(self.slots_probe["slots"])
+        self.progress(f"factory: measuring how many clips a worker trains at once on {gpus_per_worker:g} GPU "
+                      f"(K = 1, 2, 4, ... on {task['clip_id']}; compiles one step per K)")
+        probe = remote_probe(num_gpus=gpus_per_worker, num_cpus=self.options.cpus_per_worker,
+                             resources=self.options.worker_resources)
+        try:
+            self.slots_probe = ray.get(probe.remote(task, self._compile_cache_dir(), self.options.max_clips_per_worker))
+        except Exception as err:  # noqa: BLE001 - no measurement: train one clip at a time
+            self.progress(f"factory: the clips-per-worker probe failed ({type(err).__name__}: "
+                          f"{str(err).strip().splitlines()[-1] if str(err).strip() else ''}); 1 clip per worker")
+            self.slots_probe = {"slots": 1, "error": f"{type(err).__name__}: {err}"[:500]}
+            return 1
+        curve = ", ".join(f"K={p['slots']}: {p['samples_per_s']:.0f}" for p in self.slots_probe["curve"]
+                          if "samples_per_s" in p)
+        self.progress(f"factory: {self.slots_probe['slots']} clips per worker on {self.slots_probe['device']} "
+                      f"(samples/s {curve})")
+        known[cache_key] = self.slots_probe
+        atomic.write_json(cache, known)
+        return int(self.slots_probe["slots"])
+
     def _new_worker(self, index: int):
         return self._actor_class.remote(index, str(self.work_dir), self._compile_cache_dir(),
                                         self.options.checkpoint_every, self.train_fn, self._pin_cores,
-                                        self.options.clips_per_worker)
+                                        self.clips_per_worker)
 
     # ------------------------------------------------------------------------------------------
     def _plan(self) -> None:
@@ -340,8 +394,8 @@ class Coordinator:
     def _submit(self) -> None:
         warm_starts = self.options.warm_start_similar and self.train_fn is None  # (as in `run`)
         depth = 1 if warm_starts else max(1, self.options.tasks_per_worker)
-        if self.options.clips_per_worker > 1:  # one call per slot, all training at once
-            depth = self.options.clips_per_worker
+        if self.clips_per_worker > 1:  # one call per slot, all training at once
+            depth = self.clips_per_worker
         available = [i for i in range(len(self.workers)) if i not in self.unavailable]
         while self.queue and available:
             index = min(available, key=lambda i: self.worker_load[i])
@@ -511,7 +565,7 @@ class Coordinator:
         eta = (total - done) / rate * 3600 if rate > 0 else float("inf")
         median = f"{statistics.median(self.pose_errors):.3f} m" if self.pose_errors else "-"
         # A worker trains one clip, or one per slot; the others wait in its queue.
-        running = sum(min(load, max(1, self.options.clips_per_worker)) for load in self.worker_load)
+        running = sum(min(load, self.clips_per_worker) for load in self.worker_load)
         queued = len(self.queue) + in_flight - running
         return (f"done {done}/{total}  converged {self.counts['converged']}  best_effort {self.counts['best_effort']}  "
                 f"failed {self.counts['failed']}  running {running}  queued {queued}  "
@@ -611,6 +665,7 @@ class Coordinator:
             "median_pose_error_m": statistics.median(self.pose_errors) if self.pose_errors else None,
             "lost_calls": self.lost_calls, "workers": len(self.workers),
             "worker_counters": {str(k): v for k, v in sorted(self.worker_counters.items())},
+            "clips_per_worker": self.clips_per_worker, "clips_per_worker_probe": self.slots_probe,
             "scheduling_s": round(self.scheduling_s, 4), "library_write_s": round(self.library_s, 4),
             "driver_peak_rss_mb": round(driver_rss_mb(), 1),
             "work_dir": str(self.work_dir), "snapshot": self.published,

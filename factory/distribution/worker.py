@@ -377,3 +377,29 @@ def remote_trainer(num_gpus: float = 0.0, num_cpus: float = 1.0, max_restarts: i
     concurrency = {} if clips_per_worker <= 1 else {"max_concurrency": int(clips_per_worker) + 2}
     return ray.remote(ClipTrainer).options(num_gpus=num_gpus, num_cpus=num_cpus, max_restarts=max_restarts,
                                            max_task_retries=0, resources=resources or None, **concurrency)
+
+
+def probe_clips_per_worker(task: dict, compile_cache_dir: str | None = None, max_slots: int = 64) -> dict:
+    """How many clips a worker of these resources trains at once (`--clips-per-worker auto` on a
+    GPU): the throughput curve of the batched step on `task`'s clip
+    (`diffmimic.multiclip.measure_slots`). Returns {"slots", "curve", "device", "clip_id"}."""
+    import jax
+
+    from diffmimic.mocap.motion import retry_transient
+    from diffmimic.mocap.retarget import load_reference
+    from diffmimic.multiclip import measure_slots
+    from diffmimic.train import TrainConfig, enable_compilation_cache, simulated_character
+
+    enable_compilation_cache(compile_cache_dir)  # the chosen K's compile is then the workers' to load
+    config = TrainConfig.from_dict(task["config"])
+    reference = retry_transient(load_reference, task["path"], fps=config.env.control_hz,
+                                character=simulated_character(config))
+    slots, curve = measure_slots(config, reference, max_slots=max_slots)
+    return {"slots": slots, "curve": curve, "device": str(jax.devices()[0].device_kind), "clip_id": task["clip_id"]}
+
+
+def remote_probe(num_gpus: float = 0.0, num_cpus: float = 1.0, resources: dict | None = None):
+    """`probe_clips_per_worker` as a Ray task on a worker's resources, in a process of its own
+    that exits after it (`max_calls=1`), so the device memory it used is free for the workers."""
+    return ray.remote(num_gpus=num_gpus, num_cpus=num_cpus, max_calls=1, max_retries=0,
+                      resources=resources or None)(probe_clips_per_worker)

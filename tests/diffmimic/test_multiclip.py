@@ -100,3 +100,16 @@ def test_a_task_that_cannot_join_the_batch_is_reported_not_raised(references):
     assert isinstance(finished[0][1], ValueError) and "config" in str(finished[0][1])
     with pytest.raises(ValueError, match="slots"):
         list(train_many([], base, slots=0))
+
+
+def test_choose_slots_takes_the_last_k_that_still_paid():
+    from diffmimic.multiclip import choose_slots
+
+    curve = lambda *rates: [{"slots": 2 ** i, "samples_per_s": r} for i, r in enumerate(rates)]
+    assert choose_slots(curve(100, 190, 300, 310)) == 4  # 8 slots gained 3 %: not worth its memory
+    assert choose_slots(curve(100, 105)) == 1
+    assert choose_slots(curve(100, 200, 150, 400)) == 2  # the first K that stopped paying ends it
+    assert choose_slots(curve(100, 111, 123)) == 4  # 11 % each time still pays
+    assert choose_slots(curve(100)) == 1
+    with pytest.raises(ValueError):
+        choose_slots([])

@@ -93,6 +93,8 @@ def test_sample_dataset_end_to_end(local_ray, tmp_path, sample_clips, tiny_confi
     # One compile (or cache load) of the train step per worker: attempt 2 only changes data.
     for counters in summary["worker_counters"].values():
         assert counters["train_step_compiles"] == 1, summary["worker_counters"]
+    # `--clips-per-worker auto` (the default) on CPU workers: one clip at a time, nothing measured.
+    assert summary["clips_per_worker"] == 1 and summary["clips_per_worker_probe"] is None
     # Attempt 2 started from attempt 1's policy, not from scratch.
     for clip in summary["clips"]:
         assert clip["warm_starts"] == [[2, "attempt 1"]], clip
@@ -223,6 +225,30 @@ def test_a_similar_converged_library_policy_warm_starts_a_clip(local_ray, tmp_pa
     # Without them the next clip waits in the worker's queue (tasks_per_worker 2): both sent at once.
     first, second = sorted(summary["clips"], key=lambda clip: clip["sent_s"])
     assert second["sent_s"] < first["finished_s"], summary["clips"]
+
+
+def test_the_clips_per_worker_probe_measures_the_batched_steps_throughput_in_a_ray_task(
+        local_ray, sample_clips, tiny_config):
+    """The probe behind `--clips-per-worker auto` on GPU workers, run here on a CPU: a Ray task
+    compiles and times the K-slot step for K = 1, 2 and picks K from that curve."""
+    from diffmimic.multiclip import choose_slots
+    from factory.distribution.worker import remote_probe
+
+    task = {"clip_id": "sample/squat_poses", "path": str(sample_clips["squat"]), "config": tiny_config.to_dict()}
+    out = ray.get(remote_probe(num_gpus=0, num_cpus=1).remote(task, jax_cache(), 2), timeout=900)
+    curve = out["curve"]
+    assert curve[0]["slots"] == 1 and [p["slots"] for p in curve] in ([1], [1, 2]), curve
+    for point in curve:  # really timed: an iteration takes time, and K slots step K x the samples
+        assert point["iteration_s"] > 0 and point["compile_s"] > 0
+        expected = point["slots"] * tiny_config.num_envs * tiny_config.horizon / point["iteration_s"]
+        assert point["samples_per_s"] == pytest.approx(expected, rel=1e-2)
+    assert out["slots"] == choose_slots(curve) and out["clip_id"] == task["clip_id"] and out["device"]
+
+
+def jax_cache() -> str:
+    import jax
+
+    return jax.config.jax_compilation_cache_dir
 
 
 def test_a_worker_trains_k_clips_at_once_in_one_compiled_step(local_ray, tmp_path, sample_clips, tiny_config):
