@@ -17,6 +17,10 @@ coordinator sends them); `train_many` feeds it from an iterable.
 
 A clip trained in a slot gets the parameters and metrics it gets trained alone with the same
 config and seed, to float tolerance (tests/diffmimic/test_multiclip.py).
+
+`measure_slots` finds the K that fills a device: the throughput curve of the batched step
+(`slot_throughput`) for K = 1, 2, 4, ... and the last K that still paid (`choose_slots`); the
+factory's `--clips-per-worker auto` runs it on GPU workers.
 """
 
 from __future__ import annotations
@@ -264,7 +268,8 @@ def _out_of_memory(err: Exception) -> bool:
 
 
 def measure_slots(config: TrainConfig, reference: Reference, max_slots: int = 64, min_gain: float = 1.1,
-                  memory_fraction: float = 0.8, progress: Callable[[str], None] | None = None) -> tuple[int, list[dict]]:
+                  memory_fraction: float = 0.8,
+                  progress: Callable[[str], None] | None = None) -> tuple[int, list[dict]]:
     """How many clips one compiled step should train at once on this device: K = 1, 2, 4, ...
     (`slot_throughput` on `reference`) until samples/s grow by less than `min_gain`, twice the
     measured peak memory would pass `memory_fraction` of the device's, the device runs out of

@@ -80,11 +80,11 @@ class FactoryOptions:
         (`factory.distribution.affinity`): unpinned, XLA spreads every actor over all cores and
         two workers on two cores each ran a train step ~1.5x slower.
       clips_per_worker: K clips trained at once by each actor in one compiled step
-        (`diffmimic.multiclip`): K calls in flight per actor. 0 (auto, the default): 1 on CPU workers; on GPU
-        workers the K past which the batched step's samples/s stop growing by 10 % (or memory
-        runs short), measured once on the first queued clip by a probe task on a worker's
-        resources and kept in `work_dir/clips_per_worker.json` for later runs of the same
-        config, bucket and resources (`factory.distribution.worker.probe_clips_per_worker`).
+        (`diffmimic.multiclip`): K calls in flight per actor. 0 (auto, the default): 1 on CPU
+        workers; on GPU workers the K past which the batched step's samples/s stop growing by
+        10 % (or memory runs short), measured once on the first queued clip by a probe task on
+        a worker's resources and kept in `work_dir/clips_per_worker.json` for later runs of the
+        same config, bucket and resources (`factory.distribution.worker.probe_clips_per_worker`).
       tasks_per_worker: calls queued per actor (2: the next clip waits in the actor's queue). With
         `warm_start_similar` one: a call's donors are fixed when it is sent, so a clip sent
         ahead would miss the policies of the clips converging while it waits (the round trip
