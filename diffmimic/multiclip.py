@@ -223,17 +223,24 @@ def _device_memory() -> tuple[int | None, int | None]:
     return stats.get("peak_bytes_in_use"), stats.get("bytes_limit")
 
 
-def slot_throughput(config: TrainConfig, reference: Reference, slots: int, iterations: int = 2) -> dict:
-    """One point of the throughput curve: `train_step_batch` over `slots` copies of `reference`
-    compiled (or loaded from the cache), then `iterations` batched iterations timed. Returns
-    slots, compile_s, iteration_s, samples_per_s (environment steps of all slots per second),
-    peak_bytes and bytes_limit of the device (None on a CPU)."""
+def slot_throughput(config: TrainConfig, references: Reference | list[Reference], slots: int,
+                    iterations: int = 2) -> dict:
+    """One point of the throughput curve: `train_step_batch` over `slots` slots (slot k trains
+    `references[k % len(references)]`, one length bucket, with seed `config.seed + k`) compiled
+    (or loaded from the cache), then `iterations` batched iterations timed. Returns slots,
+    compile_s, iteration_s, samples_per_s (environment steps of all slots per second),
+    nonfinite_rate, and peak_bytes and bytes_limit of the device (None on a CPU)."""
+    references = [references] if isinstance(references, Reference) else list(references)
     functions = compiled_functions(config)
-    ref = functions.prepared(ref_arrays(reference))
-    curriculum = make_curriculum(config, reference.num_frames, ref.bucket)
-    keys = jax.random.split(jax.random.PRNGKey(config.seed), slots)
-    states = stack_trees([functions.init(key, config.iterations) for key in keys])
-    refs, curricula = stack_trees([ref] * slots), stack_trees([curriculum] * slots)
+    prepared = [functions.prepared(ref_arrays(r)) for r in references]
+    if len({p.bucket for p in prepared}) > 1:
+        raise ValueError("slot_throughput: the references span several length buckets")
+    refs = [prepared[k % len(prepared)] for k in range(slots)]
+    frames = [references[k % len(references)].num_frames for k in range(slots)]
+    states = stack_trees([functions.init(jax.random.PRNGKey(config.seed + k), config.iterations)
+                          for k in range(slots)])
+    curricula = stack_trees([make_curriculum(config, n, ref.bucket) for n, ref in zip(frames, refs)])
+    refs = stack_trees(refs)
     start = time.perf_counter()
     states, metrics = functions.train_step_batch(states, refs, curricula)
     jax.block_until_ready(metrics)
@@ -246,7 +253,7 @@ def slot_throughput(config: TrainConfig, reference: Reference, slots: int, itera
     peak, limit = _device_memory()
     return {"slots": slots, "compile_s": round(compile_s, 2), "iteration_s": round(iteration_s, 4),
             "samples_per_s": round(slots * config.num_envs * config.horizon / iteration_s, 1),
-            "peak_bytes": peak, "bytes_limit": limit}
+            "nonfinite_rate": float(jnp.mean(metrics.nonfinite_rate)), "peak_bytes": peak, "bytes_limit": limit}
 
 
 def choose_slots(curve: list[dict], min_gain: float = 1.1) -> int:

@@ -56,41 +56,23 @@ def _peak_memory_gb() -> float:
 
 
 def _one_throughput(preset: str, slots: int, iterations: int, data_root: str) -> dict:
-    import jax
-
     from diffmimic.env import length_bucket
     from diffmimic.mocap.retarget import load_reference
-    from diffmimic.multiclip import stack_trees
-    from diffmimic.train import ClipRun, compiled_functions, enable_compilation_cache, make_config
+    from diffmimic.multiclip import slot_throughput
+    from diffmimic.train import enable_compilation_cache, make_config
 
     enable_compilation_cache()
     config = make_config(preset)
-    functions = compiled_functions(config)
     references = [load_reference(p, fps=config.env.control_hz) for p in _clips(data_root, None)]
     bucket = max(set(length_bucket(r.num_frames) for r in references),
                  key=lambda b: sum(length_bucket(r.num_frames) == b for r in references))
     references = [r for r in references if length_bucket(r.num_frames) == bucket]
-    runs = []
-    for k in range(slots):
-        run = ClipRun(functions, references[k % len(references)], make_config(preset, seed=k))
-        run.begin(run.evaluate(run.state.params, run.state.normaliser))
-        runs.append(run)
-    states, refs, curricula = (stack_trees([getattr(r, f) for r in runs]) for f in ("state", "ref", "curriculum"))
-    start = time.perf_counter()
-    states, metrics = functions.train_step_batch(states, refs, curricula)
-    jax.block_until_ready(metrics)
-    compile_s = time.perf_counter() - start
-    start = time.perf_counter()
-    for _ in range(iterations):
-        states, metrics = functions.train_step_batch(states, refs, curricula)
-        jax.block_until_ready(metrics)
-    iteration_s = (time.perf_counter() - start) / iterations
+    point = slot_throughput(config, references, slots, iterations)
     platform_name, kind = _device()
     return {"slots": slots, "bucket": bucket, "num_envs": config.num_envs, "horizon": config.horizon,
-            "compile_s": round(compile_s, 1), "iteration_s": round(iteration_s, 3),
-            "samples_per_s": round(slots * config.num_envs * config.horizon / iteration_s, 1),
-            "peak_memory_gb": _peak_memory_gb(), "device": kind, "platform": platform_name,
-            "nonfinite_rate": float(metrics.nonfinite_rate.mean())}
+            "compile_s": round(point["compile_s"], 1), "iteration_s": round(point["iteration_s"], 3),
+            "samples_per_s": point["samples_per_s"], "peak_memory_gb": _peak_memory_gb(), "device": kind,
+            "platform": platform_name, "nonfinite_rate": point["nonfinite_rate"]}
 
 
 def _write(path: Path, data: dict) -> None:
