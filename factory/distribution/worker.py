@@ -97,6 +97,7 @@ class ClipTrainer:
         return {"index": self.index, "pid": os.getpid(), "host": socket.gethostname(),
                 "devices": [str(d) for d in jax.devices()], "cache_dir": self.cache_dir,
                 "gpu_ids": [str(g) for g in ray.get_gpu_ids()], "cores": list(self.cores),
+                "gpu_memory_fraction": os.environ.get("XLA_PYTHON_CLIENT_MEM_FRACTION"),
                 "affinity": sorted(os.sched_getaffinity(0)), **self.counters()}
 
     def counters(self) -> dict:
@@ -366,6 +367,21 @@ def _to_numpy(result):
                                normaliser=jax.device_get(result.normaliser))
 
 
+def gpu_memory_env(num_gpus: float) -> dict[str, str]:
+    """Environment variables for a process given `num_gpus` GPUs. JAX takes 75 % of a GPU's
+    memory when it starts, so a second process sharing the GPU (a fraction per actor) would run
+    out of memory: a fraction gets that share of the memory instead (95 % of it, the rest is left
+    for each process's CUDA context)."""
+    if 0 < num_gpus < 1:
+        return {"XLA_PYTHON_CLIENT_MEM_FRACTION": f"{0.95 * num_gpus:.4f}"}
+    return {}
+
+
+def _gpu_options(num_gpus: float) -> dict:
+    env = gpu_memory_env(num_gpus)
+    return {"runtime_env": {"env_vars": env}} if env else {}
+
+
 def remote_trainer(num_gpus: float = 0.0, num_cpus: float = 1.0, max_restarts: int = -1,
                    resources: dict | None = None, clips_per_worker: int = 1):
     """The Ray actor class of `ClipTrainer` with its resources.
@@ -376,7 +392,8 @@ def remote_trainer(num_gpus: float = 0.0, num_cpus: float = 1.0, max_restarts: i
     thread's compiled step), with room beside them for `counters` pings."""
     concurrency = {} if clips_per_worker <= 1 else {"max_concurrency": int(clips_per_worker) + 2}
     return ray.remote(ClipTrainer).options(num_gpus=num_gpus, num_cpus=num_cpus, max_restarts=max_restarts,
-                                           max_task_retries=0, resources=resources or None, **concurrency)
+                                           max_task_retries=0, resources=resources or None, **concurrency,
+                                           **_gpu_options(num_gpus))
 
 
 def probe_clips_per_worker(task: dict, compile_cache_dir: str | None = None, max_slots: int = 64) -> dict:
@@ -402,4 +419,4 @@ def remote_probe(num_gpus: float = 0.0, num_cpus: float = 1.0, resources: dict |
     """`probe_clips_per_worker` as a Ray task on a worker's resources, in a process of its own
     that exits after it (`max_calls=1`), so the device memory it used is free for the workers."""
     return ray.remote(num_gpus=num_gpus, num_cpus=num_cpus, max_calls=1, max_retries=0,
-                      resources=resources or None)(probe_clips_per_worker)
+                      resources=resources or None, **_gpu_options(num_gpus))(probe_clips_per_worker)

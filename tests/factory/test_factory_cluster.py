@@ -8,6 +8,7 @@ them on the GPU nodes (never on the CPU head), where JAX runs on the CPU.
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 
 import pytest
@@ -42,8 +43,17 @@ def test_gpu_workers_are_placed_on_gpu_nodes(gpu_cluster, tmp_path, sample_clips
     spec = dataclasses.replace(load_dataset_spec("sample"), root=data, generate=None)
     library = PolicyLibrary(tmp_path / "head-local" / "lib", create=True)
     shared = tmp_path / "shared"  # as /mnt/shared in cluster.yaml
-    options = FactoryOptions(max_attempts=1, work_dir=str(shared / "work"), publish_dir=str(shared / "lib"))
+    options = FactoryOptions(max_attempts=1, work_dir=str(shared / "work"), publish_dir=str(shared / "lib"),
+                             max_clips_per_worker=2)
     summary = Coordinator(library, build_catalog(spec), tiny_config, options, progress=None).run()
+
+    # `--clips-per-worker auto` on GPU workers: a probe task measured K = 1 (and 2) and the
+    # workers took its K; the curve is kept for the next run.
+    probe = summary["clips_per_worker_probe"]
+    assert probe["curve"][0]["slots"] == 1 and all(p["samples_per_s"] > 0 for p in probe["curve"]), probe
+    assert summary["clips_per_worker"] == probe["slots"] in (1, 2)
+    assert all(c["clips_per_worker"] == probe["slots"] for c in summary["worker_counters"].values())
+    assert json.loads((shared / "work" / "clips_per_worker.json").read_text())
 
     assert summary["workers"] == 2  # one per GPU, chosen from the cluster's resources
     assert summary["counts"] == {"best_effort": 3}
@@ -62,3 +72,11 @@ def test_gpu_workers_are_placed_on_gpu_nodes(gpu_cluster, tmp_path, sample_clips
     assert reader.read_only and summary["snapshot"]["rows"] == 3
     assert reader.query(all_versions=True) == library.query(all_versions=True)
     assert reader.verify(load=False).ok
+
+    # Actors sharing a GPU each take their share of its memory, not JAX's default 75 % of it.
+    from factory.distribution.worker import remote_trainer
+
+    half = remote_trainer(num_gpus=0.5).remote(9, str(tmp_path / "work9"))
+    info = ray.get(half.info.remote(), timeout=120)
+    assert info["gpu_memory_fraction"] == "0.4750" and info["gpu_ids"], info
+    ray.kill(half)
