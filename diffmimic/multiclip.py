@@ -297,11 +297,10 @@ def measure_slots(config: TrainConfig, reference: Reference, max_slots: int = 64
         if progress:
             progress(f"{slots} clip(s) per step: {point['samples_per_s']:.0f} samples/s, "
                      f"{point['iteration_s']:.3f} s per iteration")
-        gained = len(curve) == 1 or point["samples_per_s"] >= min_gain * max(
-            p["samples_per_s"] for p in curve[:-1] if "samples_per_s" in p)
+        paid = choose_slots(curve, min_gain) == slots
         full = bool(point["peak_bytes"] and point["bytes_limit"]
                     and 2 * point["peak_bytes"] > memory_fraction * point["bytes_limit"])
-        if not gained or full:
+        if not paid or full:
             break
         slots *= 2
     return choose_slots([p for p in curve if "samples_per_s" in p], min_gain), curve
