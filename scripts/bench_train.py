@@ -48,17 +48,15 @@ def _timed(fn, *args, repeats: int) -> tuple[float, float]:
     return first, (time.perf_counter() - start) / repeats
 
 
-def _physics_breakdown(functions, ref, batch: int, horizon: int, substeps: int, repeats: int) -> dict:
-    """Samples/s of the physics alone over the train step's rollouts: forward, and with its gradient."""
+def _physics_breakdown(functions, ref, batch: int, horizon: int, substeps: int, repeats: int, sharding) -> dict:
+    """Samples/s of the physics alone over the train step's rollouts: forward, and with its gradient;
+    its environments split with `sharding`, as the train step splits them (`diffmimic.train.env_split`)."""
     import jax
     import jax.numpy as jnp
 
-    from diffmimic.compile import env_sharding, jit
-    from diffmimic.physics import CPU_SPLIT_BACKENDS
+    from diffmimic.compile import jit
 
     env, last = functions.env, int(ref.length) - 1
-    # split as the train step splits its environments (`diffmimic.train.env_split`)
-    sharding = env_sharding(batch) if env.config.backend in CPU_SPLIT_BACKENDS else None
     pipe, system = env._pipeline, env.sys
     frames = jnp.arange(batch) % max(last - 1, 1)
     start = jit(jax.vmap(lambda t: pipe.init(system, ref.qpos[t], ref.qvel[t])))(frames)
@@ -158,7 +156,8 @@ def _one(backend: str, batch: int, horizon: int, iterations: int, clip: str, sub
         "env_split": split.mesh.size if split else 1,
     }
     if breakdown:
-        row.update(_physics_breakdown(functions, ref, batch, horizon, substeps, repeats=max(1, iterations)))
+        row.update(_physics_breakdown(functions, ref, batch, horizon, substeps, repeats=max(1, iterations),
+                                      sharding=split))
         row["physics_gradient_share"] = round(row["physics_gradient_iteration_s"] / row["iteration_s"], 3)
     if profile_dir:
         row["profile_dir"] = profile_dir
