@@ -1,4 +1,5 @@
-"""Command line: ``python -m diffmimic.mocap inspect FILE``, ``... convert FILE --out REF.npz``
+"""Command line: ``python -m diffmimic.mocap inspect FILE``, ``... convert FILE --out REF.npz``,
+``... report FILE...`` (what retargeting did: rig, units, scale, foot skating and penetration)
 and ``... sample --out DIR`` (write the embedded sample clips and convert each to a reference).
 
 Bad input exits with code 2 and one line naming the file and the problem.
@@ -26,6 +27,11 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("--start-s", type=float, default=0.0)
     convert.add_argument("--duration-s", type=float, default=None)
     convert.add_argument("--skeleton", help="CMU .asf for an .amc (default: found beside it)")
+    report = sub.add_parser("report", help="retarget clips and print, per clip as JSON, what was done "
+                                           "(BVH rig, joint map, units, scale) and the reference's foot "
+                                           "skating and floor penetration")
+    report.add_argument("files", nargs="+")
+    report.add_argument("--fps", type=float, default=30.0, help="control rate (default 30)")
     sample = sub.add_parser("sample", help="write the sample clips and convert each to DIR/<clip>.npz")
     sample.add_argument("--out", required=True, help="directory for the references")
     sample.add_argument("--fps", type=float, default=30.0, help="control rate (default 30)")
@@ -57,6 +63,18 @@ def main(argv: list[str] | None = None) -> int:
 
             print(json.dumps(inspect_motion(args.file, args.skeleton)))
             return 0
+        if args.command == "report":
+            from diffmimic.character.character import make_character
+            from diffmimic.mocap.retarget_report import retarget_report
+
+            character, failed = make_character(), 0
+            for file in args.files:
+                try:
+                    print(json.dumps(retarget_report(file, fps=args.fps, character=character)), flush=True)
+                except MocapError as err:
+                    print(f"error: {err}", file=sys.stderr)
+                    failed += 1
+            return 2 if failed else 0
         if args.command == "sample":
             _convert_sample(args.out, args.fps)
             return 0

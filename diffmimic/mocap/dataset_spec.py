@@ -3,7 +3,9 @@
 A spec names a mocap dataset, the reader for its files, where the files live (``root``, with
 ``${ENV_VAR:-default}`` expansion and ``~``), which files to take (``include`` globs, ``subsets``,
 ``exclude`` rules with reasons, a duration range), the control rate (``fps``) and how to obtain
-the data (``obtain``). ``generate`` names a module that produces the root by code (the
+the data (``obtain``). BVH datasets may add ``joint_map`` (SMPL joint name -> the file's joint
+name, for a rig the built-in maps do not know), ``units`` and ``up_axis`` (see
+`diffmimic.mocap.bvh`); they reach the reader as `DatasetSpec.reader_options`. ``generate`` names a module that produces the root by code (the
 embedded sample dataset); the module must have a ``generate(out_dir)`` function.
 
 Example::
@@ -26,11 +28,14 @@ from typing import Any
 
 import yaml
 
-READERS = ("amass_smplh", "amass_smplx", "aistpp", "cmu", "auto")
+READERS = ("amass_smplh", "amass_smplx", "aistpp", "cmu", "bvh", "auto")
 DATASETS_DIR_ENV = "DIFFMIMIC_DATASETS_DIR"
 
 _REQUIRED = ("name", "reader", "root", "include", "fps", "obtain")
-_OPTIONAL = ("generate", "exclude", "subsets", "min_duration_s", "max_duration_s")
+_OPTIONAL = ("generate", "exclude", "subsets", "min_duration_s", "max_duration_s", "joint_map", "units",
+             "up_axis")
+_BVH_UNITS = ("auto", "m", "cm", "mm", "inch", "cmu")
+_UP_AXES = ("auto", "x", "y", "z", "-x", "-y", "-z")
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _MODULE_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
@@ -72,7 +77,7 @@ class DatasetSpec:
 
     Attributes:
       name: the dataset's name.
-      reader: ``amass_smplh``, ``amass_smplx``, ``aistpp``, ``cmu`` or ``auto`` (by file).
+      reader: ``amass_smplh``, ``amass_smplx``, ``aistpp``, ``cmu``, ``bvh`` or ``auto`` (by file).
       root: the data directory, environment variables and ``~`` expanded.
       include: glob patterns of the files to take, matched case-insensitively against the
         root-relative POSIX path (`path_matches`: ``*`` also matches ``/``; ``**/`` matches
@@ -84,6 +89,8 @@ class DatasetSpec:
       obtain: how to obtain the data.
       generate: module whose ``generate(out_dir)`` produces ``root``, or None.
       source: the YAML file.
+      reader_options: the reader's settings from the spec (BVH: ``joint_map``, ``units``,
+        ``up_axis``); empty when it gives none.
     """
 
     name: str
@@ -98,6 +105,7 @@ class DatasetSpec:
     max_duration_s: float | None = None
     generate: str | None = None
     source: Path | None = None
+    reader_options: dict = dataclasses.field(default_factory=dict)
 
     def relative(self, path: str | os.PathLike) -> str:
         """``path`` relative to ``root`` as a POSIX string (``path`` may already be relative)."""
@@ -277,7 +285,35 @@ def parse_dataset_spec(data: Any, path: str | os.PathLike = "<spec>") -> Dataset
     return DatasetSpec(
         name=name, reader=reader, root=root, include=include, fps=fps, obtain=obtain,
         exclude=exclude, subsets=subsets, min_duration_s=min_duration, max_duration_s=max_duration,
-        generate=generate, source=Path(path))
+        generate=generate, source=Path(path), reader_options=_reader_options(data, path))
+
+
+def _reader_options(data: dict, path) -> dict:
+    """The BVH settings of a spec (``joint_map``, ``units``, ``up_axis``), checked."""
+    options: dict = {}
+    joint_map = data.get("joint_map")
+    if joint_map is not None:
+        from diffmimic.character.skeleton import SMPL_JOINT_NAMES
+
+        if not isinstance(joint_map, dict) or not all(isinstance(v, str) and v.strip() for v in joint_map.values()):
+            raise DatasetSpecError(path, "joint_map", "must map SMPL joint names to the file's joint names (strings)")
+        unknown = [str(k) for k in joint_map if k not in SMPL_JOINT_NAMES]
+        if unknown:
+            raise DatasetSpecError(path, "joint_map", f"{unknown[0]!r} is not a SMPL joint "
+                                                      f"(one of {', '.join(SMPL_JOINT_NAMES)})")
+        options["joint_map"] = {str(k): v.strip() for k, v in joint_map.items()}
+    units = data.get("units")
+    if units is not None:
+        if isinstance(units, bool) or not (units in _BVH_UNITS or (isinstance(units, (int, float)) and units > 0)):
+            raise DatasetSpecError(path, "units", f"must be one of {', '.join(_BVH_UNITS)} or metres per "
+                                                  f"file unit (a number > 0), got {units!r}")
+        options["units"] = units
+    up_axis = data.get("up_axis")
+    if up_axis is not None:
+        if up_axis not in _UP_AXES:
+            raise DatasetSpecError(path, "up_axis", f"must be one of {', '.join(_UP_AXES)}, got {up_axis!r}")
+        options["up_axis"] = up_axis
+    return options
 
 
 def _string(data: dict, field: str, path) -> str:

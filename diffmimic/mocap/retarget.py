@@ -390,10 +390,11 @@ def is_reference_file(path: str | os.PathLike) -> bool:
 
 def load_reference(path: str | os.PathLike, fps: float = 30.0, start_s: float = 0.0,
                    duration_s: float | None = None, skeleton_path: str | os.PathLike | None = None,
-                   character: Character | None = None) -> Reference:
+                   character: Character | None = None, reader_options: dict | None = None) -> Reference:
     """A reference from a mocap file (any reader) or a converted REF.npz, optionally a segment.
 
     A mocap clip is cut before retargeting; a REF.npz keeps its own frame rate (`fps` unused).
+    `reader_options`: a dataset spec's reader settings (`DatasetSpec.reader_options`).
     """
     from diffmimic.mocap.readers import load_motion
 
@@ -402,7 +403,7 @@ def load_reference(path: str | os.PathLike, fps: float = 30.0, start_s: float = 
         if start_s or duration_s is not None:
             reference = reference.segment(start_s, duration_s)
         return reference
-    motion = load_motion(path, skeleton_path)
+    motion = load_motion(path, skeleton_path, reader_options)
     if start_s or duration_s is not None:
         motion = motion.segment(start_s, duration_s)
     return retarget(motion, character, fps=fps)

@@ -73,6 +73,7 @@ class Catalog:
     entries: list[CatalogEntry]
     skipped: list[Skipped]
     header_reads: int = 0  # headers read (not found in the cache)
+    reader_options: dict = dataclasses.field(default_factory=dict)  # the spec's (BVH joint_map, units...)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -183,7 +184,8 @@ def build_catalog(spec: DatasetSpec, clips: str | None = None, max_clips: int | 
     if max_clips is not None:
         entries = entries[:max_clips]  # `chosen` is sorted by path
     entries.sort(key=lambda e: (-(e.duration_s or 0.0), e.path))  # long clips first
-    return Catalog(dataset=spec.name, root=root, entries=entries, skipped=skipped, header_reads=len(to_read))
+    return Catalog(dataset=spec.name, root=root, entries=entries, skipped=skipped, header_reads=len(to_read),
+                   reader_options=dict(spec.reader_options))
 
 
 def summarize(catalog: Catalog) -> dict:

@@ -273,7 +273,7 @@ class Coordinator:
         from diffmimic.env import length_bucket
         from diffmimic.train import TrainConfig, compile_key
 
-        task = {k: v for k, v in self._task(self.queue[0], 1).items() if k in ("clip_id", "path", "config")}
+        task = {k: v for k, v in self._task(self.queue[0], 1).items() if k in ("clip_id", "path", "config", "reader_options")}
         config = TrainConfig.from_dict(task["config"])
         cache_key = json.dumps({"config": compile_key(config).to_dict(), "gpus_per_worker": gpus_per_worker,
                                 "cpus_per_worker": self.options.cpus_per_worker,
@@ -338,6 +338,8 @@ class Coordinator:
         config = escalate(self.base_config, attempt)
         task = {"clip_id": clip_id, "path": state.entry.path, "attempt": attempt, "config": config.to_dict(),
                 "target_pose_error_m": self.options.target_pose_error_m}
+        if self.catalog.reader_options:  # the spec's BVH joint_map, units, up_axis
+            task["reader_options"] = self.catalog.reader_options
         if state.best is not None:  # a warm start from the best attempt so far
             result = state.best["result"]
             task["init_policy"] = (result.params, result.normaliser)

@@ -189,7 +189,7 @@ class ClipTrainer:
 
         start = time.time()
         reference = retry_transient(load_reference, task["path"], fps=config.env.control_hz,
-                                    character=simulated_character(config))
+                                    character=simulated_character(config), reader_options=task.get("reader_options"))
         load_s = time.time() - start
 
         # The key of `compiled_functions`' cache: the counters read its trace counts.
@@ -410,7 +410,7 @@ def probe_clips_per_worker(task: dict, compile_cache_dir: str | None = None, max
     enable_compilation_cache(compile_cache_dir)  # the chosen K's compile is then the workers' to load
     config = TrainConfig.from_dict(task["config"])
     reference = retry_transient(load_reference, task["path"], fps=config.env.control_hz,
-                                character=simulated_character(config))
+                                character=simulated_character(config), reader_options=task.get("reader_options"))
     slots, curve = measure_slots(config, reference, max_slots=max_slots)
     return {"slots": slots, "curve": curve, "device": str(jax.devices()[0].device_kind), "clip_id": task["clip_id"]}
 
