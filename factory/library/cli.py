@@ -123,6 +123,32 @@ def _cmd_render(args) -> int:
     return 0
 
 
+def _cmd_export_motion(args) -> int:
+    """The simulated character's motion (a policy's rollout, or a trajectory .npz) as BVH or AMASS."""
+    from diffmimic.mocap.export import export_motion
+
+    if args.name.endswith(".npz"):
+        from diffmimic.rollout import Trajectory
+
+        if not Path(args.name).is_file():
+            raise LibraryError(f"{args.name}: no such trajectory file")
+        try:
+            trajectory, _ = Trajectory.load(args.name)
+        except ValueError as err:
+            raise LibraryError(str(err)) from None
+        what = args.name
+    else:
+        from diffmimic.train import enable_compilation_cache
+
+        enable_compilation_cache()
+        policy = PolicyLibrary(args.root).load_policy(args.name, args.version)
+        trajectory = policy.rollout(seconds=args.seconds, start_frame=args.start_frame)
+        what = policy.record.ref
+    out = export_motion(args.out, trajectory.qpos, trajectory.fps, args.format, units=args.units)
+    print(f"wrote {what} ({trajectory.qpos.shape[0]} frames at {trajectory.fps:g} fps) as {args.format} to {out}")
+    return 0
+
+
 def _cmd_report(library: PolicyLibrary, args) -> int:
     from factory.presentation.library_report import write_library_report
 
@@ -228,6 +254,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, help="default: to the clip's end; longer loops the clip")
     p.add_argument("--start-frame", type=int, default=0)
     p.set_defaults(run=_cmd_render, needs_library=False)
+
+    p = commands.add_parser("export-motion", help="the simulated motion of a policy (or a trajectory .npz) as "
+                                                  "BVH (SMPL skeleton, Y-up) or an AMASS SMPL-H .npz")
+    p.add_argument("name", help="clip name, or a trajectory .npz from `rollout` or `python -m factory.compose`")
+    p.add_argument("--format", required=True, choices=("bvh", "amass"))
+    p.add_argument("--out", required=True, help="FILE.bvh or FILE.npz")
+    p.add_argument("--units", choices=("m", "cm"), default="m", help="BVH lengths (default m)")
+    p.add_argument("--version", type=int, help="default: the newest")
+    p.add_argument("--seconds", type=float, help="default: to the clip's end; longer loops the clip")
+    p.add_argument("--start-frame", type=int, default=0)
+    p.set_defaults(run=_cmd_export_motion, needs_library=False)
 
     p = commands.add_parser("report", help="one HTML page for the whole library (sortable table, histogram, "
                                            "failures, renders)")
