@@ -138,7 +138,7 @@ _DELETE = object()
     ({"fps": True}, "fps", "must be a number"),
     ({"fps": -30}, "fps", "must be > 0"),
     ({"name": 5}, "name", "must be a string"),
-    ({"reader": "bvh"}, "reader", "must be one of"),
+    ({"reader": "fbx"}, "reader", "must be one of"),
     ({"include": "**/*.amc"}, "include", "must be a list"),
     ({"include": []}, "include", "at least one"),
     ({"exclude": [{"pattern": "*x*"}]}, "exclude", "'pattern' and 'reason'"),
