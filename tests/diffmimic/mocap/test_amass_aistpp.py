@@ -168,8 +168,8 @@ def test_missing_file(tmp_path):
 
 
 def test_unknown_format(tmp_path):
-    path = tmp_path / "clip.bvh"
-    path.write_text("HIERARCHY\n")
+    path = tmp_path / "clip.fbx"
+    path.write_text("Kaydara FBX Binary")
     with pytest.raises(MocapError) as excinfo:
         load_motion(path)
     assert_names_file(excinfo, path, "unknown format")
