@@ -51,20 +51,26 @@ PLATFORMS_VAR = "_BENCH_GPU_JAX_PLATFORMS"  # the caller's JAX_PLATFORMS, for th
 
 # What each stage measures. Sizes are data, the configs themselves come from the presets
 # (`diffmimic.train.make_config`): `full` is the GPU run, `smoke` the same code path in minutes
-# on a CPU (few environments, a short horizon, a small network, a few iterations).
+# on a CPU (few environments, a short horizon, a small network, a few iterations). The smoke run
+# leaves out the human body on `mjx` (its train step is the same code as `spring`'s, and its
+# reference is still retargeted): on a 2-core CPU it compiled in 805 s and ran 12.5 s per
+# iteration at 2 environments (2026-12-06).
 PLANS: dict[str, dict] = {
     "full": {"preset": "paper", "overrides": {}, "spring_envs": [300, 1024, 4096], "human_envs": [300, 1024],
              "slots": [1, 4, 16, 64], "train_slots": 16, "timed_iterations": 5, "slot_iterations": 3},
     "smoke": {"preset": "cpu",
               "overrides": {"num_envs": 2, "horizon": 4, "hidden": [32, 32], "iterations": 4, "eval_every": 2,
                             "polish_iterations": 0},
-              "spring_envs": [2], "human_envs": [2], "slots": [1, 2], "train_slots": 2,
+              "spring_envs": [2], "human_envs": [], "slots": [1, 2], "train_slots": 2,
               "timed_iterations": 2, "slot_iterations": 2},
 }
 # A first compile of a kind has nothing measured to be estimated from: assumed this long (the
 # humanoid's train step compiles in tens of seconds to minutes, README), and the child process's
 # start (imports, device start) this long until one was measured.
 FIRST_COMPILE_GUESS_S = 60.0
+# How much longer a backend's first compile is guessed to take than the longest measured so far
+# (`spring`'s): the human body on `mjx` compiled 3.4x as long as `spring` on a CPU (805 s vs 234 s).
+COMPILE_FACTOR = {"mjx-human": 3.4}
 STARTUP_GUESS_S = 10.0
 # The single-clip run of stage 3 may take this share of the budget left, the rest is the K-slot run's.
 TRAIN_ALONE_SHARE = 0.5
@@ -293,7 +299,7 @@ def _noise(line: str) -> bool:
     """XLA's, JAX's and Python's own chatter in a child's output, kept off the progress lines."""
     return any(marker in line for marker in (
         "All log messages before absl", "E0000 ", "W0000 ", "I0000 ", "Constant folding", "slow_operation_alarm",
-        "*****", "Warning:", "warnings.warn", "not actively being maintained"))
+        "*****", "Warning:", "warnings.warn", "not actively being maintained", "Very slow compile"))
 
 
 def child_env() -> dict:
@@ -363,6 +369,8 @@ class Bench:
 
             self.clip, self.clip_source = write_sample_dataset()[0], "embedded sample clip (no dev clips)"
         self.real_data = bool(clips)
+        self.work = Path(tempfile.mkdtemp(prefix="bench_gpu_"))
+        self.references: dict[str, str] = {}  # environment label -> the clip's reference file
         self.results: dict = {
             "benchmark": "gpu", "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
             "smoke": bool(args.smoke), "budget_s": args.budget_s, "plan": self.plan,
@@ -408,9 +416,14 @@ class Bench:
         import selectors
 
         task = {**task, "cache_dir": self.args.cache_dir}
+        from diffmimic.compile import DEVICES_ENV_VAR
+
+        env = child_env()
+        if self.args.smoke:  # one JAX device, as on a GPU (a CPU's are otherwise one per core, `use_cpu_cores`)
+            env.setdefault(DEVICES_ENV_VAR, "1")
         began = time.time()
         process = subprocess.Popen([sys.executable, __file__, "_child", json.dumps(task)], stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, text=True, env=child_env(), cwd=REPO)
+                                   stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO)
         selector = selectors.DefaultSelector()
         selector.register(process.stdout, selectors.EVENT_READ)
         results, tail, stopped = [], [], False
@@ -454,20 +467,41 @@ class Bench:
     def task(self, kind: str, **fields) -> dict:
         return {"kind": kind, "preset": self.plan["preset"], "overrides": self.plan["overrides"], **fields}
 
-    # ---- stage 1
-    def stage_train_step(self) -> None:
+    # ---- the references
+    def environments(self) -> dict[str, dict]:
+        """The simulations of stage 1 by label (`EnvConfig` overrides); `spring` is stages 2 and 3's too."""
         from diffmimic.physics import min_substeps
 
-        plan = self.plan
-        items = [("spring", {"backend": "spring"}, n) for n in plan["spring_envs"]]
-        items += [("mjx-human", {"backend": "mjx", "body": "human", "substeps": min_substeps("mjx")}, n)
-                  for n in plan["human_envs"]]
+        return {"spring": {"backend": "spring"},
+                "mjx-human": {"backend": "mjx", "body": "human", "substeps": min_substeps("mjx")}}
+
+    def prepare_references(self) -> None:
+        """Retargets the clip once per simulated body, here on the CPU, into reference files the
+        children load in milliseconds (each would otherwise retarget it again)."""
+        from diffmimic.mocap.retarget import load_reference
+        from diffmimic.train import simulated_character
+
+        self.say(f"retargeting {self.clip.name} for each simulated body")
+        start = time.perf_counter()
+        for label, env in self.environments().items():
+            config = _config(self.task("", env=env))
+            reference = load_reference(self.clip, fps=config.env.control_hz, character=simulated_character(config))
+            self.references[label] = str(reference.save(self.work / f"{self.clip.stem}_{label}.npz"))
+            self.results["clip"]["duration_s"] = round(reference.duration_s, 3)
+        self.results["clip"]["retarget_s"] = round(time.perf_counter() - start, 1)
+
+    # ---- stage 1
+    def stage_train_step(self) -> None:
+        plan, environments = self.plan, self.environments()
+        items = [("spring", environments["spring"], n) for n in plan["spring_envs"]]
+        items += [("mjx-human", environments["mjx-human"], n) for n in plan["human_envs"]]
         for label, env, envs in items:
             item = f"train step {label} {envs} envs"
             if not self.fits(item, *self.estimate_train_step(label, envs)):
                 continue
             overrides = {**plan["overrides"], "num_envs": envs}
-            task = {**self.task("train_step", clip=str(self.clip), env=env, iterations=plan["timed_iterations"]),
+            task = {**self.task("train_step", clip=self.references[label], env=env,
+                                iterations=plan["timed_iterations"]),
                     "overrides": overrides}
             for row in self.run_child(item, task, self.deadline):
                 row["label"] = label
@@ -488,8 +522,9 @@ class Bench:
             run = iterations * known["iteration_s"] * max(envs / known["num_envs"], 1.0)
             return (self.startup() + 1.25 * known["compile_s"] + run,
                     f"{label} at {known['num_envs']} envs measured, time per iteration scaled with envs")
-        compile_s = max([r["compile_s"] for r in done], default=FIRST_COMPILE_GUESS_S)
-        return self.startup() + compile_s, "first of its kind: a compile as long as the longest so far"
+        compile_s = max([r["compile_s"] for r in done], default=FIRST_COMPILE_GUESS_S) * COMPILE_FACTOR.get(label, 1.0)
+        return (self.startup() + compile_s,
+                f"first of its kind: a compile {COMPILE_FACTOR.get(label, 1.0):g}x the longest so far")
 
     # ---- stage 2
     def stage_slots(self) -> None:
@@ -501,7 +536,8 @@ class Bench:
                 continue
             if not self.fits(item, *estimate):
                 continue
-            task = self.task("slots", clips=[str(self.clip)], slots=slots, iterations=plan["slot_iterations"])
+            task = self.task("slots", clips=[self.references["spring"]], slots=slots,
+                             iterations=plan["slot_iterations"])
             rows = self.run_child(item, task, self.deadline)
             for row in rows:
                 row.setdefault("slots", slots)
@@ -562,7 +598,7 @@ class Bench:
         slots_min = ((1.25 * point["compile_s"] if point else compile_s)
                      + config.eval_every * (point["iteration_s"] if point else slots * (per_iteration or 0)))
         end = self.deadline - 5
-        task = self.task("train", clip=str(self.clip), target_pose_error_m=self.args.target_pose_error_m,
+        task = self.task("train", clip=self.references["spring"], target_pose_error_m=self.args.target_pose_error_m,
                          slots=slots, slots_min_s=slots_min, deadline=end,
                          deadline_alone=time.time() + TRAIN_ALONE_SHARE * (end - time.time()))
         for row in self.run_child("train", task, end):
@@ -692,6 +728,7 @@ class Bench:
                      + ("uses it too (--smoke)" if self.args.smoke else "is skipped (pass --data-root)"))
         self.write()
         try:
+            self.prepare_references()
             for stage in (self.stage_train_step, self.stage_slots, self.stage_train):
                 stage()
                 if self.left() <= 0:
@@ -699,6 +736,8 @@ class Bench:
                     break
         except KeyboardInterrupt:
             self.say("interrupted: writing what was measured")
+        finally:
+            shutil.rmtree(self.work, ignore_errors=True)
         self.derive()
         print(self.table(), flush=True)
         self.say(f"wrote {self.write()}")

@@ -26,7 +26,7 @@ def test_smoke_writes_measured_figures(tmp_path):
     assert data["device"]["platform"] == "cpu" and data["device"]["jax"] and data["versions"]["brax"]
     assert data["skipped"] == []
     steps = data["train_step"]
-    assert {(r["backend"], r["body"]) for r in steps} == {("spring", "uniform"), ("mjx", "human")}
+    assert [(r["backend"], r["body"]) for r in steps] == [("spring", "uniform")]  # mjx: too slow for a CPU
     for row in steps + data["slots"]:
         assert row["kind"] in ("train_step", "slots"), row
         assert row["samples_per_s"] > 0 and row["compile_s"] > 0 and row["iteration_s"] > 0
