@@ -50,6 +50,16 @@ class EnvConfig:
       replay_rate: Bernoulli replacement probability for ``random`` replay.
       fall_min_pelvis_m, fall_max_pelvis_m: pelvis height range outside which the body fell.
       fall_pose_error_m: mean body-position error beyond which it fell.
+      perturb_joint_rad, perturb_root_m, perturb_yaw_rad, perturb_root_vel_mps,
+      perturb_joint_vel_radps: the size of a perturbed state (`MimicEnv.perturb`), about what a
+        hand-over from another clip's policy brings: Gaussian noise of these standard deviations
+        on every hinge angle, the root's horizontal position, its heading, its linear velocity
+        (angular: 2 rad/s per m/s) and the hinge velocities; the root is also raised by up to
+        `perturb_root_m` (never lowered into the floor).
+      push_mps: a push: the root's horizontal velocity changed by this much in a random direction.
+      train_perturbed_share: the share of training rollouts that start from a perturbed reference
+        state instead of the reference state itself (robustness is learnt, not only tested).
+      train_push_share: the share of training rollouts pushed once, at a random control step.
     """
 
     backend: str = "spring"
@@ -70,6 +80,14 @@ class EnvConfig:
     fall_min_pelvis_m: float = 0.3
     fall_max_pelvis_m: float = 3.0
     fall_pose_error_m: float = 0.5
+    perturb_joint_rad: float = 0.05
+    perturb_root_m: float = 0.02
+    perturb_yaw_rad: float = 0.05
+    perturb_root_vel_mps: float = 0.1
+    perturb_joint_vel_radps: float = 0.3
+    push_mps: float = 0.3
+    train_perturbed_share: float = 0.25
+    train_push_share: float = 0.25
 
     def __post_init__(self):
         check_backend(self.backend)
@@ -80,6 +98,9 @@ class EnvConfig:
         if self.substeps < 1 or self.control_hz <= 0:
             raise ValueError("EnvConfig: substeps must be >= 1 and control_hz > 0")
         check_timestep(self.backend, self.timestep_s)
+        for field in ("train_perturbed_share", "train_push_share"):
+            if not 0.0 <= getattr(self, field) <= 1.0:
+                raise ValueError(f"EnvConfig.{field} must be in [0, 1], got {getattr(self, field)}")
 
     @property
     def timestep_s(self) -> float:
@@ -244,6 +265,29 @@ class MimicEnv:
             last_start = jnp.maximum(ref.length - 1 - horizon, 0)
             t = jax.random.randint(sample, (), 0, last_start + 1)
         return EnvState(physics=self._reference_physics(ref, t), t=t, key=key)
+
+    def perturb(self, physics, key: jax.Array, scale: jax.Array | float = 1.0,
+                push: jax.Array | float = 0.0):
+        """`physics` perturbed as a hand-over from another policy perturbs it (jittable): the
+        `EnvConfig.perturb_*` noise times `scale` (0: none) on pose, heading, root height and
+        velocities, and a horizontal push of `push` times `EnvConfig.push_mps` (0: none) on the
+        root's velocity. Returns a physics state of the same pipeline."""
+        cfg = self.config
+        k_joint, k_root, k_lift, k_yaw, k_vel, k_push = jax.random.split(key, 6)
+        q, qd = physics.q, physics.qd
+        shift = jnp.concatenate([cfg.perturb_root_m * jax.random.normal(k_root, (2,)),
+                                 cfg.perturb_root_m * jax.random.uniform(k_lift, (1,))])
+        yaw = brax_math.quat_rot_axis(jnp.array([0.0, 0.0, 1.0]), cfg.perturb_yaw_rad * scale
+                                      * jax.random.normal(k_yaw, ()))
+        hinges = q[7:] + scale * cfg.perturb_joint_rad * jax.random.normal(k_joint, q[7:].shape)
+        q = jnp.concatenate([q[:3] + scale * shift, brax_math.quat_mul(yaw, q[3:7]), hinges])
+        sigma = jnp.concatenate([jnp.full(3, cfg.perturb_root_vel_mps), jnp.full(3, 2.0 * cfg.perturb_root_vel_mps),
+                                 jnp.full(qd.shape[0] - 6, cfg.perturb_joint_vel_radps)])
+        angle = jax.random.uniform(k_push, (), minval=0.0, maxval=2 * jnp.pi)
+        kick = push * cfg.push_mps * jnp.concatenate([jnp.stack([jnp.cos(angle), jnp.sin(angle)]),
+                                                     jnp.zeros(qd.shape[0] - 2)])
+        qd = qd + scale * sigma * jax.random.normal(k_vel, qd.shape) + kick
+        return self._init_physics(q, qd)
 
     def observe(self, state: EnvState, ref: RefArrays) -> jax.Array:
         own = state_features(*self._body_state(state.physics))

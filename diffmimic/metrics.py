@@ -27,6 +27,8 @@ class EvalMetrics:
       start + i + 1).
     plausibility: torque per joint group against its limit, foot penetration and skating
       (`diffmimic.plausibility.summarize`; empty for metrics stored before it existed).
+    robustness: perturbed rollouts of the same policy (`diffmimic.robustness.Robustness.to_dict`;
+      empty when not checked: a training run checks the evaluations that meet its target).
     """
 
     pose_error_m: float
@@ -39,6 +41,7 @@ class EvalMetrics:
     per_frame_pose_error_m: tuple = ()
     per_frame_global_error_m: tuple = ()
     plausibility: dict = dataclasses.field(default_factory=dict)  # `diffmimic.plausibility.summarize`
+    robustness: dict = dataclasses.field(default_factory=dict)  # `Robustness.to_dict`; empty: not checked
 
     def rank(self) -> tuple:
         """Sort key, best first: no fall, then the latest fall, then the lowest pose error."""
@@ -102,3 +105,49 @@ def loop_reference(reference, seconds: float):
         total += reference.num_frames - 1
     arrays = {k: np.concatenate(v)[:frames_needed] for k, v in parts.items()}
     return dataclasses.replace(reference, **arrays)
+
+
+def meets(evaluation: EvalMetrics, pose_error_m: float) -> bool:
+    """No fall over the whole clip and pose error at most `pose_error_m`."""
+    return not evaluation.fell and evaluation.pose_error_m <= pose_error_m
+
+
+def robust(evaluation: EvalMetrics, robust_rollouts: int) -> bool:
+    """Whether `evaluation`'s perturbed rollouts passed (`diffmimic.robustness`); always True
+    when none are required (`robust_rollouts` 0, `TrainConfig.robust_rollouts`)."""
+    return robust_rollouts == 0 or bool(evaluation.robustness.get("passed", False))
+
+
+def converged(evaluation: EvalMetrics, pose_error_m: float, robust_rollouts: int) -> bool:
+    """The factory's convergence: no fall from frame 0, pose error at most `pose_error_m`, and
+    robust to perturbed starts and a push."""
+    return meets(evaluation, pose_error_m) and robust(evaluation, robust_rollouts)
+
+
+def selection_key(evaluation: EvalMetrics, pose_error_m: float | None, robust_rollouts: int) -> tuple:
+    """Sort key of one clip's policies, best first: converged (target `pose_error_m`), then
+    meeting the target and surviving the most perturbed rollouts (checked before unchecked), then
+    `EvalMetrics.rank` (no fall, the latest fall, the lowest pose error). With no target: `rank`
+    alone."""
+    if pose_error_m is not None and meets(evaluation, pose_error_m):
+        if robust(evaluation, robust_rollouts):
+            return (0, 0.0, 0, *evaluation.rank())
+        checked = bool(evaluation.robustness)  # a checked one before one not (yet) checked
+        return (1, -float(evaluation.robustness.get("survival", 0.0)), 0 if checked else 1, *evaluation.rank())
+    return (2, 0.0, 0, *evaluation.rank())
+
+
+def not_converged_reason(evaluation: EvalMetrics, pose_error_m: float, robust_rollouts: int) -> str | None:
+    """Why `evaluation` is not `converged` (one line), or None when it is."""
+    if evaluation.fell:
+        return f"fell at {evaluation.fell_at_s:.2f} s"
+    if evaluation.pose_error_m > pose_error_m:
+        return f"pose error {evaluation.pose_error_m:.3f} m over the target {pose_error_m:.3f} m"
+    if robust(evaluation, robust_rollouts):
+        return None
+    data = evaluation.robustness
+    if not data:
+        return "not checked under perturbation"
+    fallen = int(data["rollouts"]) - int(data["survived"])
+    first = f", first at {min(data['fell_at_s']):.1f} s" if data.get("fell_at_s") else ""
+    return f"fragile: {fallen} of {data['rollouts']} perturbed rollouts fell{first}"

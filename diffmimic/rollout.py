@@ -151,6 +151,21 @@ def initial_physics(config, character_config: CharacterConfig, qpos, qvel):
     return function(jnp.asarray(qpos, jnp.float32), jnp.asarray(qvel, jnp.float32))
 
 
+def _prepared(config, character_config: CharacterConfig, reference: Reference):
+    """The clip's `RefArrays` prepared as training's evaluation prepares them (one call of the
+    compiled `prepare`), so a rollout here and the evaluation start from the same bits."""
+    from diffmimic.train import compiled_functions
+
+    functions = compiled_functions(config, character_config)
+    return functions.prepared(ref_arrays(reference, length_bucket(reference.num_frames)))
+
+
+def reference_physics(config, character_config: CharacterConfig, reference: Reference, frame: int):
+    """The physics state of `reference` at `frame` exactly as the evaluation during training
+    starts from it (the prepared reference's state)."""
+    return jax.tree.map(lambda a: a[frame], _prepared(config, character_config, reference).physics)
+
+
 @dataclasses.dataclass(frozen=True)
 class SegmentArrays:
     """What `simulate` returns: the final physics state and per-step arrays (numpy, `steps` long)."""
@@ -170,7 +185,7 @@ def simulate(config, params, normaliser, reference: Reference, physics, start_fr
 
     if not 0 <= start_frame or start_frame + steps > reference.num_frames - 1 or steps < 1:
         raise ValueError(f"cannot run {steps} steps from frame {start_frame} of a {reference.num_frames}-frame clip")
-    ref = ref_arrays(reference, length_bucket(reference.num_frames))
+    ref = _prepared(config, character_config, reference)
     function = _rollout_function(compile_key(config), simulated_character_config(config, character_config))
     final, qpos, body_pos, body_rot, metrics = function(params, normaliser, ref, np.int32(start_frame), physics,
                                                         np.int32(steps))
@@ -206,7 +221,9 @@ def rollout_policy(config, params, normaliser, reference: Reference, seconds: fl
         steps = max(1, int(round(seconds * reference.fps)))
         if start_frame + steps > frames - 1:
             reference = loop_reference(reference, (start_frame + steps) / reference.fps)
-    physics = initial_physics(config, character_config, reference.qpos[start_frame], reference.qvel[start_frame])
+    # The prepared reference's state, as the training evaluation starts: the library's replay of a
+    # policy from frame 0 is the evaluation that judged it, to the bit.
+    physics = reference_physics(config, character_config, reference, start_frame)
     run = simulate(config, params, normaliser, reference, physics, start_frame, steps, character_config)
     x0 = jax.device_get(physics.x)
     end = start_frame + steps + 1

@@ -35,7 +35,7 @@ from flax import struct
 
 from diffmimic.curriculum import start_probabilities, trouble_from_evaluation
 from diffmimic.env import EnvConfig, EnvState, MimicEnv, RefArrays, length_bucket, ref_arrays
-from diffmimic.metrics import EvalMetrics, summarize_rollout
+from diffmimic.metrics import EvalMetrics, meets, robust, selection_key, summarize_rollout
 from diffmimic.mocap.retarget import Reference
 from diffmimic.physics import CPU_SPLIT_BACKENDS, backend_config, body_config, min_substeps
 from diffmimic.character.character import Character, make_character
@@ -93,6 +93,14 @@ class TrainConfig:
         evaluation costs a tenth of a `cpu`-preset iteration, and a converged policy's evaluations
         scatter by millimetres from one iteration to the next: evaluating every iteration keeps
         the best of them and stops polishing as soon as one reaches `polish_pose_error_m`.
+      robust_rollouts, robust_min_survival: with a convergence target, an evaluation that meets
+        it is checked with `robust_rollouts` perturbed and pushed rollouts of the whole clip
+        (`diffmimic.robustness`); it is robust when at least `robust_min_survival` of them do not
+        fall. The kept policy is the best robust one (then the one surviving most), polishing
+        stops early only on a robust one, and the factory stores a fragile one as `best_effort`.
+        0 rollouts: no check (every evaluation that meets the target counts as robust).
+      robust_check_every: at most one check per this many iterations while no robust policy is
+        kept, or the best one is (a check costs about `robust_rollouts` evaluations).
     """
 
     env: EnvConfig = EnvConfig()
@@ -114,6 +122,9 @@ class TrainConfig:
     polish_pose_error_m: float = 0.03
     polish_learning_rate_scale: float = 1.0
     polish_eval_every: int = 0
+    robust_rollouts: int = 10
+    robust_min_survival: float = 0.9
+    robust_check_every: int = 5
 
     def __post_init__(self):
         if self.start_sampling not in START_SAMPLING:
@@ -130,6 +141,9 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.focus_share must be in [0, 1], got {self.focus_share}")
         if self.polish_iterations < 0 or self.polish_eval_every < 0 or not self.polish_pose_error_m >= 0:
             raise ValueError("TrainConfig: polish_iterations, polish_eval_every and polish_pose_error_m must be >= 0")
+        if self.robust_rollouts < 0 or self.robust_check_every < 1 or not 0.0 <= self.robust_min_survival <= 1.0:
+            raise ValueError("TrainConfig: robust_rollouts must be >= 0, robust_check_every >= 1 and "
+                             "robust_min_survival in [0, 1]")
         if min(self.eval_every, self.horizon, self.num_envs, self.iterations) < 1:
             raise ValueError("TrainConfig: eval_every, horizon, num_envs and iterations must be >= 1")
         if not (self.learning_rate > 0 and self.grad_clip_norm > 0):
@@ -155,6 +169,10 @@ class TrainConfig:
             for old, new in CONFIG_RENAMES.get(what, {}).items():
                 if old in fields:
                     fields.setdefault(new, fields.pop(old))
+            for added, values in CONFIG_ADDED.items():
+                if version < added:  # what a config of that version did, not today's default
+                    for name, value in values.get(what, {}).items():
+                        fields.setdefault(name, value)
             unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(known)} - {"env"})
             if unknown and strict:
                 raise ValueError(f"unknown {what} field(s): {', '.join(unknown)}")
@@ -169,8 +187,14 @@ class TrainConfig:
 
 # The version of `TrainConfig.to_dict`'s layout, stored with every policy, and the renames since
 # version 1 ({class: {old name: new name}}): a stored config of any version loads.
-CONFIG_SCHEMA = 2
+CONFIG_SCHEMA = 3
 CONFIG_RENAMES: dict[str, dict[str, str]] = {"TrainConfig": {}, "EnvConfig": {}}
+# Fields added in a version whose default changes behaviour, with the value that reproduces what
+# a config of an earlier version did ({version: {class: {field: value}}}).
+CONFIG_ADDED: dict[int, dict[str, dict]] = {
+    3: {"TrainConfig": {"robust_rollouts": 0},
+        "EnvConfig": {"train_perturbed_share": 0.0, "train_push_share": 0.0}},
+}
 
 
 # Named presets are overrides of the defaults (nested "env" keys override EnvConfig fields).
@@ -262,6 +286,7 @@ class CompiledFunctions:
     rollout: Callable
     trace_counts: dict
     prepare: Callable  # RefArrays -> RefArrays with the per-frame physics and features (`MimicEnv.prepare`)
+    perturb: Callable  # (physics, key, scale, push) -> physics (`MimicEnv.perturb`)
 
     def prepared(self, ref: RefArrays) -> RefArrays:
         """`ref` prepared once (a clip's arrays as every compiled function takes them). The
@@ -294,11 +319,24 @@ def compile_key(config: TrainConfig) -> TrainConfig:
                                polish_iterations=TrainConfig.polish_iterations,
                                polish_pose_error_m=TrainConfig.polish_pose_error_m,
                                polish_eval_every=TrainConfig.polish_eval_every,
-                               polish_learning_rate_scale=TrainConfig.polish_learning_rate_scale)
+                               polish_learning_rate_scale=TrainConfig.polish_learning_rate_scale,
+                               robust_rollouts=TrainConfig.robust_rollouts,
+                               robust_min_survival=TrainConfig.robust_min_survival,
+                               robust_check_every=TrainConfig.robust_check_every)
 
 
 def _where_tree(flag, new, old):
     return jax.tree.map(lambda a, b: jnp.where(flag, a, b), new, old)
+
+
+def _perturbation_draw(config: TrainConfig, key):
+    """One training rollout's perturbation: (perturbed start 0/1, pushed, the control step of
+    the push, two keys (start, push)), by `EnvConfig.train_perturbed_share` and `train_push_share`."""
+    k_start, k_push, k_step, k_noise = jax.random.split(key, 4)
+    perturbed = jax.random.bernoulli(k_start, config.env.train_perturbed_share).astype(jnp.float32)
+    pushed = jax.random.bernoulli(k_push, config.env.train_push_share)
+    step = jax.random.randint(k_step, (), 0, config.horizon)
+    return perturbed, pushed, step, jax.random.split(k_noise, 2)
 
 
 def simulated_character_config(config: TrainConfig,
@@ -351,10 +389,19 @@ def _compiled_functions(config: TrainConfig, character_config: CharacterConfig) 
     def rollout_loss(params, normaliser, ref: RefArrays, curriculum: Curriculum, keys):
         ref = env.prepare(ref)  # once per iteration, not per control step
         starts = jax.vmap(lambda k: env.reset(ref, k, config.horizon, start_probs=curriculum.start_probs))(keys)
+        perturbing = config.env.train_perturbed_share > 0 or config.env.train_push_share > 0
+        if perturbing:  # robust training: some rollouts start off the reference, some are pushed
+            perturbed, pushed, push_step, perturb_keys = jax.vmap(
+                lambda k: _perturbation_draw(config, jax.random.fold_in(k, 1)))(keys)
+            starts = starts.replace(physics=jax.vmap(env.perturb)(starts.physics, perturb_keys[:, 0], perturbed))
         if sharding is not None:  # each CPU device simulates its share of the environments
             starts = jax.lax.with_sharding_constraint(starts, sharding)
 
         def control(states, i):
+            if perturbing:
+                push = (pushed & (push_step == i)).astype(jnp.float32)
+                kicked = jax.vmap(env.perturb)(states.physics, perturb_keys[:, 1], jnp.zeros_like(push), push)
+                states = states.replace(physics=jax.vmap(_where_tree)(push > 0, kicked, states.physics))
             obs = jax.vmap(env.observe, in_axes=(0, None))(states, ref)
             actions = jax.vmap(policy_apply, in_axes=(None, None, 0))(params, normaliser, obs)
             next_states, metrics = jax.vmap(
@@ -437,7 +484,7 @@ def _compiled_functions(config: TrainConfig, character_config: CharacterConfig) 
     return CompiledFunctions(env=env, init=on(init), train_step=on(train_step),
                              train_step_batch=on(train_step_batch),
                              eval_rollout=on(eval_rollout), rollout=on(counted_rollout),
-                             trace_counts=traces, prepare=on(env.prepare))
+                             trace_counts=traces, prepare=on(env.prepare), perturb=on(env.perturb))
 
 
 @dataclasses.dataclass
@@ -629,6 +676,7 @@ class ClipRun:
             latest = resume.last_metrics or resume.best_metrics
             self.iteration = self.first = int(self.state.iteration)
         self.last_evaluation = self.initial
+        self.last_check: int | None = None  # the iteration of the last robustness check
         # A resumed run finds where it first met the target in its history.
         self.converged_at = None
         if self.stop_at_pose_error_m is not None:
@@ -663,6 +711,8 @@ class ClipRun:
         eval_params, averaged = state.params, False
         if ema_evaluation is not None and ema_evaluation.rank() < evaluation.rank():
             evaluation, eval_params, averaged = ema_evaluation, state.ema_params, True
+        if self.robustness_due(evaluation):
+            evaluation = self.with_robustness(evaluation, eval_params, state.normaliser)
         self.last_evaluation = evaluation
         if (self.stop_at_pose_error_m is not None and self.converged_at is None
                 and meets(evaluation, self.stop_at_pose_error_m)):
@@ -683,7 +733,7 @@ class ClipRun:
         self.history.append(record)
         if self.on_evaluation:
             self.on_evaluation(record)
-        if evaluation.rank() < self.best[0].rank():
+        if self.selection_key(evaluation) < self.selection_key(self.best[0]):
             self.best = (evaluation, eval_params, state.normaliser)
         if self.progress:
             trained_s = self.train_s - (self.resume.train_s if self.resume else 0.0)
@@ -695,6 +745,33 @@ class ClipRun:
                           f"{rate:,.0f} samples/s  ETA {_format_eta(eta)}")
         if polish_done(config, self.converged_at, iteration, self.best[0]):
             self.stopped = True
+
+    def selection_key(self, evaluation: EvalMetrics) -> tuple:
+        return selection_key(evaluation, self.stop_at_pose_error_m, self.config.robust_rollouts)
+
+    def robustness_due(self, evaluation: EvalMetrics) -> bool:
+        """Whether `evaluation` (meeting the target) gets the perturbed-rollout check: not when
+        a robust kept policy already tracks better, and at most every `robust_check_every`
+        iterations."""
+        config, target, best = self.config, self.stop_at_pose_error_m, self.best[0]
+        if config.robust_rollouts == 0 or target is None or not meets(evaluation, target) or evaluation.robustness:
+            return False
+        if meets(best, target) and robust(best, config.robust_rollouts) and evaluation.pose_error_m >= best.pose_error_m:
+            return False
+        return self.last_check is None or self.iteration - self.last_check >= config.robust_check_every
+
+    def with_robustness(self, evaluation: EvalMetrics, params, normaliser) -> EvalMetrics:
+        """`evaluation` with its policy's perturbed-rollout check (`diffmimic.robustness`)."""
+        from diffmimic.robustness import check_robustness
+
+        self.last_check = self.iteration
+        result = check_robustness(self.functions, params, normaliser, self.ref, self.config.robust_rollouts,
+                                  self.config.robust_min_survival, seed=self.config.seed,
+                                  control_hz=self.config.env.control_hz)
+        if self.progress:
+            self.progress(f"iter {self.iteration:5d}  robustness: {result.survived}/{result.rollouts} perturbed "
+                          f"rollouts without a fall")
+        return dataclasses.replace(evaluation, robustness=result.to_dict())
 
     def checkpoint_due(self) -> bool:
         """Whether `after_iteration` hands out a snapshot now (never after the last iteration)."""
@@ -711,16 +788,15 @@ class ClipRun:
 
     def result(self) -> TrainResult:
         best_metrics, params, normaliser = self.best
+        target = self.stop_at_pose_error_m
+        if (self.config.robust_rollouts and target is not None and meets(best_metrics, target)
+                and not best_metrics.robustness):  # never checked (the check was not yet due): check now
+            best_metrics = self.with_robustness(best_metrics, params, normaliser)
+            self.best = (best_metrics, params, normaliser)
         return TrainResult(params=params, normaliser=normaliser, metrics=best_metrics, initial_metrics=self.initial,
                            history=self.history, samples=self.iteration * self.samples_per_iteration,
                            train_s=self.train_s, compile_s=self.compile_s, iterations=self.iteration,
                            skipped_updates=int(self.state.skipped_updates))
-
-
-def meets(evaluation: EvalMetrics, pose_error_m: float) -> bool:
-    """No fall over the whole clip and pose error at most `pose_error_m` (the factory's
-    convergence, with its target)."""
-    return not evaluation.fell and evaluation.pose_error_m <= pose_error_m
 
 
 def evaluation_due(config: TrainConfig, iteration: int, converged_at: int | None, frames: int = 0) -> bool:
@@ -749,7 +825,8 @@ def polish_done(config: TrainConfig, converged_at: int | None, iteration: int, b
     reached `config.polish_pose_error_m` or `config.polish_iterations` have passed."""
     if converged_at is None:
         return False
-    return meets(best, config.polish_pose_error_m) or iteration >= converged_at + config.polish_iterations
+    return ((meets(best, config.polish_pose_error_m) and robust(best, config.robust_rollouts))
+            or iteration >= converged_at + config.polish_iterations)
 
 
 def _match_types(template, values):

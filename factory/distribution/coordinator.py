@@ -53,6 +53,7 @@ from typing import Callable
 import ray
 
 from diffmimic import atomic
+from diffmimic.metrics import converged, not_converged_reason, selection_key
 from diffmimic.warmstart import MAX_DONOR_DISTANCE_M, prune_pool, reference_signature
 from factory.distribution.catalog import Catalog, CatalogEntry
 from factory.distribution.worker import remote_probe, remote_trainer
@@ -163,10 +164,11 @@ class ClipState:
     sent_s: float | None = None  # run seconds when its first attempt was sent to a worker
 
 
-def _better(outcome: dict, best: dict | None) -> bool:
+def _better(outcome: dict, best: dict | None, target_pose_error_m: float, robust_rollouts: int) -> bool:
     if best is None:
         return True
-    return outcome["result"].metrics.rank() < best["result"].metrics.rank()
+    key = lambda o: selection_key(o["result"].metrics, target_pose_error_m, robust_rollouts)
+    return key(outcome) < key(best)
 
 
 def _format_duration(seconds: float) -> str:
@@ -471,8 +473,10 @@ class Coordinator:
 
     def _store(self, state: ClipState, outcome: dict, status: str) -> None:
         config = escalate(self.base_config, outcome["attempt"])
+        reason = None if status == "converged" else not_converged_reason(
+            outcome["result"].metrics, self.options.target_pose_error_m, config.robust_rollouts)
         self._write(self.library.put_result, state.entry.clip_id, outcome["result"], config, outcome["reference"],
-                    status=status, attempts=state.attempts, source_path=state.entry.path)
+                    status=status, attempts=state.attempts, source_path=state.entry.path, reason=reason)
         self._finish(state, status, outcome)
 
     def _ping(self, index: int) -> None:
@@ -537,11 +541,11 @@ class Coordinator:
         state.attempts += 1
         if kind == "error":
             state.error = outcome["error"]
-        elif _better(outcome, state.best):
+        elif _better(outcome, state.best, self.options.target_pose_error_m, self.base_config.robust_rollouts):
             state.best = outcome
         if kind == "trained":
             metrics = outcome["result"].metrics
-            if not metrics.fell and metrics.pose_error_m <= self.options.target_pose_error_m:
+            if converged(metrics, self.options.target_pose_error_m, self.base_config.robust_rollouts):
                 state.error = None
                 self._store(state, outcome, "converged")
                 self._add_donor(clip_id, outcome)

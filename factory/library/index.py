@@ -91,7 +91,14 @@ def _migrate_to_v1(db: sqlite3.Connection) -> None:
             db.execute(statement)
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_to_v1]
+def _migrate_to_v2(db: sqlite3.Connection) -> None:
+    # Robust convergence: the perturbed-rollout check of the stored policy, and why a
+    # best_effort policy did not converge.
+    db.execute("ALTER TABLE policies ADD COLUMN robustness TEXT")
+    db.execute("ALTER TABLE policies ADD COLUMN reason TEXT")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_to_v1, _migrate_to_v2]
 
 
 def schema_version() -> int:
@@ -146,6 +153,8 @@ class PolicyRecord:
     error: str | None = None
     path: str | None = None
     history: list | None = None
+    robustness: dict | None = None  # `diffmimic.robustness.Robustness.to_dict` (None: not checked)
+    reason: str | None = None  # why a best_effort policy is not converged
 
     @property
     def ref(self) -> str:
@@ -159,7 +168,7 @@ class PolicyRecord:
         return data
 
 
-_JSON_COLUMNS = ("character", "pose_absurdity", "config", "history")
+_JSON_COLUMNS = ("character", "pose_absurdity", "config", "history", "robustness")
 _FIELDS = tuple(f.name for f in dataclasses.fields(PolicyRecord))
 
 

@@ -106,6 +106,21 @@ class Policy:
                               start_frame=start_frame, character_config=self.character_config)
 
 
+    def check_robustness(self, rollouts: int | None = None, min_survival: float | None = None, seed: int = 0):
+        """The perturbed-rollout check training applies (`diffmimic.robustness`): `rollouts`
+        rollouts of the whole clip from perturbed first states, each pushed once (default: the
+        policy's config's `robust_rollouts` and `robust_min_survival`). Returns a `Robustness`."""
+        from diffmimic.env import ref_arrays
+        from diffmimic.robustness import check_robustness
+        from diffmimic.train import compiled_functions
+
+        functions = compiled_functions(self.config, self.character_config)
+        return check_robustness(functions, self.params, self.normaliser, ref_arrays(self.reference),
+                                rollouts if rollouts is not None else self.config.robust_rollouts,
+                                min_survival if min_survival is not None else self.config.robust_min_survival,
+                                seed=seed, control_hz=self.config.env.control_hz)
+
+
 def load_policy_directory(directory: str | os.PathLike, record: PolicyRecord | None = None) -> Policy:
     """Loads a version directory or an export (or a `diffmimic.train` output directory)."""
     from diffmimic.mocap.retarget import Reference

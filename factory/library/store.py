@@ -291,7 +291,8 @@ class PolicyLibrary:
             initial_metrics=None, history: Sequence[dict] = (), samples: int | None = None,
             train_s: float | None = None, iterations: int | None = None, attempts: int = 1,
             source_path: str | os.PathLike | None = None, source_sha256: str | None = None,
-            character_config=None, code_version: str | None = None, error: str | None = None) -> PolicyRecord:
+            character_config=None, code_version: str | None = None, error: str | None = None,
+            reason: str | None = None) -> PolicyRecord:
         """Adds a trained policy as the clip's next version, atomically; returns its row.
 
         Args:
@@ -304,6 +305,8 @@ class PolicyLibrary:
           history: the evaluation records of training.
           source_path: the mocap file (default `reference.source`); hashed if it exists and
             `source_sha256` is None.
+          reason: why a `best_effort` policy did not converge (e.g. "fragile: 3 of 10 perturbed
+            rollouts fell"); its robustness figures come with `metrics` (`EvalMetrics.robustness`).
         """
         if status not in ("converged", "best_effort"):
             raise LibraryError(f"put: status must be 'converged' or 'best_effort' (failed clips: put_failure), "
@@ -338,7 +341,8 @@ class PolicyLibrary:
             samples=None if samples is None else int(samples), train_s=_float(train_s),
             iterations=int(iterations if iterations is not None else config.iterations), seed=int(config.seed),
             backend=config.env.backend, config=json.loads(json.dumps(config.to_dict())),
-            code_version=code_version or current_code_version(), error=error, history=[dict(h) for h in history])
+            code_version=code_version or current_code_version(), error=error, history=[dict(h) for h in history],
+            robustness=metrics.get("robustness") or None, reason=reason)
 
         staging = self._new_staging()
         try:

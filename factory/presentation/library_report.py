@@ -162,7 +162,7 @@ __HISTOGRAM__
 </div>
 <table id="clips"><thead><tr>
   <th data-key="clip_id">clip</th><th data-key="status">status</th><th data-key="pose_error_m" class="num">pose error (m)</th>
-  <th data-key="fell">fell</th><th data-key="samples" class="num">samples</th><th data-key="train_s" class="num">train (s)</th>
+  <th data-key="fell">fell</th><th data-key="robust_survival" class="num" title="perturbed and pushed rollouts of the whole clip without a fall (the check convergence requires)">robust</th><th data-key="samples" class="num">samples</th><th data-key="train_s" class="num">train (s)</th>
   <th data-key="attempts" class="num">attempts</th><th data-key="version" class="num">version</th>
   <th data-key="at_limit_pct" class="num" title="share of control steps where some joint asked for more than its torque limit">at torque limit (%)</th>
   <th data-key="peak_of_limit" class="num" title="the largest joint torque as a share of its limit">peak torque / limit</th>
@@ -203,13 +203,16 @@ __FAILURES__
     for (const r of list.slice(state.page * PAGE, (state.page + 1) * PAGE)) {
       const tr = document.createElement("tr");
       const clip = cell("td", r.clip_id, "clip");
-      if (r.error) { const e = document.createElement("div"); e.className = "err"; e.textContent = r.error; clip.appendChild(e); }
+      for (const note of [r.error, r.reason]) {
+        if (note) { const e = document.createElement("div"); e.className = "err"; e.textContent = note; clip.appendChild(e); }
+      }
       tr.appendChild(clip);
       const st = document.createElement("td"); const badge = document.createElement("span");
       badge.className = "status"; badge.style.background = colours[r.status] || "#888"; badge.textContent = r.status;
       st.appendChild(badge); tr.appendChild(st);
       tr.appendChild(cell("td", fmt(r.pose_error_m, 4), "num"));
       tr.appendChild(cell("td", r.fell === null ? "" : (r.fell ? "yes" : "no")));
+      tr.appendChild(cell("td", r.robust || "", "num"));
       tr.appendChild(cell("td", r.samples === null ? "" : r.samples.toLocaleString("en"), "num"));
       tr.appendChild(cell("td", fmt(r.train_s, 0), "num"));
       tr.appendChild(cell("td", fmt(r.attempts, 0), "num"));
@@ -310,7 +313,9 @@ def write_library_report(library: PolicyLibrary, out_dir: str | os.PathLike, dat
                          for k, v in cards)
     rows = [{"clip_id": r.clip_id, "status": r.status, "pose_error_m": r.pose_error_m, "fell": r.fell,
              "samples": r.samples, "train_s": r.train_s, "attempts": r.attempts, "version": r.version,
-             "error": r.error, "render": f"renders/{rendered[r.clip_id]}" if r.clip_id in rendered else None,
+             "error": r.error, "reason": r.reason,
+             "robust": f"{r.robustness['survived']}/{r.robustness['rollouts']}" if r.robustness else None,
+             "robust_survival": r.robustness["survival"] if r.robustness else None, "render": f"renders/{rendered[r.clip_id]}" if r.clip_id in rendered else None,
              **plausibility_columns(library, r)}
             for r in records]
     title = f"Policy library{'' if dataset is None else f': {dataset}'}"

@@ -65,6 +65,12 @@ def write_report(library: PolicyLibrary, catalog: Catalog, run: dict) -> dict[st
     slowest = sorted((r for r in trained if r.train_s is not None), key=lambda r: -r.train_s)[:SLOWEST]
     failures = [{"clip_id": r.clip_id, "error": r.error, "attempts": r.attempts, "source": r.source_path}
                 for r in rows if r.status == "failed"]
+    checked = [r.robustness for r in trained if r.robustness]
+    robustness = {"checked": len(checked), "passed": sum(bool(d["passed"]) for d in checked),
+                  "perturbed_rollouts": sum(int(d["rollouts"]) for d in checked),
+                  "perturbed_survived": sum(int(d["survived"]) for d in checked)}
+    not_converged = [{"clip_id": r.clip_id, "pose_error_m": r.pose_error_m, "reason": r.reason}
+                     for r in rows if r.status == "best_effort"]
     bins = np.linspace(0, max(errors[-1] if errors else 0.1, 0.1), 11)
     hist, _ = np.histogram(errors, bins=bins)
     data = {
@@ -75,7 +81,7 @@ def write_report(library: PolicyLibrary, catalog: Catalog, run: dict) -> dict[st
                                            "histogram": {"edges_m": bins.tolist(), "counts": hist.tolist()}},
         "slowest": [{"clip_id": r.clip_id, "train_s": r.train_s, "attempts": r.attempts, "frames": r.frames,
                      "pose_error_m": r.pose_error_m} for r in slowest],
-        "failures": failures,
+        "failures": failures, "robustness": robustness, "not_converged": not_converged,
         "skipped_by_spec": skipped_reasons(catalog.skipped),
         "run": {k: v for k, v in run.items() if k != "clips"},
         "run_clips": run.get("clips", []),
@@ -107,6 +113,18 @@ def _markdown(data: dict, png: Path | None) -> str:
                   f"p90 {pe['p90']:.3f} m.", ""]
     if png is not None:
         lines += [f"![pose error histogram]({png.name})", ""]
+    rb = data["robustness"]
+    lines += ["## Robustness", ""]
+    if rb["checked"]:
+        lines += [f"{rb['passed']} of {rb['checked']} checked policies robust; {rb['perturbed_survived']} of "
+                  f"{rb['perturbed_rollouts']} perturbed and pushed rollouts without a fall.", ""]
+    else:
+        lines += ["No policy checked under perturbation.", ""]
+    if data["not_converged"]:
+        lines += ["| best_effort clip | pose error (m) | why not converged |", "|---|---|---|"]
+        lines += [f"| {n['clip_id']} | {n['pose_error_m']:.3f} | {str(n['reason'] or '-').replace('|', '/')} |"
+                  for n in data["not_converged"]]
+        lines.append("")
     lines += ["## Slowest clips", "", "| clip | train s | attempts | frames | pose error (m) |", "|---|---|---|---|---|"]
     lines += [f"| {s['clip_id']} | {s['train_s']:.1f} | {s['attempts']} | {s['frames']} | {s['pose_error_m']:.3f} |"
               for s in data["slowest"]]

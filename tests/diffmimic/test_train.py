@@ -210,12 +210,16 @@ def test_config_schema_round_trips_and_reads_older_and_unknown_fields():
     data = json.loads(json.dumps(config.to_dict()))
     assert data["schema"] == CONFIG_SCHEMA and TrainConfig.from_dict(data) == config
     # A version-1 file (no schema key, without fields added since, with one since removed) loads.
-    old = {k: v for k, v in data.items() if k not in ("schema", "warm_start_learning_rate_scale")}
+    old = {k: v for k, v in data.items() if k not in ("schema", "warm_start_learning_rate_scale", "robust_rollouts")}
+    old["env"] = {k: v for k, v in data["env"].items() if k not in ("train_perturbed_share", "train_push_share")}
     old["retired_knob"] = 1
     with pytest.warns(UserWarning, match="retired_knob"):
         loaded = TrainConfig.from_dict(old)
     assert loaded.seed == 7 and loaded.env.replay_threshold_m == 0.1
     assert loaded.warm_start_learning_rate_scale == TrainConfig.warm_start_learning_rate_scale
+    # Fields added later read as what the older config did: no robust training, no robustness check.
+    assert loaded.robust_rollouts == 0 and loaded.env.train_perturbed_share == 0.0 == loaded.env.train_push_share
+    assert TrainConfig().robust_rollouts > 0 and TrainConfig().env.train_perturbed_share > 0
     # A user's overrides are strict: a typo is an error naming it, not a silent default.
     with pytest.raises(ValueError, match="lerning_rate"):
         TrainConfig.from_dict({**data, "lerning_rate": 1e-3}, strict=True)

@@ -268,8 +268,9 @@ def test_schema_migrations(small_library, monkeypatch):
         db.execute("UPDATE schema_version SET version = 99")
     with pytest.raises(LibraryError, match="schema version 99 is newer than this code supports"):
         PolicyLibrary(root)
+    current = library_module.index.schema_version()
     with sqlite3.connect(small_library.index_path) as db:
-        db.execute("UPDATE schema_version SET version = 1")
+        db.execute(f"UPDATE schema_version SET version = {current}")
 
     # A new migration upgrades an existing library in place and keeps its rows.
     def add_notes(db):
@@ -278,7 +279,7 @@ def test_schema_migrations(small_library, monkeypatch):
     monkeypatch.setattr(library_module.index, "MIGRATIONS", [*library_module.index.MIGRATIONS, add_notes])
     upgraded = PolicyLibrary(root)
     with sqlite3.connect(upgraded.index_path) as db:
-        assert db.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(current + 1,)]
         assert "notes" in [r[1] for r in db.execute("PRAGMA table_info(policies)")]
     assert upgraded.get("wave_poses").status == "converged" and len(upgraded) == 4
 
@@ -309,3 +310,35 @@ def test_put_rejects_bad_input(tmp_path, trained):
         library.put_result("sample/squat_poses", run.result, dataclasses.replace(run.config, hidden=(64, 64)),
                            run.reference, status="converged")
     assert len(library) == 0 and library.leftovers() == []
+
+
+def test_the_library_rollout_replays_the_training_evaluation_exactly(tmp_path, trained, put_trained):
+    """Training judged each policy by one rollout from frame 0; the library's replay of the
+    stored policy is that rollout: the same falls and the same per-frame errors."""
+    library = PolicyLibrary(tmp_path / "lib", create=True)
+    for name, run in trained.items():
+        put_trained(library, f"sample/{name}_poses", run)
+        replay = library.load_policy(f"sample/{name}_poses").rollout()
+        evaluation = run.result.metrics
+        assert replay.metrics.fell == evaluation.fell and replay.metrics.fell_at_s == evaluation.fell_at_s
+        np.testing.assert_allclose(replay.pose_error_m, evaluation.per_frame_pose_error_m, rtol=0, atol=1e-6)
+        assert replay.metrics.pose_error_m == pytest.approx(evaluation.pose_error_m, abs=1e-6)
+
+
+def test_robustness_and_the_reason_are_recorded_and_rechecked(tmp_path, trained, put_trained):
+    from diffmimic.robustness import Robustness
+
+    run = trained["wave"]
+    library = PolicyLibrary(tmp_path / "lib", create=True)
+    checked = Robustness(rollouts=4, survived=1, fell_at_s=(1.2, 2.0, 2.4), pose_error_m=(0.05,) * 4,
+                         min_survival=0.9)
+    result = dataclasses.replace(run.result, metrics=dataclasses.replace(run.result.metrics,
+                                                                         robustness=checked.to_dict()))
+    library.put_result("sample/wave_poses", result, run.config, run.reference, status="best_effort",
+                       reason="fragile: 3 of 4 perturbed rollouts fell, first at 1.2 s")
+    record = PolicyLibrary(tmp_path / "lib").get("wave_poses")
+    assert record.robustness == checked.to_dict() and record.robustness["passed"] is False
+    assert record.reason == "fragile: 3 of 4 perturbed rollouts fell, first at 1.2 s"
+    # The library re-checks a stored policy with real perturbed rollouts.
+    again = library.load_policy("wave_poses").check_robustness(rollouts=2, seed=1)
+    assert again.rollouts == 2 and len(again.pose_error_m) == 2 and again.min_survival == run.config.robust_min_survival
