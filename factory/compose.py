@@ -16,6 +16,16 @@ CLI::
 
     python -m factory.compose --library LIB walk kick walk --out walk_kick_walk.npz [--seconds 3]
     python -m factory.compose --library LIB --pairs [NAME ...] --out pairs.json
+    python -m factory.compose --library LIB --transitions --out edges.json      # build the graph
+    python -m factory.compose --library LIB --plan walk crouch walk --out plan.npz
+    python -m factory.compose --library LIB --random-walk 60 --seed 3 --out walk.npz
+
+Hand-over by state (the default; `--handover pose` is the nearest pose alone): the next clip is
+entered at the frame whose pose, body velocities and planted feet are nearest the character's
+(`entry_costs`). The transition graph (`build_transitions`, stored by
+`factory.library.transitions`) holds, for every ordered pair of converged policies, simulated
+hand-overs at the cheapest exits; `plan` routes through other clips where no direct one
+survives, and `random_walk` plays the library along it.
 """
 
 from __future__ import annotations
@@ -161,6 +171,46 @@ def pose_distances(body_pos: np.ndarray, body_rot: np.ndarray, reference) -> np.
     return np.linalg.norm(frames - current[None], axis=-1).mean(-1)
 
 
+# Hand-over rules (`Composer`): ``state`` weighs pose, velocity and planted feet; ``pose`` is the
+# nearest pose alone (velocities ignored).
+HANDOVERS = ("state", "pose")
+# A body's velocity mismatch counts as the distance it would drift in this long (1 m/s: 0.1 m).
+VELOCITY_WEIGHT_S = 0.1
+# A foot planted in one state and not in the other costs as much as this mean body distance.
+CONTACT_WEIGHT_M = 0.05
+# A foot is planted when its toe is this low (its rest height on this skeleton is ~0.06 m) and
+# slower than this horizontally.
+PLANTED_TOE_HEIGHT_M = 0.09
+PLANTED_TOE_SPEED_MPS = 0.4
+
+
+def planted_feet(body_pos: np.ndarray, body_vel: np.ndarray, body_names: Sequence[str]) -> np.ndarray:
+    """Whether each foot (left, right) is planted: its toe low and slow. (..., 2) bool for
+    (..., 24, 3) positions and velocities."""
+    toes = [list(body_names).index(n) for n in ("L_Toe", "R_Toe")]
+    body_pos, body_vel = np.asarray(body_pos), np.asarray(body_vel)
+    low = body_pos[..., toes, 2] < PLANTED_TOE_HEIGHT_M
+    slow = np.linalg.norm(body_vel[..., toes, :2], axis=-1) < PLANTED_TOE_SPEED_MPS
+    return low & slow
+
+
+def entry_costs(body_pos: np.ndarray, body_rot: np.ndarray, body_vel: np.ndarray, reference) -> np.ndarray:
+    """The cost (m) of entering each frame of `reference` from a state (body positions (24, 3),
+    orientations (24, 4), linear velocities (24, 3), world frame): the mean body distance of
+    `pose_distances`, plus the mean body velocity mismatch in the heading frame times
+    `VELOCITY_WEIGHT_S`, plus `CONTACT_WEIGHT_M` per foot planted in one and not the other.
+    Returns (frames,)."""
+    pose = pose_distances(body_pos, body_rot, reference)
+    here = _rotate_z(np.asarray(body_vel, np.float64), -heading_yaw(np.asarray(body_rot)[0]))
+    yaws = heading_yaw(np.asarray(reference.body_rot)[:, 0])
+    there = _rotate_z(np.asarray(reference.body_vel, np.float64), -yaws[:, None])
+    velocity = np.linalg.norm(there - here[None], axis=-1).mean(-1)
+    names = reference.body_names
+    contact = (planted_feet(reference.body_pos, reference.body_vel, names)
+               != planted_feet(body_pos, body_vel, names)[None]).sum(-1)
+    return pose + VELOCITY_WEIGHT_S * velocity + CONTACT_WEIGHT_M * contact
+
+
 def reanchor(reference, frame: int, root_xy: np.ndarray, yaw: float):
     """`reference` rotated about the vertical and shifted so that at `frame` its root is at
     `root_xy` with heading `yaw` (heights unchanged). Returns a new `Reference`."""
@@ -220,10 +270,165 @@ def _check_compatible(policies: Sequence[Policy]) -> None:
                                    "simulation rates")
 
 
+class Composer:
+    """Builds a composition one segment at a time (`compose` runs a list; a random walk on the
+    transition graph picks each next clip after seeing where the last one was entered).
+
+    The first segment starts at its clip's reference state, exactly as the library's rollout and
+    training's evaluation start; each later one takes over the current simulated state, entering
+    its clip at the frame `handover` picks (`HANDOVERS`) unless given, with its reference
+    re-anchored to the character's position and heading.
+    """
+
+    def __init__(self, transition_window_s: float = 1.0, handover: str = "state", min_segment_s: float = 1.0):
+        if handover not in HANDOVERS:
+            raise CompositionError(f"handover must be one of {HANDOVERS}, got {handover!r}")
+        self.transition_window_s, self.handover, self.min_segment_s = transition_window_s, handover, min_segment_s
+        self.states: dict[str, list] = {k: [] for k in ("qpos", "body_pos", "body_rot", "reference_body_pos",
+                                                         "reference_body_rot")}
+        self.metrics: list = []
+        self.segments: list[Segment] = []
+        self.policies: list[Policy] = []
+        self.physics = None
+        self.step = 0
+
+    @property
+    def fell(self) -> bool:
+        return any(s.fell for s in self.segments)
+
+    @property
+    def seconds(self) -> float:
+        return self.step / self.segments[0].fps if self.segments else 0.0
+
+    def add(self, name: str, policy: Policy, *, entry: int | None = None, exit: int | None = None,
+            seconds: float | None = None) -> Segment:
+        """Runs `policy` next and returns its `Segment`.
+
+        entry: the clip frame to enter at (the first segment: its start frame, default 0; later
+          ones: default chosen by the hand-over rule). exit: the clip frame to hand over at (the
+          segment runs entry .. exit). seconds: instead, run this long (looping the clip past its
+          end). Neither: to the clip's end.
+        """
+        import jax
+
+        from diffmimic.metrics import loop_reference, summarize_rollout
+        from diffmimic.rollout import initial_physics, reference_physics, simulate
+
+        if self.policies:
+            _check_compatible([self.policies[0], policy])
+        reference = policy.reference
+        frames, fps = reference.num_frames, float(reference.fps)
+        if frames < 2:
+            raise CompositionError(f"{policy.record.ref}: its clip has {frames} frame(s)")
+        if seconds is not None and seconds <= 0:
+            raise CompositionError(f"segment {len(self.segments) + 1} ({name}): seconds must be > 0, got {seconds}")
+        if exit is not None and not 0 < exit <= frames - 1:
+            raise CompositionError(f"{policy.record.ref}: exit frame {exit} is outside frames 1..{frames - 1}")
+        if not self.segments:
+            entry = 0 if entry is None else entry
+            if not 0 <= entry < frames - 1:
+                raise CompositionError(f"start_frame must be in [0, {frames - 2}] for {policy.record.ref}")
+            distance = 0.0
+            self.physics = reference_physics(policy.config, policy.character_config, reference, entry)
+            x0 = jax.device_get(self.physics.x)
+            for key, value in (("qpos", self.physics.q), ("body_pos", x0.pos), ("body_rot", x0.rot),
+                               ("reference_body_pos", reference.body_pos[entry]),
+                               ("reference_body_rot", reference.body_rot[entry])):
+                self.states[key].append(np.asarray(jax.device_get(value), np.float32)[None])
+        else:
+            if exit is not None:
+                last_entry = exit - 1
+            elif seconds is None:
+                last_entry = max(0, frames - 1 - min(int(round(self.min_segment_s * fps)), frames - 1))
+            else:
+                last_entry = frames - 2
+            current_pos, current_rot = self.states["body_pos"][-1][-1], self.states["body_rot"][-1][-1]
+            if entry is None:
+                entry = self.choose_entry(policy, last_entry)
+            elif not 0 <= entry <= last_entry:
+                raise CompositionError(f"{policy.record.ref}: entry frame {entry} is outside 0..{last_entry}")
+            distance = float(pose_distances(current_pos, current_rot, reference)[entry])
+            reference = reanchor(reference, entry, current_pos[0, :2], float(heading_yaw(current_rot[0])))
+            if policy.config.env.backend != self.policies[-1].config.env.backend:  # its own state from (q, qd)
+                self.physics = initial_physics(policy.config, policy.character_config,
+                                               jax.device_get(self.physics.q), jax.device_get(self.physics.qd))
+        if exit is not None:
+            if exit <= entry:
+                raise CompositionError(f"{policy.record.ref}: exit frame {exit} is not after entry frame {entry}")
+            steps = exit - entry
+        else:
+            steps = frames - 1 - entry if seconds is None else max(1, int(round(seconds * fps)))
+        if entry + steps > frames - 1:
+            reference = loop_reference(reference, (entry + steps) / fps)
+        run = simulate(policy.config, policy.params, policy.normaliser, reference, self.physics, entry, steps,
+                       policy.character_config)
+        self.physics = run.physics
+        for key, value in (("qpos", run.qpos), ("body_pos", run.body_pos), ("body_rot", run.body_rot),
+                           ("reference_body_pos", reference.body_pos[entry + 1:entry + steps + 1]),
+                           ("reference_body_rot", reference.body_rot[entry + 1:entry + steps + 1])):
+            self.states[key].append(np.asarray(value, np.float32))
+        self.metrics.append(run.metrics)
+        summary = summarize_rollout(run.metrics, np.ones(steps, bool), fps)
+        fell_at = None if summary.fell_at_s is None else self.step / fps + summary.fell_at_s
+        index = len(self.segments)
+        segment = Segment(
+            index=index + 1, name=name, clip_id=policy.record.clip_id, version=policy.record.version,
+            status=policy.record.status, start_step=self.step, end_step=self.step + steps, entry_frame=entry,
+            entry_distance_m=distance, pose_error_m=summary.pose_error_m, fell=summary.fell, fell_at_s=fell_at,
+            transition_fell=bool(index > 0 and summary.fell and summary.fell_at_s <= self.transition_window_s + 1e-9),
+            fps=fps)
+        self.segments.append(segment)
+        self.policies.append(policy)
+        self.step += steps
+        return segment
+
+    def choose_entry(self, policy: Policy, last_entry: int) -> int:
+        """The frame (0..`last_entry`) at which `policy`'s clip is entered from the current
+        simulated state, by the hand-over rule."""
+        import jax
+
+        current_pos, current_rot = self.states["body_pos"][-1][-1], self.states["body_rot"][-1][-1]
+        if self.handover == "state":
+            costs = entry_costs(current_pos, current_rot, np.asarray(jax.device_get(self.physics.xd.vel)),
+                                policy.reference)
+        else:
+            costs = pose_distances(current_pos, current_rot, policy.reference)
+        return int(np.argmin(costs[:last_entry + 1]))
+
+    def composition(self, not_run: Sequence[str] = ()) -> Composition:
+        """The composition of the segments added so far."""
+        import jax
+
+        from diffmimic.metrics import summarize_rollout
+        from diffmimic.rollout import Trajectory
+
+        if not self.segments:
+            raise CompositionError("nothing composed yet")
+        fps = self.segments[0].fps
+        metrics = jax.tree.map(lambda *a: np.concatenate(a), *self.metrics)
+        trajectory = Trajectory(
+            fps=fps, start_frame=self.segments[0].entry_frame,
+            **{k: np.concatenate(v) for k, v in self.states.items()},
+            pose_error_m=np.asarray(metrics.pose_error_m), global_error_m=np.asarray(metrics.global_error_m),
+            fell=np.asarray(metrics.fell), metrics=summarize_rollout(metrics, np.ones(self.step, bool), fps),
+            body_names=tuple(self.policies[0].reference.body_names))
+        return Composition(trajectory=trajectory, segments=tuple(self.segments), not_run=tuple(not_run),
+                           transition_window_s=self.transition_window_s,
+                           character=character_dict(self.policies[0].character_config))
+
+
+def _load(library: PolicyLibrary, loaded: dict, name: str, version: int | None = None) -> Policy:
+    key = name if version is None else f"{name}@{version}"
+    if key not in loaded:
+        loaded[key] = library.load_policy(name, version)
+    return loaded[key]
+
+
 def compose(library: PolicyLibrary, names: Sequence[str], seconds: float | Sequence[float | None] | None = None, *,
             start_frame: int = 0, min_segment_s: float = 1.0, transition_window_s: float = 1.0,
             stop_on_fall: bool = True, versions: Sequence[int | None] | None = None,
-            policies: dict[str, Policy] | None = None) -> Composition:
+            policies: dict[str, Policy] | None = None, handover: str = "state",
+            entries: Sequence[int | None] | None = None, exits: Sequence[int | None] | None = None) -> Composition:
     """Runs the library policies `names` one after another in one simulation.
 
     Args:
@@ -239,108 +444,40 @@ def compose(library: PolicyLibrary, names: Sequence[str], seconds: float | Seque
       stop_on_fall: stop at the first fall (the remaining names are reported as not run).
       versions: the policy version of each name (None: newest).
       policies: already loaded policies by name (loaded from the library when absent).
+      handover: how a segment's entry frame is chosen (`HANDOVERS`): ``state`` (pose, velocity
+        and planted feet, `entry_costs`) or ``pose`` (the nearest pose alone).
+      entries, exits: per segment, an entry frame (None: chosen) and an exit frame (None: by
+        `seconds` or the clip's end), e.g. a transition graph's edges.
 
     Returns:
       A `Composition`.
     """
-    import jax
-
-    from diffmimic.metrics import loop_reference, summarize_rollout
-    from diffmimic.rollout import Trajectory, initial_physics, simulate
-
     if not names:
         raise CompositionError("nothing to compose: give at least one policy name")
     durations = _segment_seconds(seconds, len(names))
     versions = list(versions) if versions is not None else [None] * len(names)
+    entries = list(entries) if entries is not None else [None] * len(names)
+    exits = list(exits) if exits is not None else [None] * len(names)
+    if entries[0] is None:
+        entries[0] = start_frame
     loaded: dict = dict(policies or {})
-    chain = []
-    for name, version in zip(names, versions):
-        key = name if version is None else f"{name}@{version}"
-        if key not in loaded:
-            loaded[key] = library.load_policy(name, version)
-        chain.append(loaded[key])
+    chain = [_load(library, loaded, name, version) for name, version in zip(names, versions)]
     _check_compatible(chain)
-
-    fps = float(chain[0].reference.fps)
-    states = {"qpos": [], "body_pos": [], "body_rot": [], "reference_body_pos": [], "reference_body_rot": []}
-    steps_metrics: list = []
-    segments: list[Segment] = []
-    physics = None
-    backend = None
-    step = 0
+    composer = Composer(transition_window_s, handover, min_segment_s)
     not_run: tuple[str, ...] = ()
-    for index, (name, policy, duration) in enumerate(zip(names, chain, durations)):
-        reference = policy.reference
-        frames = reference.num_frames
-        if frames < 2:
-            raise CompositionError(f"{policy.record.ref}: its clip has {frames} frame(s)")
-        if duration is not None and duration <= 0:
-            raise CompositionError(f"segment {index + 1} ({name}): seconds must be > 0, got {duration}")
-        if index == 0:
-            if not 0 <= start_frame < frames - 1:
-                raise CompositionError(f"start_frame must be in [0, {frames - 2}] for {policy.record.ref}")
-            entry, distance = start_frame, 0.0
-            physics = initial_physics(policy.config, policy.character_config, reference.qpos[entry],
-                                      reference.qvel[entry])
-            x0 = jax.device_get(physics.x)
-            states["qpos"].append(np.asarray(jax.device_get(physics.q))[None])
-            states["body_pos"].append(np.asarray(x0.pos)[None])
-            states["body_rot"].append(np.asarray(x0.rot)[None])
-            states["reference_body_pos"].append(np.asarray(reference.body_pos[entry])[None])
-            states["reference_body_rot"].append(np.asarray(reference.body_rot[entry])[None])
-        else:
-            current_pos, current_rot = states["body_pos"][-1][-1], states["body_rot"][-1][-1]
-            if duration is None:
-                last_entry = max(0, frames - 1 - min(int(round(min_segment_s * fps)), frames - 1))
-            else:
-                last_entry = frames - 2
-            distances = pose_distances(current_pos, current_rot, reference)[:last_entry + 1]
-            entry = int(np.argmin(distances))
-            distance = float(distances[entry])
-            reference = reanchor(reference, entry, current_pos[0, :2], float(heading_yaw(current_rot[0])))
-            if policy.config.env.backend != backend:  # another pipeline: its own state from (q, qd)
-                physics = initial_physics(policy.config, policy.character_config,
-                                          jax.device_get(physics.q), jax.device_get(physics.qd))
-        backend = policy.config.env.backend
-        steps = frames - 1 - entry if duration is None else max(1, int(round(duration * fps)))
-        if entry + steps > frames - 1:
-            reference = loop_reference(reference, (entry + steps) / fps)
-        run = simulate(policy.config, policy.params, policy.normaliser, reference, physics, entry, steps,
-                       policy.character_config)
-        physics = run.physics
-        for key, value in (("qpos", run.qpos), ("body_pos", run.body_pos), ("body_rot", run.body_rot),
-                           ("reference_body_pos", reference.body_pos[entry + 1:entry + steps + 1]),
-                           ("reference_body_rot", reference.body_rot[entry + 1:entry + steps + 1])):
-            states[key].append(np.asarray(value, np.float32))
-        steps_metrics.append(run.metrics)
-        summary = summarize_rollout(run.metrics, np.ones(steps, bool), fps)
-        fell_at = None if summary.fell_at_s is None else step / fps + summary.fell_at_s
-        segments.append(Segment(
-            index=index + 1, name=name, clip_id=policy.record.clip_id, version=policy.record.version,
-            status=policy.record.status, start_step=step, end_step=step + steps, entry_frame=entry,
-            entry_distance_m=distance, pose_error_m=summary.pose_error_m, fell=summary.fell, fell_at_s=fell_at,
-            transition_fell=bool(index > 0 and summary.fell and summary.fell_at_s <= transition_window_s + 1e-9),
-            fps=fps))
-        step += steps
-        if summary.fell and stop_on_fall:
+    for index, (name, policy) in enumerate(zip(names, chain)):
+        segment = composer.add(name, policy, entry=entries[index], exit=exits[index], seconds=durations[index])
+        if segment.fell and stop_on_fall:
             not_run = tuple(names[index + 1:])
             break
-
-    metrics = jax.tree.map(lambda *a: np.concatenate(a), *steps_metrics)
-    trajectory = Trajectory(
-        fps=fps, start_frame=start_frame, **{k: np.concatenate(v) for k, v in states.items()},
-        pose_error_m=np.asarray(metrics.pose_error_m), global_error_m=np.asarray(metrics.global_error_m),
-        fell=np.asarray(metrics.fell), metrics=summarize_rollout(metrics, np.ones(step, bool), fps),
-        body_names=tuple(chain[0].reference.body_names))
-    return Composition(trajectory=trajectory, segments=tuple(segments), not_run=not_run,
-                       transition_window_s=transition_window_s, character=character_dict(chain[0].character_config))
+    return composer.composition(not_run)
 
 
 # --------------------------------------------------------------------------------------------
 # Transition success over pairs.
 
 def transition_pairs(library: PolicyLibrary, names: Sequence[str], seconds: float | None = None,
-                     transition_window_s: float = 1.0, progress=print) -> dict:
+                     transition_window_s: float = 1.0, progress=print, handover: str = "state") -> dict:
     """Composes every ordered pair (a, b), a != b, of `names` and measures how often the switch
     from a to b works.
 
@@ -356,7 +493,7 @@ def transition_pairs(library: PolicyLibrary, names: Sequence[str], seconds: floa
     started = time.perf_counter()
     for i, (a, b) in enumerate(pairs, 1):
         composition = compose(library, [a, b], seconds, transition_window_s=transition_window_s,
-                              policies=policies, stop_on_fall=True)
+                              policies=policies, stop_on_fall=True, handover=handover)
         first = composition.segments[0]
         second = composition.segments[1] if len(composition.segments) > 1 else None
         rows.append({
@@ -384,8 +521,199 @@ def transition_pairs(library: PolicyLibrary, names: Sequence[str], seconds: floa
         "transitions": len(attempted), "transition_ok": ok,
         "transition_success_rate": ok / len(attempted) if attempted else None,
         "pair_success_rate": whole / len(attempted) if attempted else None,
-        "transition_window_s": transition_window_s, "seconds": seconds,
+        "transition_window_s": transition_window_s, "seconds": seconds, "handover": handover,
         "elapsed_s": time.perf_counter() - started, "rows": rows}
+
+
+# --------------------------------------------------------------------------------------------
+# The transition graph (`factory.library.transitions`): simulated hand-overs between policies.
+
+def exit_candidates(a: Policy, b: Policy, count: int = 3, lead_s: float = 1.0, min_segment_s: float = 1.0,
+                    spacing_s: float = 0.5) -> list[tuple[int, int, float]]:
+    """Where `a` could hand over to `b`: (exit frame of a, entry frame of b, cost in m), the
+    `count` cheapest by `entry_costs` between a's reference state at the exit and b's frames,
+    exits at least `spacing_s` apart, each with `lead_s` of a's clip before it (a run-up) and
+    entries leaving `min_segment_s` of b's clip."""
+    fps = float(a.reference.fps)
+    ra, rb = a.reference, b.reference
+    lead = min(int(round(lead_s * fps)), ra.num_frames - 2)
+    last_entry = max(0, rb.num_frames - 1 - min(int(round(min_segment_s * fps)), rb.num_frames - 1))
+    options = []
+    for exit in range(max(lead, 1), ra.num_frames):
+        costs = entry_costs(ra.body_pos[exit], ra.body_rot[exit], ra.body_vel[exit], rb)[:last_entry + 1]
+        entry = int(np.argmin(costs))
+        options.append((float(costs[entry]), exit, entry))
+    chosen: list[tuple[int, int, float]] = []
+    spacing = max(1, int(round(spacing_s * fps)))
+    for cost, exit, entry in sorted(options):
+        if all(abs(exit - other) >= spacing for other, _, _ in chosen):
+            chosen.append((exit, entry, cost))
+        if len(chosen) == count:
+            break
+    return chosen
+
+
+def simulate_transition(a: Policy, b: Policy, exit: int, cost_m: float = 0.0, window_s: float = 2.0,
+                        lead_s: float = 1.0, handover: str = "state"):
+    """Simulates `a` from its reference state `lead_s` before `exit` to `exit`, then hands over
+    to `b` (entry by the hand-over rule) for `window_s` (or to b's clip end). Returns a
+    `Transition` (survived: no fall in either part)."""
+    from factory.library.transitions import Transition
+
+    fps = float(a.reference.fps)
+    composer = Composer(transition_window_s=window_s, handover=handover)
+    run_up = composer.add(a.clip_id, a, entry=max(0, exit - int(round(lead_s * fps))), exit=exit)
+    entry, fell_at = None, None
+    if run_up.fell:
+        fell_at = run_up.fell_at_s - run_up.end_s
+    else:
+        frames = b.reference.num_frames
+        entry = composer.choose_entry(b, frames - 2)
+        after = composer.add(b.clip_id, b, entry=entry,
+                             exit=min(entry + max(1, int(round(window_s * fps))), frames - 1))
+        if after.fell:
+            fell_at = after.fell_at_s - after.start_s
+    return Transition(from_clip=a.clip_id, from_version=a.record.version, to_clip=b.clip_id,
+                      to_version=b.record.version, exit_frame=int(exit), entry_frame=int(-1 if entry is None else entry),
+                      cost_m=float(cost_m), survived=fell_at is None, fell_at_s=fell_at, window_s=window_s)
+
+
+def graph_policies(library: PolicyLibrary, statuses: Sequence[str] = ("converged",)) -> dict[str, Policy]:
+    """The newest policy of every clip with one of `statuses`, by clip id (the graph's nodes)."""
+    return {r.clip_id: library.load_policy(r.clip_id, r.version) for r in library.query(status=tuple(statuses))}
+
+
+def build_transitions(library: PolicyLibrary, policies: dict[str, Policy] | None = None, candidates: int = 3,
+                      window_s: float = 2.0, progress=print):
+    """Simulates the hand-overs of every ordered pair of `policies` (default: the converged
+    ones) that the library's transition graph does not hold yet for these versions (so a run
+    that added policies simulates only the pairs they are in), up to `candidates` exits per pair,
+    stopping at the first that survives. Returns the updated `TransitionGraph`."""
+    policies = graph_policies(library) if policies is None else policies
+    graph = _graph(library, policies)
+    done = graph.simulated_pairs()
+    todo = [(a, b) for a, b in itertools.permutations(sorted(policies), 2)
+            if (a, policies[a].record.version, b, policies[b].record.version) not in done]
+    started = time.perf_counter()
+    for i, (a, b) in enumerate(todo, 1):
+        rows = []
+        for exit, _, cost in exit_candidates(policies[a], policies[b], count=candidates):
+            rows.append(simulate_transition(policies[a], policies[b], exit, cost, window_s=window_s))
+            if rows[-1].survived:
+                break
+        graph.put(rows)
+        if progress is not None:
+            elapsed = time.perf_counter() - started
+            ok = next((t for t in rows if t.survived), None)
+            progress(f"[{i}/{len(todo)}] {policies[a].record.name} -> {policies[b].record.name}: "
+                     + (f"ok at exit {ok.exit_frame} -> entry {ok.entry_frame}" if ok else
+                        f"no survivor in {len(rows)} candidate(s)")
+                     + f"  {elapsed:.0f} s, ETA {elapsed / i * (len(todo) - i):.0f} s")
+    return graph
+
+
+def _entered(composer: Composer, policy: Policy, min_segment_s: float) -> int:
+    """The frame the next segment enters `policy`'s clip at: 0 first, then by the hand-over
+    rule, leaving `min_segment_s` of the clip."""
+    if not composer.segments:
+        return 0
+    frames, fps = policy.reference.num_frames, float(policy.reference.fps)
+    return composer.choose_entry(policy, max(0, frames - 1 - min(int(round(min_segment_s * fps)), frames - 1)))
+
+
+def _exits(graph, policies: dict[str, Policy], clip: str, entered: int, min_segment_s: float,
+           goal: str | None = None) -> list:
+    """The surviving edges out of `clip` (toward `goal` only, when given) whose exit leaves at
+    least `min_segment_s` (one frame at least) after `entered`."""
+    fps = float(policies[clip].reference.fps)
+    earliest = entered + max(1, int(round(min_segment_s * fps)))
+    return [t for t in graph.edges(from_clip=clip, survived_only=True)
+            if t.to_clip in policies and t.exit_frame >= earliest and (goal is None or t.to_clip == goal)]
+
+
+def _graph(library: PolicyLibrary, policies: dict[str, Policy]):
+    from factory.library.transitions import TransitionGraph
+
+    return TransitionGraph(library.root, {c: p.record.version for c, p in policies.items()})
+
+
+def random_walk(library: PolicyLibrary, seconds: float = 60.0, seed: int = 0, graph=None,
+                policies: dict[str, Policy] | None = None, min_segment_s: float = 1.0,
+                transition_window_s: float = 1.0):
+    """Plays the library for `seconds` along the transition graph: from a random clip's first
+    frame, each clip runs to the exit of a random surviving edge (one that leaves at least
+    `min_segment_s` of it after where it was entered) and hands over by state, until `seconds`
+    are played, the character falls, or no edge leads on (the last clip then plays to its end).
+    Returns (`Composition`, outcome: ``completed``, ``fell`` or ``dead_end``)."""
+    policies = graph_policies(library) if policies is None else policies
+    graph = graph or _graph(library, policies)
+    starts = sorted({t.from_clip for t in graph.edges(survived_only=True)} & set(policies))
+    if not starts:
+        raise CompositionError(f"{library.root}: the transition graph has no surviving edge between current "
+                               "policies; build it with `python -m factory.compose --library LIB --transitions`")
+    rng = np.random.default_rng(seed)
+    composer = Composer(transition_window_s=transition_window_s, handover="state", min_segment_s=min_segment_s)
+    clip = starts[int(rng.integers(len(starts)))]
+    while True:
+        policy = policies[clip]
+        fps, frames = float(policy.reference.fps), policy.reference.num_frames
+        entered = _entered(composer, policy, min_segment_s)
+        edges = _exits(graph, policies, clip, entered, min_segment_s)
+        remaining = seconds - composer.seconds
+        edge = edges[int(rng.integers(len(edges)))] if edges else None
+        end = edge.exit_frame if edge is not None else frames - 1
+        if (end - entered) / fps >= remaining or edge is None:  # the walk ends inside this clip
+            composer.add(clip, policy, entry=entered, exit=min(end, entered + int(np.ceil(remaining * fps))))
+            break
+        if composer.add(clip, policy, entry=entered, exit=end).fell:
+            break
+        clip = edge.to_clip
+    if composer.fell:
+        outcome = "fell"
+    else:
+        outcome = "completed" if composer.seconds >= seconds - 0.5 / fps else "dead_end"
+    return composer.composition(), outcome
+
+
+def plan(library: PolicyLibrary, names: Sequence[str], graph=None, policies: dict[str, Policy] | None = None):
+    """The clips to play to visit `names` in order: a direct hand-over where the graph holds a
+    surviving one, else the fewest surviving hand-overs through other clips. Returns the clip
+    ids in order (intermediates included); raises `CompositionError` when no route exists."""
+    policies = graph_policies(library, ("converged", "best_effort")) if policies is None else policies
+    ids = [library.get(name).clip_id for name in names]
+    graph = graph or _graph(library, policies)
+    route = [ids[0]]
+    for a, b in zip(ids, ids[1:]):
+        hops = graph.route(a, b)
+        if hops is None:
+            raise CompositionError(f"no surviving route from {a} to {b} in the transition graph "
+                                   f"({graph.path}); `python -m factory.library transitions {a}` lists its edges")
+        route += [t.to_clip for t in hops]
+    return route
+
+
+def compose_route(library: PolicyLibrary, route: Sequence[str], graph=None,
+                  policies: dict[str, Policy] | None = None, transition_window_s: float = 1.0,
+                  min_segment_s: float = 0.5) -> Composition:
+    """Composes `route` (clip ids, e.g. from `plan`) handing over at the graph's surviving exits:
+    each clip runs from where it was entered (by state) to the cheapest surviving exit toward the
+    next that leaves it at least `min_segment_s`; the last clip runs to its end. Stops at a fall."""
+    policies = graph_policies(library, ("converged", "best_effort")) if policies is None else policies
+    graph = graph or _graph(library, policies)
+    composer = Composer(transition_window_s=transition_window_s, handover="state", min_segment_s=min_segment_s)
+    for index, (clip, following) in enumerate(zip(route, list(route[1:]) + [None])):
+        policy = policies[clip]
+        entered = _entered(composer, policy, min_segment_s)
+        exit = None
+        if following is not None:
+            edges = _exits(graph, policies, clip, entered, min_segment_s, goal=following)
+            if not edges:
+                raise CompositionError(f"{clip} has no surviving exit to {following} after frame {entered}, "
+                                       "where it is entered")
+            exit = min(edges, key=lambda t: t.cost_m).exit_frame
+        if composer.add(clip, policy, entry=entered, exit=exit).fell:
+            return composer.composition(not_run=tuple(route[index + 1:]))
+    return composer.composition()
 
 
 # --------------------------------------------------------------------------------------------
@@ -422,7 +750,20 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--min-segment-s", type=float, default=1.0)
     parser.add_argument("--transition-window-s", type=float, default=1.0)
     parser.add_argument("--continue-after-fall", action="store_true")
+    parser.add_argument("--handover", choices=HANDOVERS, default="state",
+                        help="how the next clip's entry frame is chosen: state (pose, velocity and planted feet; "
+                             "the default) or pose (the nearest pose alone)")
     parser.add_argument("--pairs", action="store_true", help="measure transition success over every ordered pair")
+    parser.add_argument("--transitions", action="store_true",
+                        help="simulate the hand-overs between converged policies that the library's transition "
+                             "graph lacks (LIB/transitions.sqlite; `python -m factory.library transitions NAME` "
+                             "reads it)")
+    parser.add_argument("--plan", action="store_true",
+                        help="visit NAMES in order along the transition graph, through other clips where no "
+                             "direct hand-over survives")
+    parser.add_argument("--random-walk", type=float, metavar="SECONDS",
+                        help="play the library for SECONDS along random surviving edges of the transition graph")
+    parser.add_argument("--seed", type=int, default=0, help="--random-walk's seed")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     return parser
 
@@ -431,6 +772,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from diffmimic.train import enable_compilation_cache
 
+    outcome = None
     try:
         library = PolicyLibrary(args.root)
         if args.pairs:
@@ -439,7 +781,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise CompositionError("--pairs needs at least two policies")
             enable_compilation_cache()
             seconds = None if not args.seconds else args.seconds[0]
-            result = transition_pairs(library, names, seconds, args.transition_window_s)
+            result = transition_pairs(library, names, seconds, args.transition_window_s, handover=args.handover)
             out = Path(args.out)
             out.parent.mkdir(parents=True, exist_ok=True)
             atomic.write_json(out, result)
@@ -448,12 +790,36 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"{args.transition_window_s:g} s ({'n/a' if rate is None else f'{rate:.0%}'}); "
                   f"{result['first_fell']} pair(s) fell before switching; wrote {out}")
             return 0
-        if not args.names:
+        if args.transitions:
+            enable_compilation_cache()
+            graph = build_transitions(library)
+            best = graph.best()
+            ok = sum(t.survived for t in best.values())
+            out = Path(args.out)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            atomic.write_json(out, {"pairs": len(best), "surviving_pairs": ok,
+                                    "edges": [t.to_dict() for t in best.values()]})
+            print(f"{ok}/{len(best)} ordered pairs hand over without a fall; graph in {graph.path}, "
+                  f"best edges in {out}")
+            return 0
+        if args.random_walk is not None:
+            enable_compilation_cache()
+            composition, outcome = random_walk(library, args.random_walk, seed=args.seed,
+                                               transition_window_s=args.transition_window_s)
+        elif args.plan:
+            if not args.names:
+                raise CompositionError("--plan needs the clips to visit, e.g. `--plan walk crouch walk`")
+            enable_compilation_cache()
+            route = plan(library, args.names)
+            print("route: " + " > ".join(library.get(c).name for c in route))
+            composition = compose_route(library, route, transition_window_s=args.transition_window_s)
+        elif not args.names:
             raise CompositionError("give the policy names to compose, e.g. `walk kick walk`")
-        enable_compilation_cache()
-        composition = compose(library, args.names, args.seconds, start_frame=args.start_frame,
-                              min_segment_s=args.min_segment_s, transition_window_s=args.transition_window_s,
-                              stop_on_fall=not args.continue_after_fall)
+        else:
+            enable_compilation_cache()
+            composition = compose(library, args.names, args.seconds, start_frame=args.start_frame,
+                                  min_segment_s=args.min_segment_s, transition_window_s=args.transition_window_s,
+                                  stop_on_fall=not args.continue_after_fall, handover=args.handover)
     except LibraryError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -462,6 +828,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(composition.summary(), indent=2))
     else:
         _print_composition(composition)
+        if outcome is not None:
+            print(f"random walk: {outcome} ({composition.trajectory.seconds:.1f} of {args.random_walk:g} s)")
         print(f"wrote {out} and {out.name}.json; view it: python -m factory.library render {out} --out "
               f"{out.with_suffix('.html')}")
     return 0

@@ -72,6 +72,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--report-renders", type=int, default=20,
                         help="at the end, render up to N policies that have no render yet into the library's HTML "
                              "report LIB/reports/index.html (default 20; 0: none)")
+    parser.add_argument("--transitions", action="store_true",
+                        help="at the end, simulate the hand-overs between converged policies that the library's "
+                             "transition graph lacks (the pairs this run's new policies are in; N^2 pairs in all: "
+                             "for libraries of tens to hundreds of clips)")
     parser.add_argument("--summary-json", help="also write the run summary to this file")
     parser.add_argument("--verbose", action="store_true",
                         help="show Ray's notes and the workers' own output (XLA, JAX) on the console too")
@@ -251,6 +255,17 @@ def _run(args, library, catalog, config) -> int:
                                 progress=lambda line: print(line, flush=True))
     print(f"library report: {page} (all renders: python -m factory.library --library {library.root} report "
           f"--out {page.parent})", flush=True)
+    if args.transitions:
+        from diffmimic.train import enable_compilation_cache
+        from factory.compose import build_transitions
+
+        enable_compilation_cache()
+        print("transition graph: simulating the hand-overs it lacks", flush=True)
+        graph = build_transitions(library, progress=lambda line: print(line, flush=True))
+        best = graph.best()
+        summary["transitions"] = {"pairs": len(best), "surviving_pairs": sum(t.survived for t in best.values())}
+        print(f"transition graph: {summary['transitions']['surviving_pairs']}/{len(best)} ordered pairs hand over "
+              f"without a fall ({graph.path})", flush=True)
     if args.summary_json:
         from diffmimic import atomic
 

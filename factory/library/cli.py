@@ -39,10 +39,56 @@ def _cmd_list(library: PolicyLibrary, args) -> int:
     if args.json:
         print(json.dumps([r.to_dict(history=False) for r in records], indent=2))
         return 0
-    rows = [[r.clip_id, str(r.version), r.status, _fmt(r.pose_error_m, ".4f"), _fmt(r.fell),
+    rows = [[r.clip_id, str(r.version), r.status, _fmt(r.pose_error_m, ".4f"), _fmt(r.fell), _robust_cell(r),
              _fmt(r.frames), _fmt(r.duration_s, ".2f"), str(r.attempts), r.created_at[:19]] for r in records]
-    print(_table(rows, ["clip", "ver", "status", "pose_err_m", "fell", "frames", "secs", "tries", "created"]))
+    print(_table(rows, ["clip", "ver", "status", "pose_err_m", "fell", "robust", "frames", "secs", "tries",
+                        "created"]))
     print(f"{len(records)} clip(s)" + (" (all versions)" if args.all_versions else ""))
+    return 0
+
+
+def _robust_cell(record) -> str:
+    """'9/10': perturbed rollouts without a fall out of those run; '-': not checked."""
+    data = record.robustness
+    return f"{data['survived']}/{data['rollouts']}" if data else "-"
+
+
+def _cmd_robustness(library: PolicyLibrary, args) -> int:
+    policy = library.load_policy(args.name, args.version)
+    result = policy.check_robustness(args.rollouts, args.min_survival, seed=args.seed)
+    data = result.to_dict()
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    falls = ", ".join(f"{t:.2f} s" for t in result.fell_at_s) or "none"
+    print(f"{policy.record.ref}: {result.survived}/{result.rollouts} perturbed and pushed rollouts without a fall "
+          f"({'passes' if result.passed else 'fails'} {result.min_survival:.0%}); falls at: {falls}; "
+          f"median pose error {data['median_pose_error_m']:.4f} m")
+    return 0
+
+
+def _cmd_transitions(library: PolicyLibrary, args) -> int:
+    from factory.library.transitions import TransitionGraph
+
+    current = {r.clip_id: r.version for r in library.query(status=("converged", "best_effort"))}
+    graph = TransitionGraph(library.root, current)
+    clip = library.get(args.name).clip_id
+    best = {pair: t for pair, t in graph.best().items() if (t.to_clip if args.into else t.from_clip) == clip}
+    if args.json:
+        print(json.dumps([t.to_dict() for t in best.values()], indent=2))
+        return 0
+    if not best:
+        print(f"{clip}: no transitions simulated yet; build them with `python -m factory.compose --library "
+              f"{library.root} --transitions --out edges.json`")
+        return 0
+    rows = [[library.get(t.from_clip if args.into else t.to_clip).name, "yes" if t.survived else "no",
+             str(t.exit_frame), str(t.entry_frame), f"{t.cost_m:.3f}",
+             "-" if t.fell_at_s is None else f"{t.fell_at_s:.2f}"]
+            for t in sorted(best.values(), key=lambda t: (not t.survived, t.cost_m))]
+    print(_table(rows, ["from" if args.into else "to", "survives", "exit", "entry", "cost_m", "fell_at_s"]))
+    ok = sum(t.survived for t in best.values())
+    print(f"{ok}/{len(best)} hand-overs {'into' if args.into else 'out of'} {clip} survive "
+          f"(simulated, {next(iter(best.values())).window_s:g} s after the switch)")
     return 0
 
 
@@ -245,6 +291,23 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--out", required=True, help="trajectory .npz")
         else:
             p.add_argument("dir", help="target directory (new or empty)")
+
+    p = commands.add_parser("robustness", help="roll a policy out from perturbed starts, each pushed once, and "
+                                               "count the falls (the check convergence requires)")
+    p.add_argument("name", help="clip id or unique short name")
+    p.add_argument("--version", type=int, help="default: the newest")
+    p.add_argument("--rollouts", type=int, help="default: the policy's config (robust_rollouts)")
+    p.add_argument("--min-survival", type=float, help="default: the policy's config (robust_min_survival)")
+    p.add_argument("--seed", type=int, default=0, help="another seed draws other perturbations")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=_cmd_robustness)
+
+    p = commands.add_parser("transitions", help="where a policy can hand over to (simulated hand-overs of the "
+                                                "transition graph)")
+    p.add_argument("name", help="clip id or unique short name")
+    p.add_argument("--into", action="store_true", help="the hand-overs into NAME instead of out of it")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=_cmd_transitions)
 
     p = commands.add_parser("render", help="draw a policy (or a trajectory .npz) beside its reference: "
                                            "HTML viewer, GIF or MP4")

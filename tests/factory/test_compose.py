@@ -50,9 +50,12 @@ def test_reanchor_moves_the_clip_rigidly(trained):
 
 
 def test_compose_hands_over_the_simulated_state(library):
-    from factory.compose import heading_yaw, pose_distances
+    from factory.compose import compose, heading_yaw, pose_distances
 
-    composition = compose_squat_wave_squat(library)
+    # The nearest-pose rule, whose choice the trajectory alone shows (the state rule also weighs
+    # velocities and feet: tests/factory/test_transitions.py).
+    composition = compose(library, ["squat_poses", "wave_poses", "squat_poses"], seconds=[0.5, None, 0.5],
+                          handover="pose")
     trajectory, segments = composition.trajectory, composition.segments
     assert [s.name for s in segments] == ["squat_poses", "wave_poses", "squat_poses"][:len(segments)]
     assert segments[0].start_step == 0 and segments[0].entry_frame == 0
