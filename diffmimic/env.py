@@ -48,7 +48,10 @@ class EnvConfig:
       replay_threshold_m: mean body-position error above which the reference state replaces the
         simulated one for the next step.
       replay_rate: Bernoulli replacement probability for ``random`` replay.
-      fall_min_pelvis_m, fall_max_pelvis_m: pelvis height range outside which the body fell.
+      fall_pelvis_drop_m, fall_pelvis_rise_m: the body fell when its pelvis is this far below
+        (or above) the reference's pelvis at the same frame: relative, so a clip that kneels,
+        sits or lies on the floor is judged by where its reference is (standing, 0.6 m below a
+        0.93 m pelvis is the 0.3 m of an absolute test).
       fall_pose_error_m: mean body-position error beyond which it fell.
       perturb_joint_rad, perturb_root_m, perturb_yaw_rad, perturb_root_vel_mps,
       perturb_joint_vel_radps: the size of a perturbed state (`MimicEnv.perturb`), about what a
@@ -77,8 +80,8 @@ class EnvConfig:
     replay: str = "threshold"
     replay_threshold_m: float = 0.2
     replay_rate: float = 0.05
-    fall_min_pelvis_m: float = 0.3
-    fall_max_pelvis_m: float = 3.0
+    fall_pelvis_drop_m: float = 0.6
+    fall_pelvis_rise_m: float = 2.0
     fall_pose_error_m: float = 0.5
     perturb_joint_rad: float = 0.05
     perturb_root_m: float = 0.02
@@ -206,6 +209,13 @@ def state_features(pos, rot, vel, ang) -> jax.Array:
     rot_h = jax.vmap(brax_math.quat_mul, in_axes=(None, 0))(inv, rot)
     return jnp.concatenate([rel.ravel(), pos[0, 2:3], quat_to_6d(rot_h).ravel(),
                             to_heading(vel, inv).ravel(), to_heading(ang, inv).ravel()])
+
+
+def fell_by_height(pelvis_z, reference_pelvis_z, drop_m: float, rise_m: float):
+    """Whether a pelvis at height `pelvis_z` has fallen (or flown off) relative to the
+    reference's pelvis at the same frame: more than `drop_m` below it or `rise_m` above it.
+    Works on JAX and NumPy arrays alike (elementwise)."""
+    return (pelvis_z < reference_pelvis_z - drop_m) | (pelvis_z > reference_pelvis_z + rise_m)
 
 
 class MimicEnv:
@@ -344,8 +354,7 @@ class MimicEnv:
                 + cfg.w_rot * jnp.mean(jnp.sum((quat_to_6d(rot) - quat_to_6d(r_rot)) ** 2, -1))
                 + cfg.w_vel * jnp.mean(jnp.sum((vel - r_vel) ** 2, -1))
                 + cfg.w_ang * jnp.mean(jnp.sum((ang - r_ang) ** 2, -1)))
-        pelvis_z = pos[0, 2]
-        fell = ((pelvis_z < cfg.fall_min_pelvis_m) | (pelvis_z > cfg.fall_max_pelvis_m)
+        fell = (fell_by_height(pos[0, 2], r_pos[0, 2], cfg.fall_pelvis_drop_m, cfg.fall_pelvis_rise_m)
                 | (global_error > cfg.fall_pose_error_m) | ~finite)
 
         key, sample = jax.random.split(state.key)

@@ -173,6 +173,10 @@ class TrainConfig:
                 if version < added:  # what a config of that version did, not today's default
                     for name, value in values.get(what, {}).items():
                         fields.setdefault(name, value)
+            for retired, names in CONFIG_RETIRED.items():
+                if version < retired:  # replaced by another rule: nothing to warn about
+                    for name in names.get(what, ()):
+                        fields.pop(name, None)
             unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(known)} - {"env"})
             if unknown and strict:
                 raise ValueError(f"unknown {what} field(s): {', '.join(unknown)}")
@@ -191,6 +195,9 @@ CONFIG_SCHEMA = 3
 CONFIG_RENAMES: dict[str, dict[str, str]] = {"TrainConfig": {}, "EnvConfig": {}}
 # Fields added in a version whose default changes behaviour, with the value that reproduces what
 # a config of an earlier version did ({version: {class: {field: value}}}).
+# Fields retired in a version ({version: {class: names}}): dropped silently from older configs.
+# 3: the absolute pelvis-height fall test became one relative to the reference's pelvis.
+CONFIG_RETIRED: dict[int, dict[str, tuple]] = {3: {"EnvConfig": ("fall_min_pelvis_m", "fall_max_pelvis_m")}}
 CONFIG_ADDED: dict[int, dict[str, dict]] = {
     3: {"TrainConfig": {"robust_rollouts": 0},
         "EnvConfig": {"train_perturbed_share": 0.0, "train_push_share": 0.0}},
