@@ -48,10 +48,12 @@ class EnvConfig:
       replay_threshold_m: mean body-position error above which the reference state replaces the
         simulated one for the next step.
       replay_rate: Bernoulli replacement probability for ``random`` replay.
-      fall_pelvis_drop_m, fall_pelvis_rise_m: the body fell when its pelvis is this far below
-        (or above) the reference's pelvis at the same frame: relative, so a clip that kneels,
-        sits or lies on the floor is judged by where its reference is (standing, 0.6 m below a
-        0.93 m pelvis is the 0.3 m of an absolute test).
+      fall_pelvis_drop_m, fall_pelvis_drop_fraction, fall_pelvis_rise_m: the body fell when its
+        pelvis is lower than the reference's pelvis at the same frame by `fall_pelvis_drop_m` or
+        by `fall_pelvis_drop_fraction` of the reference's pelvis height, whichever is less, or
+        higher by `fall_pelvis_rise_m`: relative, so a clip that kneels, sits or lies on the floor
+        is judged by where its reference is. Standing (0.93 m pelvis) it falls at 0.33 m, as the
+        absolute 0.3 m test did; from a 0.55 m crouch at 0.19 m.
       fall_pose_error_m: mean body-position error beyond which it fell.
       perturb_joint_rad, perturb_root_m, perturb_yaw_rad, perturb_root_vel_mps,
       perturb_joint_vel_radps: the size of a perturbed state (`MimicEnv.perturb`), about what a
@@ -81,6 +83,7 @@ class EnvConfig:
     replay_threshold_m: float = 0.2
     replay_rate: float = 0.05
     fall_pelvis_drop_m: float = 0.6
+    fall_pelvis_drop_fraction: float = 0.65
     fall_pelvis_rise_m: float = 2.0
     fall_pose_error_m: float = 0.5
     perturb_joint_rad: float = 0.05
@@ -211,11 +214,14 @@ def state_features(pos, rot, vel, ang) -> jax.Array:
                             to_heading(vel, inv).ravel(), to_heading(ang, inv).ravel()])
 
 
-def fell_by_height(pelvis_z, reference_pelvis_z, drop_m: float, rise_m: float):
+def fell_by_height(pelvis_z, reference_pelvis_z, drop_m: float, drop_fraction: float, rise_m: float):
     """Whether a pelvis at height `pelvis_z` has fallen (or flown off) relative to the
-    reference's pelvis at the same frame: more than `drop_m` below it or `rise_m` above it.
-    Works on JAX and NumPy arrays alike (elementwise)."""
-    return (pelvis_z < reference_pelvis_z - drop_m) | (pelvis_z > reference_pelvis_z + rise_m)
+    reference's pelvis at the same frame: lower by more than `drop_m` or `drop_fraction` of the
+    reference's height (whichever is less), or higher by more than `rise_m`. Works on JAX and
+    NumPy arrays alike (elementwise)."""
+    drop = drop_fraction * reference_pelvis_z
+    drop = drop_m + (drop - drop_m) * (drop < drop_m)  # min(), for NumPy and JAX arrays alike
+    return (pelvis_z < reference_pelvis_z - drop) | (pelvis_z > reference_pelvis_z + rise_m)
 
 
 class MimicEnv:
@@ -354,7 +360,8 @@ class MimicEnv:
                 + cfg.w_rot * jnp.mean(jnp.sum((quat_to_6d(rot) - quat_to_6d(r_rot)) ** 2, -1))
                 + cfg.w_vel * jnp.mean(jnp.sum((vel - r_vel) ** 2, -1))
                 + cfg.w_ang * jnp.mean(jnp.sum((ang - r_ang) ** 2, -1)))
-        fell = (fell_by_height(pos[0, 2], r_pos[0, 2], cfg.fall_pelvis_drop_m, cfg.fall_pelvis_rise_m)
+        fell = (fell_by_height(pos[0, 2], r_pos[0, 2], cfg.fall_pelvis_drop_m, cfg.fall_pelvis_drop_fraction,
+                               cfg.fall_pelvis_rise_m)
                 | (global_error > cfg.fall_pose_error_m) | ~finite)
 
         key, sample = jax.random.split(state.key)

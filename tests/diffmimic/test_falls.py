@@ -17,7 +17,7 @@ from diffmimic.env import EnvConfig, fell_by_height
 
 def test_a_fall_is_the_pelvis_far_below_its_reference_not_below_a_fixed_height():
     config = EnvConfig()
-    drop, rise = config.fall_pelvis_drop_m, config.fall_pelvis_rise_m
+    drop, fraction, rise = config.fall_pelvis_drop_m, config.fall_pelvis_drop_fraction, config.fall_pelvis_rise_m
     standing, crouched, lying = 0.93, 0.55, 0.12
     cases = [  # (simulated pelvis z, reference pelvis z, fell)
         (0.90, standing, False),
@@ -26,13 +26,14 @@ def test_a_fall_is_the_pelvis_far_below_its_reference_not_below_a_fixed_height()
         (0.10, lying, False),  # lying as the reference lies: not a fall
         (0.08, crouched, True),  # a crouch collapsed onto the floor
         (0.30, crouched, False),
+        (0.03, lying, True),  # through the floor, below its own lying reference
         (0.12, 0.80, True),  # getting up fails: still on the floor while the reference stands
         (standing + rise + 0.1, standing, True),  # thrown up into the air
     ]
     pelvis, reference, expected = (np.array(c) for c in zip(*cases))
-    np.testing.assert_array_equal(fell_by_height(pelvis, reference, drop, rise), expected)
+    np.testing.assert_array_equal(fell_by_height(pelvis, reference, drop, fraction, rise), expected)
     # The same test in the jitted step (JAX arrays).
-    got = jax.jit(lambda p, r: fell_by_height(p, r, drop, rise))(jnp.asarray(pelvis), jnp.asarray(reference))
+    got = jax.jit(lambda p, r: fell_by_height(p, r, drop, fraction, rise))(jnp.asarray(pelvis), jnp.asarray(reference))
     np.testing.assert_array_equal(np.asarray(got), expected)
 
 
