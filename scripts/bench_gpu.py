@@ -52,8 +52,8 @@ PLATFORMS_VAR = "_BENCH_GPU_JAX_PLATFORMS"  # the caller's JAX_PLATFORMS, for th
 # What each stage measures. Sizes are data, the configs themselves come from the presets
 # (`diffmimic.train.make_config`): `full` is the GPU run, `smoke` the same code path in minutes
 # on a CPU (few environments, a short horizon, a small network, a few iterations). The smoke run
-# leaves out the human body on `mjx` (its train step is the same code as `spring`'s, and its
-# reference is still retargeted): on a 2-core CPU it compiled in 805 s and ran 12.5 s per
+# leaves out the human body on `mjx` (its train step is the same code as `spring`'s): on a 2-core
+# CPU it compiled in 805 s and ran 12.5 s per
 # iteration at 2 environments (2026-12-06).
 PLANS: dict[str, dict] = {
     "full": {"preset": "paper", "overrides": {}, "spring_envs": [300, 1024, 4096], "human_envs": [300, 1024],
@@ -476,14 +476,17 @@ class Bench:
                 "mjx-human": {"backend": "mjx", "body": "human", "substeps": min_substeps("mjx")}}
 
     def prepare_references(self) -> None:
-        """Retargets the clip once per simulated body, here on the CPU, into reference files the
-        children load in milliseconds (each would otherwise retarget it again)."""
+        """Retargets the clip once per simulated body the plan uses, here on the CPU, into reference
+        files the children load in milliseconds (each would otherwise retarget it again)."""
         from diffmimic.mocap.retarget import load_reference
         from diffmimic.train import simulated_character
 
         self.say(f"retargeting {self.clip.name} for each simulated body")
         start = time.perf_counter()
+        used = {"spring"} | ({"mjx-human"} if self.plan["human_envs"] else set())
         for label, env in self.environments().items():
+            if label not in used:
+                continue
             config = _config(self.task("", env=env))
             reference = load_reference(self.clip, fps=config.env.control_hz, character=simulated_character(config))
             self.references[label] = str(reference.save(self.work / f"{self.clip.stem}_{label}.npz"))

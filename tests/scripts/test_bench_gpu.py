@@ -9,10 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "bench_gpu.py"
 
 
+@pytest.mark.slow  # ~4 min on a shared 2-core CPU: five child processes, each tracing a humanoid train step
 def test_smoke_writes_measured_figures(tmp_path):
     # The embedded sample clip (no --data-root clips): the same code path, shorter references;
     # the suite's compilation cache (tests/conftest.py), so a warm run loads the tiny steps.
