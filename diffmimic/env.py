@@ -18,6 +18,7 @@ from brax import math as brax_math
 from flax import struct
 
 from diffmimic.character.character import Character
+from diffmimic.geometry import heading_inverse
 from diffmimic.mocap.retarget import Reference
 from diffmimic.physics import BODIES, check_backend, check_timestep, pipeline
 from diffmimic.plausibility import PlausibilityMeter, StepPlausibility
@@ -196,17 +197,10 @@ def quat_to_6d(rot: jax.Array) -> jax.Array:
     return jnp.concatenate([col0, col1], -1)
 
 
-def _heading_inverse(root_rot: jax.Array) -> jax.Array:
-    """The quaternion undoing the root's yaw (rotation about world z)."""
-    forward = brax_math.rotate(jnp.array([1.0, 0.0, 0.0]), root_rot)
-    yaw = jnp.arctan2(forward[1], forward[0])
-    return brax_math.quat_rot_axis(jnp.array([0.0, 0.0, 1.0]), -yaw)
-
-
 def state_features(pos, rot, vel, ang) -> jax.Array:
     """DiffMimic state features in the root's heading frame (361,): root-relative body positions,
     root height, body 6D rotations, linear and angular velocities."""
-    inv = _heading_inverse(rot[0])
+    inv = heading_inverse(rot[0])
     to_heading = jax.vmap(brax_math.rotate, in_axes=(0, None))
     rel = to_heading(pos - pos[0], inv)
     rot_h = jax.vmap(brax_math.quat_mul, in_axes=(None, 0))(inv, rot)
@@ -316,7 +310,7 @@ class MimicEnv:
             target = ref.target_features[t_next]
         else:
             target = state_features(pos, ref.body_rot[t_next], ref.body_vel[t_next], ref.body_ang[t_next])
-        inv = _heading_inverse(state.physics.x.rot[0])
+        inv = heading_inverse(state.physics.x.rot[0])
         offset = jax.vmap(brax_math.rotate, in_axes=(0, None))(pos - state.physics.x.pos, inv)
         return jnp.concatenate([own, target, offset.ravel()])
 

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from diffmimic.geometry import heading_yaw, rotate_z
+
 # Scale of the yaw rate (rad/s) into the signature's metres per second.
 YAW_RATE_SCALE_M = 0.5
 # Donors farther than this (RMS metres) start nothing: a random initialisation is as good.
@@ -38,23 +40,14 @@ ROOT_ENTRIES = 10
 MAX_DONOR_ROOT_DISTANCE_M = 0.2
 
 
-def _yaw(quat_wxyz: np.ndarray) -> np.ndarray:
-    w, x, y, z = (quat_wxyz[..., i] for i in range(4))
-    # The heading of the body's x axis projected on the ground.
-    return np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
-
-
 def motion_signature(body_pos: np.ndarray, body_rot: np.ndarray, fps: float) -> np.ndarray:
     """The signature of a motion from its body positions (T, B, 3) and orientations (T, B, 4,
     wxyz; body 0 the pelvis) at `fps`: a vector (B * 6 + 14,) (see the module docstring)."""
     body_pos = np.asarray(body_pos, np.float64)
-    yaw = np.unwrap(_yaw(np.asarray(body_rot, np.float64)[:, 0]))
-    cos, sin = np.cos(yaw), np.sin(yaw)
+    yaw = np.unwrap(heading_yaw(np.asarray(body_rot, np.float64)[:, 0]))
 
     def to_heading(v):  # (T, ..., 3) world -> the pelvis heading frame of each frame
-        shape = (-1,) + (1,) * (v.ndim - 2)
-        c, s = cos.reshape(shape), sin.reshape(shape)
-        return np.stack([c * v[..., 0] + s * v[..., 1], -s * v[..., 0] + c * v[..., 1], v[..., 2]], -1)
+        return rotate_z(v, -yaw.reshape((-1,) + (1,) * (v.ndim - 2)))
 
     relative = to_heading(body_pos - body_pos[:, :1])
     root_vel = to_heading(np.gradient(body_pos[:, 0], axis=0) * fps)

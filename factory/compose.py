@@ -44,6 +44,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from diffmimic import atomic
+from diffmimic.geometry import heading_frame_pose, heading_yaw, rotate_z
 from factory.library import LibraryError, Policy, PolicyLibrary, character_dict, default_root
 
 
@@ -140,29 +141,6 @@ class Composition:
 # --------------------------------------------------------------------------------------------
 # Pose matching and re-anchoring (numpy, pure).
 
-def heading_yaw(root_rot_wxyz: np.ndarray) -> np.ndarray:
-    """Yaw (rad) of the root's forward (x) axis projected on the ground, for (..., 4) wxyz."""
-    q = np.asarray(root_rot_wxyz, np.float64)
-    w, x, y, z = (q[..., i] for i in range(4))
-    forward_x = 1 - 2 * (y * y + z * z)
-    forward_y = 2 * (x * y + w * z)
-    return np.arctan2(forward_y, forward_x)
-
-
-def _rotate_z(vectors: np.ndarray, yaw: np.ndarray) -> np.ndarray:
-    """Rotates (..., 3) vectors about +z by `yaw` (broadcast over the leading axes)."""
-    c, s = np.cos(yaw)[..., None], np.sin(yaw)[..., None]
-    x, y = vectors[..., 0], vectors[..., 1]
-    return np.stack([c[..., 0] * x - s[..., 0] * y, s[..., 0] * x + c[..., 0] * y, vectors[..., 2]], -1)
-
-
-def heading_frame_pose(body_pos: np.ndarray, body_rot: np.ndarray) -> np.ndarray:
-    """Body positions relative to the root, in the root's heading frame: (..., 24, 3)."""
-    body_pos = np.asarray(body_pos, np.float64)
-    yaw = heading_yaw(np.asarray(body_rot)[..., 0, :])
-    return _rotate_z(body_pos - body_pos[..., :1, :], -yaw[..., None])
-
-
 def pose_distances(body_pos: np.ndarray, body_rot: np.ndarray, reference) -> np.ndarray:
     """Mean body distance (m) between one pose (24, 3)/(24, 4) and every frame of `reference`,
     both root-relative and heading-aligned: (frames,)."""
@@ -201,9 +179,9 @@ def entry_costs(body_pos: np.ndarray, body_rot: np.ndarray, body_vel: np.ndarray
     `VELOCITY_WEIGHT_S`, plus `CONTACT_WEIGHT_M` per foot planted in one and not the other.
     Returns (frames,)."""
     pose = pose_distances(body_pos, body_rot, reference)
-    here = _rotate_z(np.asarray(body_vel, np.float64), -heading_yaw(np.asarray(body_rot)[0]))
+    here = rotate_z(np.asarray(body_vel, np.float64), -heading_yaw(np.asarray(body_rot)[0]))
     yaws = heading_yaw(np.asarray(reference.body_rot)[:, 0])
-    there = _rotate_z(np.asarray(reference.body_vel, np.float64), -yaws[:, None])
+    there = rotate_z(np.asarray(reference.body_vel, np.float64), -yaws[:, None])
     velocity = np.linalg.norm(there - here[None], axis=-1).mean(-1)
     names = reference.body_names
     contact = (planted_feet(reference.body_pos, reference.body_vel, names)
@@ -221,7 +199,7 @@ def reanchor(reference, frame: int, root_xy: np.ndarray, yaw: float):
     def move(points):  # (..., 3) positions
         points = np.asarray(points, np.float64).copy()
         points[..., :2] -= pivot
-        points = _rotate_z(points, np.float64(delta))
+        points = rotate_z(points, np.float64(delta))
         points[..., :2] += shift
         return points
 
@@ -236,12 +214,12 @@ def reanchor(reference, frame: int, root_xy: np.ndarray, yaw: float):
     qpos[:, :3] = move(qpos[:, :3])
     qpos[:, 3:7] = turn_quats(qpos[:, 3:7])
     qvel = np.asarray(reference.qvel, np.float64).copy()
-    qvel[:, :3] = _rotate_z(qvel[:, :3], np.float64(delta))  # root linear velocity is in the world frame
+    qvel[:, :3] = rotate_z(qvel[:, :3], np.float64(delta))  # root linear velocity is in the world frame
     # (root angular velocity is in the body frame: unchanged)
     return dataclasses.replace(
         reference, qpos=qpos, qvel=qvel, body_pos=move(reference.body_pos), body_rot=turn_quats(reference.body_rot),
-        body_vel=_rotate_z(np.asarray(reference.body_vel, np.float64), np.float64(delta)),
-        body_ang=_rotate_z(np.asarray(reference.body_ang, np.float64), np.float64(delta)))
+        body_vel=rotate_z(np.asarray(reference.body_vel, np.float64), np.float64(delta)),
+        body_ang=rotate_z(np.asarray(reference.body_ang, np.float64), np.float64(delta)))
 
 
 # --------------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from scipy.spatial.transform import Rotation
 
 from diffmimic import atomic
 from diffmimic.character.mjcf import CharacterConfig
-from factory.compose import heading_yaw
+from diffmimic.geometry import heading_yaw
 
 SIMULATED_COLOUR = "#3b7dd8"
 REFERENCE_COLOUR = "#e0a040"
