@@ -17,8 +17,9 @@ def _quiet_engine_imports() -> None:
             import mujoco.mjx  # noqa: F401 - imported here, quietly, before brax imports it
         except ImportError:
             pass
-    warnings.filterwarnings("ignore", message="Brax System, piplines and environments are not actively",
-                            category=UserWarning)
+    warnings.filterwarnings(
+        "ignore", message="Brax System, piplines and environments are not actively", category=UserWarning
+    )
 
 
 _quiet_engine_imports()

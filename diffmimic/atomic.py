@@ -59,8 +59,9 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def write_with(path: str | os.PathLike, write: Callable[[Path], Any], *, durable: bool = True,
-               suffix: str | None = None) -> Path:
+def write_with(
+    path: str | os.PathLike, write: Callable[[Path], Any], *, durable: bool = True, suffix: str | None = None
+) -> Path:
     """Calls `write(tmp)` to create the content at a temporary path beside `path`, then renames it
     onto `path`. `suffix` keeps an extension on the temporary name for writers that need one (e.g.
     matplotlib infers the format from it). `durable` flushes the file and its directory to disk."""
@@ -87,8 +88,9 @@ def write_text(path: str | os.PathLike, text: str, *, durable: bool = True) -> P
     return write_with(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), durable=durable)
 
 
-def write_json(path: str | os.PathLike, data: Any, *, indent: int | None = 2, durable: bool = True,
-               **dumps_kwargs) -> Path:
+def write_json(
+    path: str | os.PathLike, data: Any, *, indent: int | None = 2, durable: bool = True, **dumps_kwargs
+) -> Path:
     return write_text(path, json.dumps(data, indent=indent, **dumps_kwargs), durable=durable)
 
 
@@ -112,8 +114,9 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(code, os.strerror(code), str(b))
 
 
-def replace_directory(path: str | os.PathLike, build: Callable[[Path], Any], *, durable: bool = True,
-                      create: bool = True) -> Path:
+def replace_directory(
+    path: str | os.PathLike, build: Callable[[Path], Any], *, durable: bool = True, create: bool = True
+) -> Path:
     """Calls `build(staging)` to fill a new directory beside `path`, then puts it at `path`,
     replacing any directory there without deleting it first (see the module docstring).
     `create=False` hands `build` a path that does not exist yet, for writers that insist on

@@ -24,12 +24,13 @@ def uniform_starts(length: int, bucket: int, horizon: int) -> np.ndarray:
         raise ValueError(f"clip length {length} must be in 1..bucket ({bucket})")
     last = max(length - 1 - horizon, 0)
     probs = np.zeros(bucket, np.float64)
-    probs[:last + 1] = 1.0
+    probs[: last + 1] = 1.0
     return probs / probs.sum()
 
 
-def trouble_from_evaluation(per_frame_global_error_m, fell_at_frame: int | None, length: int,
-                            fall_weight: float = 1.0) -> np.ndarray:
+def trouble_from_evaluation(
+    per_frame_global_error_m, fell_at_frame: int | None, length: int, fall_weight: float = 1.0
+) -> np.ndarray:
     """How much each reference frame needs training, from one full-clip evaluation.
 
     Args:
@@ -47,17 +48,23 @@ def trouble_from_evaluation(per_frame_global_error_m, fell_at_frame: int | None,
     errors = np.nan_to_num(np.asarray(per_frame_global_error_m, np.float64), nan=1.0, posinf=1.0)
     trouble = np.zeros(length, np.float64)
     count = min(len(errors), length - 1)
-    trouble[1:count + 1] = errors[:count] ** 2
+    trouble[1 : count + 1] = errors[:count] ** 2
     if fell_at_frame is not None:
         fall = int(np.clip(fell_at_frame, 1, length - 1))
-        trouble[fall + 1:] = 0.0
+        trouble[fall + 1 :] = 0.0
         before = trouble[:fall].sum()
-        trouble[fall] = max(fall_weight * before, trouble[:fall + 1].max(initial=0.0), 1e-6)
+        trouble[fall] = max(fall_weight * before, trouble[: fall + 1].max(initial=0.0), 1e-6)
     return trouble
 
 
-def start_probabilities(length: int, bucket: int, horizon: int, trouble: np.ndarray | None = None,
-                        focus_share: float = 0.5, lead_fraction: float = 0.5) -> np.ndarray:
+def start_probabilities(
+    length: int,
+    bucket: int,
+    horizon: int,
+    trouble: np.ndarray | None = None,
+    focus_share: float = 0.5,
+    lead_fraction: float = 0.5,
+) -> np.ndarray:
     """The start-frame distribution (bucket,) of the next training iterations.
 
     `1 - focus_share` of the mass is plain RSI (`uniform_starts`). The rest goes to start frames
@@ -80,7 +87,7 @@ def start_probabilities(length: int, bucket: int, horizon: int, trouble: np.ndar
     starts = np.arange(max(length - 1, 1))
     window = cumulative[np.minimum(starts + lead + 1, length)] - cumulative[np.minimum(starts + 1, length)]
     focus = np.zeros(bucket, np.float64)
-    focus[:len(starts)] = window
+    focus[: len(starts)] = window
     if focus.sum() <= 0:
         return uniform
     share = float(np.clip(focus_share, 0.0, 1.0))

@@ -98,8 +98,12 @@ class EnvConfig:
 
     def __post_init__(self):
         check_backend(self.backend)
-        for field, allowed in (("action_mode", ACTION_MODES), ("replay", REPLAY_MODES),
-                               ("observation", OBSERVATIONS), ("body", BODIES)):
+        for field, allowed in (
+            ("action_mode", ACTION_MODES),
+            ("replay", REPLAY_MODES),
+            ("observation", OBSERVATIONS),
+            ("body", BODIES),
+        ):
             if getattr(self, field) not in allowed:
                 raise ValueError(f"EnvConfig.{field} must be one of {allowed}, got {getattr(self, field)!r}")
         if self.substeps < 1 or self.control_hz <= 0:
@@ -159,9 +163,15 @@ def ref_arrays(reference: Reference, bucket: int | None = None) -> RefArrays:
         a = np.asarray(a, dtype=np.float32)
         return jnp.asarray(np.concatenate([a, np.repeat(a[-1:], bucket - frames, axis=0)]))
 
-    return RefArrays(qpos=pad(reference.qpos), qvel=pad(reference.qvel), body_pos=pad(reference.body_pos),
-                     body_rot=pad(reference.body_rot), body_vel=pad(reference.body_vel),
-                     body_ang=pad(reference.body_ang), length=jnp.asarray(frames, jnp.int32))
+    return RefArrays(
+        qpos=pad(reference.qpos),
+        qvel=pad(reference.qvel),
+        body_pos=pad(reference.body_pos),
+        body_rot=pad(reference.body_rot),
+        body_vel=pad(reference.body_vel),
+        body_ang=pad(reference.body_ang),
+        length=jnp.asarray(frames, jnp.int32),
+    )
 
 
 def _body_frame(ref: RefArrays, t: jax.Array):
@@ -204,8 +214,15 @@ def state_features(pos, rot, vel, ang) -> jax.Array:
     to_heading = jax.vmap(brax_math.rotate, in_axes=(0, None))
     rel = to_heading(pos - pos[0], inv)
     rot_h = jax.vmap(brax_math.quat_mul, in_axes=(None, 0))(inv, rot)
-    return jnp.concatenate([rel.ravel(), pos[0, 2:3], quat_to_6d(rot_h).ravel(),
-                            to_heading(vel, inv).ravel(), to_heading(ang, inv).ravel()])
+    return jnp.concatenate(
+        [
+            rel.ravel(),
+            pos[0, 2:3],
+            quat_to_6d(rot_h).ravel(),
+            to_heading(vel, inv).ravel(),
+            to_heading(ang, inv).ravel(),
+        ]
+    )
 
 
 def fell_by_height(pelvis_z, reference_pelvis_z, drop_m: float, drop_fraction: float, rise_m: float):
@@ -223,8 +240,10 @@ class MimicEnv:
 
     def __init__(self, character: Character, config: EnvConfig):
         if abs(character.sys.opt.timestep - config.timestep_s) > 1e-9:
-            raise ValueError(f"character timestep {character.sys.opt.timestep} != control_hz * substeps "
-                             f"-> {config.timestep_s}; build the character with timestep_s={config.timestep_s}")
+            raise ValueError(
+                f"character timestep {character.sys.opt.timestep} != control_hz * substeps "
+                f"-> {config.timestep_s}; build the character with timestep_s={config.timestep_s}"
+            )
         self.character = character
         self.config = config
         self.sys = character.sys
@@ -261,8 +280,14 @@ class MimicEnv:
         return self.config.action_scale_absolute * action
 
     # -- API ---------------------------------------------------------------------------------
-    def reset(self, ref: RefArrays, key: jax.Array, horizon: int = 0, frame: jax.Array | None = None,
-              start_probs: jax.Array | None = None) -> EnvState:
+    def reset(
+        self,
+        ref: RefArrays,
+        key: jax.Array,
+        horizon: int = 0,
+        frame: jax.Array | None = None,
+        start_probs: jax.Array | None = None,
+    ) -> EnvState:
         """Reference State Initialization: start at a random frame with room for `horizon` steps
         when the clip allows, or drawn from `start_probs` ((L,) probabilities over the padded
         frames, see `diffmimic.curriculum.start_probabilities`), or at `frame` when given."""
@@ -276,8 +301,7 @@ class MimicEnv:
             t = jax.random.randint(sample, (), 0, last_start + 1)
         return EnvState(physics=self._reference_physics(ref, t), t=t, key=key)
 
-    def perturb(self, physics, key: jax.Array, scale: jax.Array | float = 1.0,
-                push: jax.Array | float = 0.0):
+    def perturb(self, physics, key: jax.Array, scale: jax.Array | float = 1.0, push: jax.Array | float = 0.0):
         """`physics` perturbed as a hand-over from another policy perturbs it (jittable): the
         `EnvConfig.perturb_*` noise times `scale` (0: none) on pose, heading, root height and
         velocities, and a horizontal push of `push` times `EnvConfig.push_mps` (0: none) on the
@@ -285,17 +309,30 @@ class MimicEnv:
         cfg = self.config
         k_joint, k_root, k_lift, k_yaw, k_vel, k_push = jax.random.split(key, 6)
         q, qd = physics.q, physics.qd
-        shift = jnp.concatenate([cfg.perturb_root_m * jax.random.normal(k_root, (2,)),
-                                 cfg.perturb_root_m * jax.random.uniform(k_lift, (1,))])
-        yaw = brax_math.quat_rot_axis(jnp.array([0.0, 0.0, 1.0]), cfg.perturb_yaw_rad * scale
-                                      * jax.random.normal(k_yaw, ()))
+        shift = jnp.concatenate(
+            [
+                cfg.perturb_root_m * jax.random.normal(k_root, (2,)),
+                cfg.perturb_root_m * jax.random.uniform(k_lift, (1,)),
+            ]
+        )
+        yaw = brax_math.quat_rot_axis(
+            jnp.array([0.0, 0.0, 1.0]), cfg.perturb_yaw_rad * scale * jax.random.normal(k_yaw, ())
+        )
         hinges = q[7:] + scale * cfg.perturb_joint_rad * jax.random.normal(k_joint, q[7:].shape)
         q = jnp.concatenate([q[:3] + scale * shift, brax_math.quat_mul(yaw, q[3:7]), hinges])
-        sigma = jnp.concatenate([jnp.full(3, cfg.perturb_root_vel_mps), jnp.full(3, 2.0 * cfg.perturb_root_vel_mps),
-                                 jnp.full(qd.shape[0] - 6, cfg.perturb_joint_vel_radps)])
+        sigma = jnp.concatenate(
+            [
+                jnp.full(3, cfg.perturb_root_vel_mps),
+                jnp.full(3, 2.0 * cfg.perturb_root_vel_mps),
+                jnp.full(qd.shape[0] - 6, cfg.perturb_joint_vel_radps),
+            ]
+        )
         angle = jax.random.uniform(k_push, (), minval=0.0, maxval=2 * jnp.pi)
-        kick = push * cfg.push_mps * jnp.concatenate([jnp.stack([jnp.cos(angle), jnp.sin(angle)]),
-                                                     jnp.zeros(qd.shape[0] - 2)])
+        kick = (
+            push
+            * cfg.push_mps
+            * jnp.concatenate([jnp.stack([jnp.cos(angle), jnp.sin(angle)]), jnp.zeros(qd.shape[0] - 2)])
+        )
         qd = qd + scale * sigma * jax.random.normal(k_vel, qd.shape) + kick
         return self._init_physics(q, qd)
 
@@ -318,8 +355,15 @@ class MimicEnv:
     def observation_size(self) -> int:
         return 361 + (2 if self.config.observation == "phase" else 361 + 72)
 
-    def step(self, state: EnvState, action: jax.Array, ref: RefArrays, replay: bool = True,
-             replay_threshold_m: jax.Array | float | None = None, measure: bool = False):
+    def step(
+        self,
+        state: EnvState,
+        action: jax.Array,
+        ref: RefArrays,
+        replay: bool = True,
+        replay_threshold_m: jax.Array | float | None = None,
+        measure: bool = False,
+    ):
         """One control step. Returns (next state, StepMetrics).
 
         The loss compares the simulated body states after the step with reference frame t + 1.
@@ -341,8 +385,9 @@ class MimicEnv:
         finite = jnp.all(jnp.isfinite(physics.q)) & jnp.all(jnp.isfinite(physics.qd)) & jnp.all(jnp.isfinite(pos))
         plausibility = None
         if measure:
-            plausibility = jax.tree.map(lambda a: jnp.where(finite, a, jnp.zeros_like(a)),
-                                        self._meter.measure(state.physics, targets, physics))
+            plausibility = jax.tree.map(
+                lambda a: jnp.where(finite, a, jnp.zeros_like(a)), self._meter.measure(state.physics, targets, physics)
+            )
         # Keep NaNs out of every formula (and its gradient): measure a stand-in state instead.
         safe = lambda a, b: jnp.where(finite, a, jax.lax.stop_gradient(b))
         pos, rot, vel, ang = safe(pos, r_pos), safe(rot, r_rot), safe(vel, r_vel), safe(ang, r_ang)
@@ -350,13 +395,19 @@ class MimicEnv:
         body_dist = jnp.linalg.norm(pos - r_pos, axis=-1)
         global_error = jnp.mean(body_dist)
         pose_error = jnp.mean(jnp.linalg.norm((pos - pos[0]) - (r_pos - r_pos[0]), axis=-1))
-        loss = (cfg.w_pos * jnp.mean(jnp.sum((pos - r_pos) ** 2, -1))
-                + cfg.w_rot * jnp.mean(jnp.sum((quat_to_6d(rot) - quat_to_6d(r_rot)) ** 2, -1))
-                + cfg.w_vel * jnp.mean(jnp.sum((vel - r_vel) ** 2, -1))
-                + cfg.w_ang * jnp.mean(jnp.sum((ang - r_ang) ** 2, -1)))
-        fell = (fell_by_height(pos[0, 2], r_pos[0, 2], cfg.fall_pelvis_drop_m, cfg.fall_pelvis_drop_fraction,
-                               cfg.fall_pelvis_rise_m)
-                | (global_error > cfg.fall_pose_error_m) | ~finite)
+        loss = (
+            cfg.w_pos * jnp.mean(jnp.sum((pos - r_pos) ** 2, -1))
+            + cfg.w_rot * jnp.mean(jnp.sum((quat_to_6d(rot) - quat_to_6d(r_rot)) ** 2, -1))
+            + cfg.w_vel * jnp.mean(jnp.sum((vel - r_vel) ** 2, -1))
+            + cfg.w_ang * jnp.mean(jnp.sum((ang - r_ang) ** 2, -1))
+        )
+        fell = (
+            fell_by_height(
+                pos[0, 2], r_pos[0, 2], cfg.fall_pelvis_drop_m, cfg.fall_pelvis_drop_fraction, cfg.fall_pelvis_rise_m
+            )
+            | (global_error > cfg.fall_pose_error_m)
+            | ~finite
+        )
 
         key, sample = jax.random.split(state.key)
         if replay and cfg.replay == "threshold":
@@ -368,8 +419,14 @@ class MimicEnv:
             replace = jnp.asarray(False)
         replace = replace | ~finite
         reference_state = self._reference_physics(ref, t_next)
-        physics = jax.tree.map(lambda r, s: jnp.where(replace, jax.lax.stop_gradient(r), s),
-                               reference_state, physics)
-        metrics = StepMetrics(loss=loss, pose_error_m=pose_error, global_error_m=global_error,
-                              replayed=replace & finite, fell=fell, nonfinite=~finite, plausibility=plausibility)
+        physics = jax.tree.map(lambda r, s: jnp.where(replace, jax.lax.stop_gradient(r), s), reference_state, physics)
+        metrics = StepMetrics(
+            loss=loss,
+            pose_error_m=pose_error,
+            global_error_m=global_error,
+            replayed=replace & finite,
+            fell=fell,
+            nonfinite=~finite,
+            plausibility=plausibility,
+        )
         return EnvState(physics=physics, t=t_next, key=key), metrics

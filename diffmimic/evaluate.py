@@ -30,8 +30,9 @@ def evaluate_directory(directory: str | Path, seconds: float | None = None) -> E
     if seconds is not None:
         reference = loop_reference(reference, seconds)
     functions = compiled_functions(config)
-    params, normaliser = load_policy(directory, functions.env.observation_size, functions.env.action_size,
-                                     config.hidden)
+    params, normaliser = load_policy(
+        directory, functions.env.observation_size, functions.env.action_size, config.hidden
+    )
     ref = ref_arrays(reference, length_bucket(reference.num_frames))
     return evaluate_policy(functions, params, normaliser, ref)
 

@@ -45,8 +45,7 @@ class EvalMetrics:
 
     def rank(self) -> tuple:
         """Sort key, best first: no fall, then the latest fall, then the lowest pose error."""
-        return (bool(self.fell), -(self.fell_at_s if self.fell_at_s is not None else float("inf")),
-                self.pose_error_m)
+        return (bool(self.fell), -(self.fell_at_s if self.fell_at_s is not None else float("inf")), self.pose_error_m)
 
     def to_dict(self, per_frame: bool = False) -> dict:
         data = dataclasses.asdict(self)
@@ -59,8 +58,9 @@ class EvalMetrics:
 def worst_fraction_means(errors: np.ndarray, fractions=(0.01, 0.05, 0.10)) -> dict:
     """Mean of the worst `fraction` of frame errors, keyed like 'worst_5pct'."""
     ordered = np.sort(errors)[::-1]
-    return {f"worst_{round(f * 100)}pct": float(ordered[:max(1, int(np.ceil(f * len(ordered))))].mean())
-            for f in fractions}
+    return {
+        f"worst_{round(f * 100)}pct": float(ordered[: max(1, int(np.ceil(f * len(ordered))))].mean()) for f in fractions
+    }
 
 
 def summarize_rollout(metrics, valid, control_hz: float = 30.0) -> EvalMetrics:
@@ -75,12 +75,17 @@ def summarize_rollout(metrics, valid, control_hz: float = 30.0) -> EvalMetrics:
 
         plausibility = summarize(metrics.plausibility, valid)
     return EvalMetrics(
-        pose_error_m=float(pose.mean()), global_error_m=float(np.asarray(metrics.global_error_m)[valid].mean()),
-        fell=bool(fell.any()), fell_at_s=None if first_fall is None else (first_fall + 1) / control_hz,
-        absurdity=worst_fraction_means(pose), nonfinite_steps=int(np.asarray(metrics.nonfinite)[valid].sum()),
-        frames=int(valid.sum()), per_frame_pose_error_m=tuple(float(e) for e in pose),
+        pose_error_m=float(pose.mean()),
+        global_error_m=float(np.asarray(metrics.global_error_m)[valid].mean()),
+        fell=bool(fell.any()),
+        fell_at_s=None if first_fall is None else (first_fall + 1) / control_hz,
+        absurdity=worst_fraction_means(pose),
+        nonfinite_steps=int(np.asarray(metrics.nonfinite)[valid].sum()),
+        frames=int(valid.sum()),
+        per_frame_pose_error_m=tuple(float(e) for e in pose),
         per_frame_global_error_m=tuple(float(e) for e in np.asarray(metrics.global_error_m)[valid]),
-        plausibility=plausibility)
+        plausibility=plausibility,
+    )
 
 
 def loop_reference(reference, seconds: float):

@@ -35,8 +35,15 @@ import jax.numpy as jnp
 
 from diffmimic.env import length_bucket, ref_arrays
 from diffmimic.mocap.retarget import Reference
-from diffmimic.train import (ClipRun, IterationMetrics, TrainConfig, TrainResult, compile_key, compiled_functions,
-                             make_curriculum)
+from diffmimic.train import (
+    ClipRun,
+    IterationMetrics,
+    TrainConfig,
+    TrainResult,
+    compile_key,
+    compiled_functions,
+    make_curriculum,
+)
 
 
 @dataclasses.dataclass
@@ -112,29 +119,46 @@ class SlotBatch:
         no free slot, another length bucket while clips run, a config needing another compile."""
         task_config = task.config or self.config
         if compile_key(task_config) != self.key:
-            raise ValueError("the task's config differs from the batch's in more than run data "
-                             "(seed, iterations, cadence, sampling, replay threshold, polishing)")
+            raise ValueError(
+                "the task's config differs from the batch's in more than run data "
+                "(seed, iterations, cadence, sampling, replay threshold, polishing)"
+            )
         if not self.accepts(task.reference):
-            raise ValueError(f"{task.reference.source}: no free slot for length bucket "
-                             f"{length_bucket(task.reference.num_frames)} (batch: {self.bucket}, {self.free} free)")
+            raise ValueError(
+                f"{task.reference.source}: no free slot for length bucket "
+                f"{length_bucket(task.reference.num_frames)} (batch: {self.bucket}, {self.free} free)"
+            )
         name, progress = Path(task.reference.source).stem, self.progress
-        run = ClipRun(self.functions, task.reference, task_config,
-                      progress=(lambda line: progress(f"{name}: {line}")) if progress else None,
-                      on_evaluation=task.on_evaluation, stop_at_pose_error_m=task.stop_at_pose_error_m,
-                      checkpoint_every=task.checkpoint_every, on_checkpoint=task.on_checkpoint,
-                      resume=task.resume, init_policy=task.init_policy, replay_threshold_m=task.replay_threshold_m)
+        run = ClipRun(
+            self.functions,
+            task.reference,
+            task_config,
+            progress=(lambda line: progress(f"{name}: {line}")) if progress else None,
+            on_evaluation=task.on_evaluation,
+            stop_at_pose_error_m=task.stop_at_pose_error_m,
+            checkpoint_every=task.checkpoint_every,
+            on_checkpoint=task.on_checkpoint,
+            resume=task.resume,
+            init_policy=task.init_policy,
+            replay_threshold_m=task.replay_threshold_m,
+        )
         run.begin(run.evaluate(run.state.params, run.state.normaliser))
         if run.done:
             return run.result()
         index = self.runs.index(None)
         if self.active == 0:  # an idle batch starts afresh: every slot holds this clip's arrays
             self.bucket = run.bucket
-            self.arrays = tuple(stack_trees([getattr(run, name)] * self.slots) for name in ("state", "ref", "curriculum"))
+            self.arrays = tuple(
+                stack_trees([getattr(run, name)] * self.slots) for name in ("state", "ref", "curriculum")
+            )
             self.shown = [run.curriculum] * self.slots
         else:
             states, refs, curricula = self.arrays
-            self.arrays = (_set_slot(states, index, run.state), _set_slot(refs, index, run.ref),
-                           _set_slot(curricula, index, run.curriculum))
+            self.arrays = (
+                _set_slot(states, index, run.state),
+                _set_slot(refs, index, run.ref),
+                _set_slot(curricula, index, run.curriculum),
+            )
             self.shown[index] = run.curriculum
         run.compile_s = 0.0
         self.runs[index] = (task, run)
@@ -166,7 +190,9 @@ class SlotBatch:
                 continue
             task, run = entry
             run.compile_s += compile_s
-            slot_metrics = IterationMetrics(*(getattr(metrics, f.name)[index] for f in dataclasses.fields(IterationMetrics)))
+            slot_metrics = IterationMetrics(
+                *(getattr(metrics, f.name)[index] for f in dataclasses.fields(IterationMetrics))
+            )
             if run.stepped(slot_metrics, seconds):
                 run.state = _slot(states, index)
                 run.evaluated(*run.evaluations())
@@ -184,8 +210,9 @@ class SlotBatch:
         return finished
 
 
-def train_many(tasks: Iterable[ClipTask], config: TrainConfig, slots: int,
-               progress: Callable[[str], None] | None = None) -> Iterator[tuple[ClipTask, TrainResult | Exception]]:
+def train_many(
+    tasks: Iterable[ClipTask], config: TrainConfig, slots: int, progress: Callable[[str], None] | None = None
+) -> Iterator[tuple[ClipTask, TrainResult | Exception]]:
     """Trains the clips of `tasks` `slots` at a time in one compiled step (`SlotBatch`); yields
     (task, TrainResult) as each clip finishes, or (task, exception) for a task that cannot start
     (a reference at the wrong rate, a config that needs another compile). `tasks` is read
@@ -223,8 +250,9 @@ def _device_memory() -> tuple[int | None, int | None]:
     return stats.get("peak_bytes_in_use"), stats.get("bytes_limit")
 
 
-def slot_throughput(config: TrainConfig, references: Reference | list[Reference], slots: int,
-                    iterations: int = 2) -> dict:
+def slot_throughput(
+    config: TrainConfig, references: Reference | list[Reference], slots: int, iterations: int = 2
+) -> dict:
     """One point of the throughput curve: `train_step_batch` over `slots` slots (slot k trains
     `references[k % len(references)]`, one length bucket, with seed `config.seed + k`) compiled
     (or loaded from the cache), then `iterations` batched iterations timed. Returns slots,
@@ -237,8 +265,7 @@ def slot_throughput(config: TrainConfig, references: Reference | list[Reference]
         raise ValueError("slot_throughput: the references span several length buckets")
     refs = [prepared[k % len(prepared)] for k in range(slots)]
     frames = [references[k % len(references)].num_frames for k in range(slots)]
-    states = stack_trees([functions.init(jax.random.PRNGKey(config.seed + k), config.iterations)
-                          for k in range(slots)])
+    states = stack_trees([functions.init(jax.random.PRNGKey(config.seed + k), config.iterations) for k in range(slots)])
     curricula = stack_trees([make_curriculum(config, n, ref.bucket) for n, ref in zip(frames, refs)])
     refs = stack_trees(refs)
     start = time.perf_counter()
@@ -251,9 +278,15 @@ def slot_throughput(config: TrainConfig, references: Reference | list[Reference]
         jax.block_until_ready(metrics)
     iteration_s = (time.perf_counter() - start) / iterations
     peak, limit = _device_memory()
-    return {"slots": slots, "compile_s": round(compile_s, 2), "iteration_s": round(iteration_s, 4),
-            "samples_per_s": round(slots * config.num_envs * config.horizon / iteration_s, 1),
-            "nonfinite_rate": float(jnp.mean(metrics.nonfinite_rate)), "peak_bytes": peak, "bytes_limit": limit}
+    return {
+        "slots": slots,
+        "compile_s": round(compile_s, 2),
+        "iteration_s": round(iteration_s, 4),
+        "samples_per_s": round(slots * config.num_envs * config.horizon / iteration_s, 1),
+        "nonfinite_rate": float(jnp.mean(metrics.nonfinite_rate)),
+        "peak_bytes": peak,
+        "bytes_limit": limit,
+    }
 
 
 def choose_slots(curve: list[dict], min_gain: float = 1.1) -> int:
@@ -274,9 +307,14 @@ def _out_of_memory(err: Exception) -> bool:
     return "RESOURCE_EXHAUSTED" in text or "Out of memory" in text or "out of memory" in text
 
 
-def measure_slots(config: TrainConfig, reference: Reference, max_slots: int = 64, min_gain: float = 1.1,
-                  memory_fraction: float = 0.8,
-                  progress: Callable[[str], None] | None = None) -> tuple[int, list[dict]]:
+def measure_slots(
+    config: TrainConfig,
+    reference: Reference,
+    max_slots: int = 64,
+    min_gain: float = 1.1,
+    memory_fraction: float = 0.8,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[int, list[dict]]:
     """How many clips one compiled step should train at once on this device: K = 1, 2, 4, ...
     (`slot_throughput` on `reference`) until samples/s grow by less than `min_gain`, twice the
     measured peak memory would pass `memory_fraction` of the device's, the device runs out of
@@ -295,11 +333,16 @@ def measure_slots(config: TrainConfig, reference: Reference, max_slots: int = 64
             break
         curve.append(point)
         if progress:
-            progress(f"{slots} clip(s) per step: {point['samples_per_s']:.0f} samples/s, "
-                     f"{point['iteration_s']:.3f} s per iteration")
+            progress(
+                f"{slots} clip(s) per step: {point['samples_per_s']:.0f} samples/s, "
+                f"{point['iteration_s']:.3f} s per iteration"
+            )
         paid = choose_slots(curve, min_gain) == slots
-        full = bool(point["peak_bytes"] and point["bytes_limit"]
-                    and 2 * point["peak_bytes"] > memory_fraction * point["bytes_limit"])
+        full = bool(
+            point["peak_bytes"]
+            and point["bytes_limit"]
+            and 2 * point["peak_bytes"] > memory_fraction * point["bytes_limit"]
+        )
         if not paid or full:
             break
         slots *= 2

@@ -40,14 +40,20 @@ HUMAN_BODY: dict = {"mass_distribution": "de_leva", "joint_ranges": True, "torqu
 #   in a `while_loop`, which reverse-mode differentiation (the training gradient) cannot pass.
 #   With one iteration the physics step must be small (`MAX_TIMESTEP_S`).
 BACKEND_CHARACTER: dict[str, dict] = {
-    "spring": {"pd_damping": "actuator",
-               "brax_custom": {"spring_inertia_scale": 0.8, "constraint_stiffness": 50000.0,
-                               "constraint_vel_damping": 40.0, "constraint_ang_damping": 5.0}},
-    "positional": {"pd_damping": "actuator",
-                   "brax_custom": {"spring_inertia_scale": 0.8, "collide_scale": 0.3,
-                                   "constraint_ang_damping": 5.0}},
-    "generalized": {"pd_damping": "joint", "joint_damping": 2.0,
-                    "brax_custom": {"matrix_inv_iterations": 0}},
+    "spring": {
+        "pd_damping": "actuator",
+        "brax_custom": {
+            "spring_inertia_scale": 0.8,
+            "constraint_stiffness": 50000.0,
+            "constraint_vel_damping": 40.0,
+            "constraint_ang_damping": 5.0,
+        },
+    },
+    "positional": {
+        "pd_damping": "actuator",
+        "brax_custom": {"spring_inertia_scale": 0.8, "collide_scale": 0.3, "constraint_ang_damping": 5.0},
+    },
+    "generalized": {"pd_damping": "joint", "joint_damping": 2.0, "brax_custom": {"matrix_inv_iterations": 0}},
     "mjx": {"pd_damping": "joint", "joint_damping": 2.0, "solver_iterations": 1, "ls_iterations": 4},
 }
 
@@ -72,8 +78,10 @@ def check_timestep(backend: str, timestep_s: float) -> float:
     """`timestep_s`, or a ValueError when it is over `MAX_TIMESTEP_S` for `backend`."""
     limit = MAX_TIMESTEP_S[check_backend(backend)]
     if timestep_s > limit * (1 + 1e-6):
-        raise ValueError(f"the {backend} backend needs a physics step of at most {limit:.6g} s "
-                         f"({1 / limit:.0f} Hz), got {timestep_s:.6g} s: raise the substeps")
+        raise ValueError(
+            f"the {backend} backend needs a physics step of at most {limit:.6g} s "
+            f"({1 / limit:.0f} Hz), got {timestep_s:.6g} s: raise the substeps"
+        )
     return timestep_s
 
 
@@ -112,8 +120,7 @@ def backend_config(backend: str, base: CharacterConfig | None = None) -> Charact
     return dataclasses.replace(base, brax_custom=custom, **tuning)
 
 
-def backend_character(backend: str, skeleton: Skeleton | None = None,
-                      base: CharacterConfig | None = None) -> Character:
+def backend_character(backend: str, skeleton: Skeleton | None = None, base: CharacterConfig | None = None) -> Character:
     """The character tuned for `backend` (with no `base`: at the backend's largest stable step)."""
     return make_character(skeleton, backend_config(backend, base or default_body(backend)))
 
@@ -129,11 +136,15 @@ def limp_system(sys, joint_damping: float = 2.0):
     Sets both Brax's actuator fields (spring, positional, generalized) and the MuJoCo model
     fields that `mjx` reads, so one compiled function can step the powered and the limp body.
     """
-    actuator = sys.actuator.replace(gain=sys.actuator.gain * 0, bias_q=sys.actuator.bias_q * 0,
-                                    bias_qd=sys.actuator.bias_qd * 0)
+    actuator = sys.actuator.replace(
+        gain=sys.actuator.gain * 0, bias_q=sys.actuator.bias_q * 0, bias_qd=sys.actuator.bias_qd * 0
+    )
     hinge = np.arange(sys.qd_size()) >= 6
     damping = np.where(hinge, joint_damping, np.asarray(sys.dof_damping))
     return sys.replace(
-        actuator=actuator, dof=sys.dof.replace(damping=jnp.asarray(damping, jnp.float32)),
+        actuator=actuator,
+        dof=sys.dof.replace(damping=jnp.asarray(damping, jnp.float32)),
         dof_damping=jnp.asarray(damping, sys.dof_damping.dtype),
-        actuator_gainprm=sys.actuator_gainprm * 0, actuator_biasprm=sys.actuator_biasprm * 0)
+        actuator_gainprm=sys.actuator_gainprm * 0,
+        actuator_biasprm=sys.actuator_biasprm * 0,
+    )

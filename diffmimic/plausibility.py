@@ -51,10 +51,12 @@ class PlausibilityMeter:
         self.bias_q, self.bias_qd = np.asarray(actuator.bias_q), np.asarray(actuator.bias_qd)
         self.ctrl_range, self.force_range = np.asarray(actuator.ctrl_range), np.asarray(actuator.force_range)
         model = sys.mj_model
-        actuator_body = [model.body(int(model.jnt_bodyid[int(model.actuator_trnid[a, 0])])).name
-                         for a in range(model.nu)]
-        self.group_mask = np.array([[body in anthropometry.JOINT_GROUPS[g] for body in actuator_body]
-                                    for g in GROUPS], bool)  # (G, A)
+        actuator_body = [
+            model.body(int(model.jnt_bodyid[int(model.actuator_trnid[a, 0])])).name for a in range(model.nu)
+        ]
+        self.group_mask = np.array(
+            [[body in anthropometry.JOINT_GROUPS[g] for body in actuator_body] for g in GROUPS], bool
+        )  # (G, A)
         corners = character.foot_sole_points()
         self.foot_index = np.array([BODY_NAMES.index(b) for b in FOOT_BODIES])
         self.foot_corners = np.stack([corners[b] for b in FOOT_BODIES])  # (F, 8, 3) body frame
@@ -76,16 +78,21 @@ class PlausibilityMeter:
         vel = physics_after.xd.vel[self.foot_index]
         ang = physics_after.xd.ang[self.foot_index]
         offsets = jax.vmap(lambda r, c: jax.vmap(brax_math.rotate, in_axes=(0, None))(c, r))(
-            rot, jnp.asarray(self.foot_corners))  # (F, 8, 3) world-frame corner offsets
+            rot, jnp.asarray(self.foot_corners)
+        )  # (F, 8, 3) world-frame corner offsets
         world = pos[:, None] + offsets
         lowest = jnp.argmin(world[..., 2], axis=1)
         offset = jnp.take_along_axis(offsets, lowest[:, None, None], axis=1)[:, 0]
         height = jnp.take_along_axis(world[..., 2], lowest[:, None], axis=1)[:, 0]
         corner_vel = vel + jnp.cross(ang, offset)
         return StepPlausibility(
-            group_torque_nm=torque, group_torque_ratio=ratio, group_at_limit=at_limit,
-            foot_depth_m=jnp.maximum(-height, 0.0), foot_contact=height < CONTACT_HEIGHT_M,
-            foot_slide_m_s=jnp.linalg.norm(corner_vel[:, :2], axis=-1))
+            group_torque_nm=torque,
+            group_torque_ratio=ratio,
+            group_at_limit=at_limit,
+            foot_depth_m=jnp.maximum(-height, 0.0),
+            foot_contact=height < CONTACT_HEIGHT_M,
+            foot_slide_m_s=jnp.linalg.norm(corner_vel[:, :2], axis=-1),
+        )
 
 
 def summarize(plausibility: StepPlausibility, valid: np.ndarray) -> dict:
@@ -94,16 +101,26 @@ def summarize(plausibility: StepPlausibility, valid: np.ndarray) -> dict:
     if not valid.any():
         return {}
     take = lambda a: np.asarray(a)[valid]
-    torque, ratio, at_limit = take(plausibility.group_torque_nm), take(plausibility.group_torque_ratio), \
-        take(plausibility.group_at_limit)
-    depth, contact, slide = take(plausibility.foot_depth_m), take(plausibility.foot_contact), \
-        take(plausibility.foot_slide_m_s)
+    torque, ratio, at_limit = (
+        take(plausibility.group_torque_nm),
+        take(plausibility.group_torque_ratio),
+        take(plausibility.group_at_limit),
+    )
+    depth, contact, slide = (
+        take(plausibility.foot_depth_m),
+        take(plausibility.foot_contact),
+        take(plausibility.foot_slide_m_s),
+    )
     contacts = int(contact.sum())
     return {
-        "torque": {group: {"peak_nm": round(float(torque[:, g].max()), 2),
-                           "peak_of_limit": round(float(ratio[:, g].max()), 4),
-                           "at_limit_share": round(float(at_limit[:, g].mean()), 4)}
-                   for g, group in enumerate(GROUPS)},
+        "torque": {
+            group: {
+                "peak_nm": round(float(torque[:, g].max()), 2),
+                "peak_of_limit": round(float(ratio[:, g].max()), 4),
+                "at_limit_share": round(float(at_limit[:, g].mean()), 4),
+            }
+            for g, group in enumerate(GROUPS)
+        },
         "at_limit_share": round(float(at_limit.any(axis=1).mean()), 4),
         "foot_penetration_max_m": round(float(depth.max()), 4),
         "foot_penetration_mean_m": round(float(depth[contact].mean()) if contacts else 0.0, 4),

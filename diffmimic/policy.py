@@ -75,13 +75,14 @@ def save_policy(directory: str | os.PathLike, params, normaliser, meta: dict) ->
     return target
 
 
-def load_policy(directory: str | os.PathLike, observation_size: int, action_size: int,
-                hidden: Sequence[int]):
+def load_policy(directory: str | os.PathLike, observation_size: int, action_size: int, hidden: Sequence[int]):
     """Reads a checkpoint written by `save_policy`; returns (params, normaliser)."""
     directory = Path(directory).absolute()
     init, _ = make_policy_network(observation_size, action_size, hidden)
-    abstract = {"params": jax.eval_shape(init, jax.random.PRNGKey(0)),
-                "normaliser": jax.eval_shape(lambda: init_normaliser(observation_size))}
+    abstract = {
+        "params": jax.eval_shape(init, jax.random.PRNGKey(0)),
+        "normaliser": jax.eval_shape(lambda: init_normaliser(observation_size)),
+    }
     with ocp.StandardCheckpointer() as checkpointer:
         restored = checkpointer.restore(directory / "checkpoint", abstract)
     return restored["params"], restored["normaliser"]

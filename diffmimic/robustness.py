@@ -49,18 +49,26 @@ class Robustness:
         return self.rollouts > 0 and self.survival >= self.min_survival - 1e-9
 
     def to_dict(self) -> dict:
-        return {"rollouts": self.rollouts, "survived": self.survived, "survival": round(self.survival, 4),
-                "passed": self.passed, "min_survival": self.min_survival,
-                "fell_at_s": [round(t, 3) for t in self.fell_at_s],
-                "pose_error_m": [round(e, 5) for e in self.pose_error_m],
-                "median_pose_error_m": (round(float(np.median(self.pose_error_m)), 5)
-                                        if self.pose_error_m else None)}
+        return {
+            "rollouts": self.rollouts,
+            "survived": self.survived,
+            "survival": round(self.survival, 4),
+            "passed": self.passed,
+            "min_survival": self.min_survival,
+            "fell_at_s": [round(t, 3) for t in self.fell_at_s],
+            "pose_error_m": [round(e, 5) for e in self.pose_error_m],
+            "median_pose_error_m": (round(float(np.median(self.pose_error_m)), 5) if self.pose_error_m else None),
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> "Robustness":
-        return cls(rollouts=int(data["rollouts"]), survived=int(data["survived"]),
-                   fell_at_s=tuple(data.get("fell_at_s", ())), pose_error_m=tuple(data.get("pose_error_m", ())),
-                   min_survival=float(data["min_survival"]))
+        return cls(
+            rollouts=int(data["rollouts"]),
+            survived=int(data["survived"]),
+            fell_at_s=tuple(data.get("fell_at_s", ())),
+            pose_error_m=tuple(data.get("pose_error_m", ())),
+            min_survival=float(data["min_survival"]),
+        )
 
 
 def push_window(frames: int) -> tuple[int, int]:
@@ -71,8 +79,16 @@ def push_window(frames: int) -> tuple[int, int]:
     return low, max(low, steps - steps // 5 - 1)
 
 
-def check_robustness(functions, params, normaliser, ref: RefArrays, rollouts: int, min_survival: float,
-                     seed: int = 0, control_hz: float = 30.0) -> Robustness:
+def check_robustness(
+    functions,
+    params,
+    normaliser,
+    ref: RefArrays,
+    rollouts: int,
+    min_survival: float,
+    seed: int = 0,
+    control_hz: float = 30.0,
+) -> Robustness:
     """Rolls the policy out `rollouts` times over the whole clip, each from a perturbed first
     state and pushed once (`MimicEnv.perturb`), and counts the rollouts that did not fall.
 
@@ -100,8 +116,9 @@ def check_robustness(functions, params, normaliser, ref: RefArrays, rollouts: in
             if length <= 0:
                 continue
             if pushed:
-                state = state.replace(physics=functions.perturb(state.physics, keys[2 * i + 1], jnp.float32(0.0),
-                                                                jnp.float32(1.0)))
+                state = state.replace(
+                    physics=functions.perturb(state.physics, keys[2 * i + 1], jnp.float32(0.0), jnp.float32(1.0))
+                )
             state, (_, _, _, metrics) = functions.rollout(params, normaliser, ref, state, jnp.int32(length))
             metrics = jax.tree.map(lambda a, n=length: np.asarray(a)[:n], jax.device_get(metrics))
             parts.append(metrics)
@@ -114,5 +131,10 @@ def check_robustness(functions, params, normaliser, ref: RefArrays, rollouts: in
             fell_at.append(float(summary.fell_at_s))
         else:
             survived += 1
-    return Robustness(rollouts=rollouts, survived=survived, fell_at_s=tuple(fell_at), pose_error_m=tuple(errors),
-                      min_survival=min_survival)
+    return Robustness(
+        rollouts=rollouts,
+        survived=survived,
+        fell_at_s=tuple(fell_at),
+        pose_error_m=tuple(errors),
+        min_survival=min_survival,
+    )

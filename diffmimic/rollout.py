@@ -76,16 +76,26 @@ class Trajectory:
         path.parent.mkdir(parents=True, exist_ok=True)
 
         def write(tmp: Path) -> None:
-            np.savez(tmp, times_s=np.arange(self.steps + 1) / self.fps, fps=np.float64(self.fps),
-                     start_frame=np.int64(self.start_frame), qpos=self.qpos, body_pos=self.body_pos,
-                     body_rot=self.body_rot, reference_body_pos=self.reference_body_pos,
-                     reference_body_rot=self.reference_body_rot, pose_error_m=self.pose_error_m,
-                     global_error_m=self.global_error_m, fell=self.fell,
-                     body_names=np.array(self.body_names),
-                     mean_pose_error_m=np.float64(self.metrics.pose_error_m),
-                     fell_any=np.bool_(self.metrics.fell),
-                     metrics_json=np.array(json.dumps(self.metrics.to_dict())),
-                     meta_json=np.array(json.dumps(meta or {})))
+            np.savez(
+                tmp,
+                times_s=np.arange(self.steps + 1) / self.fps,
+                fps=np.float64(self.fps),
+                start_frame=np.int64(self.start_frame),
+                qpos=self.qpos,
+                body_pos=self.body_pos,
+                body_rot=self.body_rot,
+                reference_body_pos=self.reference_body_pos,
+                reference_body_rot=self.reference_body_rot,
+                pose_error_m=self.pose_error_m,
+                global_error_m=self.global_error_m,
+                fell=self.fell,
+                body_names=np.array(self.body_names),
+                mean_pose_error_m=np.float64(self.metrics.pose_error_m),
+                fell_any=np.bool_(self.metrics.fell),
+                metrics_json=np.array(json.dumps(self.metrics.to_dict())),
+                meta_json=np.array(json.dumps(meta or {})),
+            )
+
         atomic.write_with(path, write, suffix=".tmp.npz")  # savez keeps a name ending in .npz
         return path
 
@@ -98,20 +108,44 @@ class Trajectory:
                 arrays = {k: data[k] for k in data.files}
         except (OSError, ValueError, EOFError) as err:
             raise ValueError(f"{path}: not a readable trajectory .npz ({err})") from None
-        missing = [k for k in ("fps", "qpos", "body_pos", "body_rot", "reference_body_pos", "reference_body_rot",
-                               "pose_error_m", "global_error_m", "fell", "body_names", "metrics_json")
-                   if k not in arrays]
+        missing = [
+            k
+            for k in (
+                "fps",
+                "qpos",
+                "body_pos",
+                "body_rot",
+                "reference_body_pos",
+                "reference_body_rot",
+                "pose_error_m",
+                "global_error_m",
+                "fell",
+                "body_names",
+                "metrics_json",
+            )
+            if k not in arrays
+        ]
         if missing:
-            raise ValueError(f"{path}: not a trajectory file of this version (missing {', '.join(missing)}); "
-                             "write it again with `python -m factory.library rollout` or `python -m factory.compose`")
+            raise ValueError(
+                f"{path}: not a trajectory file of this version (missing {', '.join(missing)}); "
+                "write it again with `python -m factory.library rollout` or `python -m factory.compose`"
+            )
         metrics = json.loads(str(arrays["metrics_json"]))
         metrics["per_frame_pose_error_m"] = tuple(float(e) for e in arrays["pose_error_m"])
-        trajectory = cls(fps=float(arrays["fps"]), start_frame=int(arrays.get("start_frame", 0)),
-                         qpos=arrays["qpos"], body_pos=arrays["body_pos"], body_rot=arrays["body_rot"],
-                         reference_body_pos=arrays["reference_body_pos"],
-                         reference_body_rot=arrays["reference_body_rot"], pose_error_m=arrays["pose_error_m"],
-                         global_error_m=arrays["global_error_m"], fell=arrays["fell"],
-                         metrics=EvalMetrics(**metrics), body_names=tuple(str(n) for n in arrays["body_names"]))
+        trajectory = cls(
+            fps=float(arrays["fps"]),
+            start_frame=int(arrays.get("start_frame", 0)),
+            qpos=arrays["qpos"],
+            body_pos=arrays["body_pos"],
+            body_rot=arrays["body_rot"],
+            reference_body_pos=arrays["reference_body_pos"],
+            reference_body_rot=arrays["reference_body_rot"],
+            pose_error_m=arrays["pose_error_m"],
+            global_error_m=arrays["global_error_m"],
+            fell=arrays["fell"],
+            metrics=EvalMetrics(**metrics),
+            body_names=tuple(str(n) for n in arrays["body_names"]),
+        )
         meta = json.loads(str(arrays["meta_json"])) if "meta_json" in arrays else {}
         return trajectory, meta
 
@@ -177,8 +211,16 @@ class SegmentArrays:
     metrics: object  # StepMetrics of (steps,) arrays
 
 
-def simulate(config, params, normaliser, reference: Reference, physics, start_frame: int, steps: int,
-             character_config: CharacterConfig = CharacterConfig()) -> SegmentArrays:
+def simulate(
+    config,
+    params,
+    normaliser,
+    reference: Reference,
+    physics,
+    start_frame: int,
+    steps: int,
+    character_config: CharacterConfig = CharacterConfig(),
+) -> SegmentArrays:
     """Runs the policy for `steps` control steps from the physics state `physics`, tracking
     `reference` from frame `start_frame` (start_frame + steps <= frames - 1)."""
     from diffmimic.train import compile_key, simulated_character_config
@@ -187,16 +229,29 @@ def simulate(config, params, normaliser, reference: Reference, physics, start_fr
         raise ValueError(f"cannot run {steps} steps from frame {start_frame} of a {reference.num_frames}-frame clip")
     ref = _prepared(config, character_config, reference)
     function = _rollout_function(compile_key(config), simulated_character_config(config, character_config))
-    final, qpos, body_pos, body_rot, metrics = function(params, normaliser, ref, np.int32(start_frame), physics,
-                                                        np.int32(steps))
+    final, qpos, body_pos, body_rot, metrics = function(
+        params, normaliser, ref, np.int32(start_frame), physics, np.int32(steps)
+    )
     qpos, body_pos, body_rot, metrics = jax.device_get((qpos, body_pos, body_rot, metrics))
     cut = lambda a: np.asarray(a[:steps])
-    return SegmentArrays(physics=final, qpos=cut(qpos), body_pos=cut(body_pos), body_rot=cut(body_rot),
-                         metrics=jax.tree.map(cut, metrics))
+    return SegmentArrays(
+        physics=final,
+        qpos=cut(qpos),
+        body_pos=cut(body_pos),
+        body_rot=cut(body_rot),
+        metrics=jax.tree.map(cut, metrics),
+    )
 
 
-def rollout_policy(config, params, normaliser, reference: Reference, seconds: float | None = None,
-                   start_frame: int = 0, character_config: CharacterConfig = CharacterConfig()) -> Trajectory:
+def rollout_policy(
+    config,
+    params,
+    normaliser,
+    reference: Reference,
+    seconds: float | None = None,
+    start_frame: int = 0,
+    character_config: CharacterConfig = CharacterConfig(),
+) -> Trajectory:
     """Simulates the policy tracking `reference` from `start_frame` for `seconds` (default: to the
     clip's end); beyond the clip's end the clip is looped (meant for cyclic clips).
 
@@ -228,12 +283,16 @@ def rollout_policy(config, params, normaliser, reference: Reference, seconds: fl
     x0 = jax.device_get(physics.x)
     end = start_frame + steps + 1
     return Trajectory(
-        fps=float(reference.fps), start_frame=int(start_frame),
+        fps=float(reference.fps),
+        start_frame=int(start_frame),
         qpos=np.concatenate([np.asarray(jax.device_get(physics.q))[None], run.qpos]),
         body_pos=np.concatenate([np.asarray(x0.pos)[None], run.body_pos]),
         body_rot=np.concatenate([np.asarray(x0.rot)[None], run.body_rot]),
         reference_body_pos=np.asarray(reference.body_pos[start_frame:end], np.float32),
         reference_body_rot=np.asarray(reference.body_rot[start_frame:end], np.float32),
-        pose_error_m=np.asarray(run.metrics.pose_error_m), global_error_m=np.asarray(run.metrics.global_error_m),
-        fell=np.asarray(run.metrics.fell), metrics=summarize_rollout(run.metrics, np.ones(steps, bool), reference.fps),
-        body_names=tuple(reference.body_names))
+        pose_error_m=np.asarray(run.metrics.pose_error_m),
+        global_error_m=np.asarray(run.metrics.global_error_m),
+        fell=np.asarray(run.metrics.fell),
+        metrics=summarize_rollout(run.metrics, np.ones(steps, bool), reference.fps),
+        body_names=tuple(reference.body_names),
+    )

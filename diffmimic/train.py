@@ -33,17 +33,16 @@ import optax
 from brax.training.acme import running_statistics
 from flax import struct
 
+from diffmimic import atomic
+from diffmimic.character.character import Character, make_character
+from diffmimic.character.mjcf import CharacterConfig
+from diffmimic.compile import env_sharding, jit_over, use_cpu_cores
 from diffmimic.curriculum import start_probabilities, trouble_from_evaluation
 from diffmimic.env import EnvConfig, EnvState, MimicEnv, RefArrays, length_bucket, ref_arrays
 from diffmimic.metrics import EvalMetrics, meets, robust, selection_key, summarize_rollout
 from diffmimic.mocap.retarget import Reference
 from diffmimic.physics import CPU_SPLIT_BACKENDS, backend_config, body_config, min_substeps
-from diffmimic.character.character import Character, make_character
-from diffmimic.character.mjcf import CharacterConfig
-from diffmimic import atomic
-from diffmimic.compile import env_sharding, jit_over, use_cpu_cores
 from diffmimic.policy import init_normaliser, make_policy_network, save_policy
-
 
 START_SAMPLING = ("uniform", "adaptive")
 
@@ -132,18 +131,22 @@ class TrainConfig:
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"TrainConfig.ema_decay must be in [0, 1), got {self.ema_decay}")
         if not 0.0 < self.polish_learning_rate_scale <= 1.0:
-            raise ValueError(f"TrainConfig.polish_learning_rate_scale must be in (0, 1], "
-                             f"got {self.polish_learning_rate_scale}")
+            raise ValueError(
+                f"TrainConfig.polish_learning_rate_scale must be in (0, 1], got {self.polish_learning_rate_scale}"
+            )
         if not 0.0 < self.warm_start_learning_rate_scale <= 1.0:
-            raise ValueError(f"TrainConfig.warm_start_learning_rate_scale must be in (0, 1], "
-                             f"got {self.warm_start_learning_rate_scale}")
+            raise ValueError(
+                f"TrainConfig.warm_start_learning_rate_scale must be in (0, 1], "
+                f"got {self.warm_start_learning_rate_scale}"
+            )
         if not 0.0 <= self.focus_share <= 1.0:
             raise ValueError(f"TrainConfig.focus_share must be in [0, 1], got {self.focus_share}")
         if self.polish_iterations < 0 or self.polish_eval_every < 0 or not self.polish_pose_error_m >= 0:
             raise ValueError("TrainConfig: polish_iterations, polish_eval_every and polish_pose_error_m must be >= 0")
         if self.robust_rollouts < 0 or self.robust_check_every < 1 or not 0.0 <= self.robust_min_survival <= 1.0:
-            raise ValueError("TrainConfig: robust_rollouts must be >= 0, robust_check_every >= 1 and "
-                             "robust_min_survival in [0, 1]")
+            raise ValueError(
+                "TrainConfig: robust_rollouts must be >= 0, robust_check_every >= 1 and robust_min_survival in [0, 1]"
+            )
         if min(self.eval_every, self.horizon, self.num_envs, self.iterations) < 1:
             raise ValueError("TrainConfig: eval_every, horizon, num_envs and iterations must be >= 1")
         if not (self.learning_rate > 0 and self.grad_clip_norm > 0):
@@ -199,8 +202,7 @@ CONFIG_RENAMES: dict[str, dict[str, str]] = {"TrainConfig": {}, "EnvConfig": {}}
 # 3: the absolute pelvis-height fall test became one relative to the reference's pelvis.
 CONFIG_RETIRED: dict[int, dict[str, tuple]] = {3: {"EnvConfig": ("fall_min_pelvis_m", "fall_max_pelvis_m")}}
 CONFIG_ADDED: dict[int, dict[str, dict]] = {
-    3: {"TrainConfig": {"robust_rollouts": 0},
-        "EnvConfig": {"train_perturbed_share": 0.0, "train_push_share": 0.0}},
+    3: {"TrainConfig": {"robust_rollouts": 0}, "EnvConfig": {"train_perturbed_share": 0.0, "train_push_share": 0.0}},
 }
 
 
@@ -209,8 +211,15 @@ PRESETS: dict[str, dict] = {
     "paper": {},
     # 3 s rollouts: on real 5-10 s clips, 1 s rollouts (horizon 30) never tracked a whole clip
     # (README: Training on real clips).
-    "cpu": {"num_envs": 16, "horizon": 90, "iterations": 300, "eval_every": 5, "polish_eval_every": 1,
-            "learning_rate": 1e-3, "hidden": (256, 128)},
+    "cpu": {
+        "num_envs": 16,
+        "horizon": 90,
+        "iterations": 300,
+        "eval_every": 5,
+        "polish_eval_every": 1,
+        "learning_rate": 1e-3,
+        "hidden": (256, 128),
+    },
 }
 
 
@@ -251,9 +260,15 @@ class Curriculum:
     learning_rate_scale: jax.Array
 
 
-def make_curriculum(config: TrainConfig, length: int, bucket: int, trouble=None,
-                    replay_threshold_m: float | None = None, warm: bool = False,
-                    polishing: bool = False) -> Curriculum:
+def make_curriculum(
+    config: TrainConfig,
+    length: int,
+    bucket: int,
+    trouble=None,
+    replay_threshold_m: float | None = None,
+    warm: bool = False,
+    polishing: bool = False,
+) -> Curriculum:
     """The curriculum for a clip of `length` frames padded to `bucket`, from the trouble of the
     last evaluation (None: plain RSI); `warm`: the run started from a trained policy;
     `polishing`: the run has met its target and polishes."""
@@ -263,8 +278,11 @@ def make_curriculum(config: TrainConfig, length: int, bucket: int, trouble=None,
     scale = config.warm_start_learning_rate_scale if warm else 1.0
     if polishing:
         scale *= config.polish_learning_rate_scale
-    return Curriculum(start_probs=jnp.asarray(probs, jnp.float32), replay_threshold_m=jnp.float32(threshold),
-                      learning_rate_scale=jnp.float32(scale))
+    return Curriculum(
+        start_probs=jnp.asarray(probs, jnp.float32),
+        replay_threshold_m=jnp.float32(threshold),
+        learning_rate_scale=jnp.float32(scale),
+    )
 
 
 @struct.dataclass
@@ -320,16 +338,23 @@ def compile_key(config: TrainConfig) -> TrainConfig:
     sampling, polishing, the replay threshold and the warm-start learning-rate scale are data
     (`Curriculum`), so configs that differ only in them share one compile."""
     env = dataclasses.replace(config.env, replay_threshold_m=EnvConfig.replay_threshold_m)
-    return dataclasses.replace(config, env=env, iterations=1, eval_every=1, seed=0,
-                               start_sampling=TrainConfig.start_sampling, focus_share=TrainConfig.focus_share,
-                               warm_start_learning_rate_scale=TrainConfig.warm_start_learning_rate_scale,
-                               polish_iterations=TrainConfig.polish_iterations,
-                               polish_pose_error_m=TrainConfig.polish_pose_error_m,
-                               polish_eval_every=TrainConfig.polish_eval_every,
-                               polish_learning_rate_scale=TrainConfig.polish_learning_rate_scale,
-                               robust_rollouts=TrainConfig.robust_rollouts,
-                               robust_min_survival=TrainConfig.robust_min_survival,
-                               robust_check_every=TrainConfig.robust_check_every)
+    return dataclasses.replace(
+        config,
+        env=env,
+        iterations=1,
+        eval_every=1,
+        seed=0,
+        start_sampling=TrainConfig.start_sampling,
+        focus_share=TrainConfig.focus_share,
+        warm_start_learning_rate_scale=TrainConfig.warm_start_learning_rate_scale,
+        polish_iterations=TrainConfig.polish_iterations,
+        polish_pose_error_m=TrainConfig.polish_pose_error_m,
+        polish_eval_every=TrainConfig.polish_eval_every,
+        polish_learning_rate_scale=TrainConfig.polish_learning_rate_scale,
+        robust_rollouts=TrainConfig.robust_rollouts,
+        robust_min_survival=TrainConfig.robust_min_survival,
+        robust_check_every=TrainConfig.robust_check_every,
+    )
 
 
 def _where_tree(flag, new, old):
@@ -346,8 +371,9 @@ def _perturbation_draw(config: TrainConfig, key):
     return perturbed, pushed, step, jax.random.split(k_noise, 2)
 
 
-def simulated_character_config(config: TrainConfig,
-                               character_config: CharacterConfig = CharacterConfig()) -> CharacterConfig:
+def simulated_character_config(
+    config: TrainConfig, character_config: CharacterConfig = CharacterConfig()
+) -> CharacterConfig:
     """The character `config` simulates from `character_config`: the config's body
     (`diffmimic.physics.body_config`), the backend's tuning (`diffmimic.physics.backend_config`)
     and the config's timestep applied. Idempotent, so a library row can store it and a policy
@@ -388,10 +414,16 @@ def _compiled_functions(config: TrainConfig, character_config: CharacterConfig) 
     def init(key, total_iterations):
         key, init_key = jax.random.split(key)
         params = policy_init(init_key)
-        return TrainState(params=params, ema_params=params, opt_state=optimizer.init(params),
-                          normaliser=init_normaliser(env.observation_size), key=key,
-                          skipped_updates=jnp.zeros((), jnp.int32), iteration=jnp.zeros((), jnp.int32),
-                          total_iterations=jnp.asarray(total_iterations, jnp.int32))
+        return TrainState(
+            params=params,
+            ema_params=params,
+            opt_state=optimizer.init(params),
+            normaliser=init_normaliser(env.observation_size),
+            key=key,
+            skipped_updates=jnp.zeros((), jnp.int32),
+            iteration=jnp.zeros((), jnp.int32),
+            total_iterations=jnp.asarray(total_iterations, jnp.int32),
+        )
 
     def rollout_loss(params, normaliser, ref: RefArrays, curriculum: Curriculum, keys):
         ref = env.prepare(ref)  # once per iteration, not per control step
@@ -399,7 +431,8 @@ def _compiled_functions(config: TrainConfig, character_config: CharacterConfig) 
         perturbing = config.env.train_perturbed_share > 0 or config.env.train_push_share > 0
         if perturbing:  # robust training: some rollouts start off the reference, some are pushed
             perturbed, pushed, push_step, perturb_keys = jax.vmap(
-                lambda k: _perturbation_draw(config, jax.random.fold_in(k, 1)))(keys)
+                lambda k: _perturbation_draw(config, jax.random.fold_in(k, 1))
+            )(keys)
             starts = starts.replace(physics=jax.vmap(env.perturb)(starts.physics, perturb_keys[:, 0], perturbed))
         if sharding is not None:  # each CPU device simulates its share of the environments
             starts = jax.lax.with_sharding_constraint(starts, sharding)
@@ -412,11 +445,11 @@ def _compiled_functions(config: TrainConfig, character_config: CharacterConfig) 
             obs = jax.vmap(env.observe, in_axes=(0, None))(states, ref)
             actions = jax.vmap(policy_apply, in_axes=(None, None, 0))(params, normaliser, obs)
             next_states, metrics = jax.vmap(
-                lambda st, a: env.step(st, a, ref, replay_threshold_m=curriculum.replay_threshold_m))(states, actions)
+                lambda st, a: env.step(st, a, ref, replay_threshold_m=curriculum.replay_threshold_m)
+            )(states, actions)
             if config.truncation_length:
                 cut = (i + 1) % config.truncation_length == 0
-                next_states = jax.tree.map(
-                    lambda a: jnp.where(cut, jax.lax.stop_gradient(a), a), next_states)
+                next_states = jax.tree.map(lambda a: jnp.where(cut, jax.lax.stop_gradient(a), a), next_states)
             valid = states.t < ref.length - 1  # a step past the clip's end is padding
             return next_states, (metrics, obs, valid)
 
@@ -433,7 +466,8 @@ def _compiled_functions(config: TrainConfig, character_config: CharacterConfig) 
     def step(state: TrainState, ref: RefArrays, curriculum: Curriculum):
         key, *env_keys = jax.random.split(state.key, config.num_envs + 1)
         (loss, (metrics, obs, weight, count)), grads = jax.value_and_grad(rollout_loss, has_aux=True)(
-            state.params, state.normaliser, ref, curriculum, jnp.stack(env_keys))
+            state.params, state.normaliser, ref, curriculum, jnp.stack(env_keys)
+        )
         grad_norm = optax.global_norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         grads = jax.tree.map(lambda g: jnp.where(finite, g, 0.0), grads)
@@ -441,7 +475,8 @@ def _compiled_functions(config: TrainConfig, character_config: CharacterConfig) 
         rate = _learning_rate(config, state.iteration, state.total_iterations) * curriculum.learning_rate_scale
         params = optax.apply_updates(state.params, jax.tree.map(lambda u: -rate * u, updates))
         normaliser = running_statistics.update(
-            state.normaliser, obs.reshape(-1, obs.shape[-1]), weights=weight.reshape(-1))
+            state.normaliser, obs.reshape(-1, obs.shape[-1]), weights=weight.reshape(-1)
+        )
         decay = config.ema_decay
         ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, state.ema_params, params)
         new_state = TrainState(
@@ -449,12 +484,20 @@ def _compiled_functions(config: TrainConfig, character_config: CharacterConfig) 
             ema_params=_where_tree(finite, ema, state.ema_params),
             opt_state=_where_tree(finite, opt_state, state.opt_state),
             normaliser=_where_tree(finite, normaliser, state.normaliser),
-            key=key, skipped_updates=state.skipped_updates + (~finite).astype(jnp.int32),
-            iteration=state.iteration + 1, total_iterations=state.total_iterations)
+            key=key,
+            skipped_updates=state.skipped_updates + (~finite).astype(jnp.int32),
+            iteration=state.iteration + 1,
+            total_iterations=state.total_iterations,
+        )
         mean = lambda x: jnp.sum(x.astype(jnp.float32) * weight) / count
         return new_state, IterationMetrics(
-            loss=loss, pose_error_m=mean(metrics.pose_error_m), replay_rate=mean(metrics.replayed),
-            nonfinite_rate=mean(metrics.nonfinite), grad_norm=grad_norm, update_skipped=~finite)
+            loss=loss,
+            pose_error_m=mean(metrics.pose_error_m),
+            replay_rate=mean(metrics.replayed),
+            nonfinite_rate=mean(metrics.nonfinite),
+            grad_norm=grad_norm,
+            update_skipped=~finite,
+        )
 
     def train_step_batch(states: TrainState, refs: RefArrays, curricula: Curriculum):
         traces["train_step_batch"] += 1
@@ -488,10 +531,17 @@ def _compiled_functions(config: TrainConfig, character_config: CharacterConfig) 
     # With the environments split over CPU devices, every function keeps its arrays replicated on
     # them (`jit_over`), so the train step's state comes back as it went in: no second compile.
     on = functools.partial(jit_over, sharding=sharding)
-    return CompiledFunctions(env=env, init=on(init), train_step=on(train_step),
-                             train_step_batch=on(train_step_batch),
-                             eval_rollout=on(eval_rollout), rollout=on(counted_rollout),
-                             trace_counts=traces, prepare=on(env.prepare), perturb=on(env.perturb))
+    return CompiledFunctions(
+        env=env,
+        init=on(init),
+        train_step=on(train_step),
+        train_step_batch=on(train_step_batch),
+        eval_rollout=on(eval_rollout),
+        rollout=on(counted_rollout),
+        trace_counts=traces,
+        prepare=on(env.prepare),
+        perturb=on(env.perturb),
+    )
 
 
 @dataclasses.dataclass
@@ -548,16 +598,19 @@ def evaluate_policy(functions: CompiledFunctions, params, normaliser, ref: RefAr
     return summarize_rollout(metrics, valid)
 
 
-def train(reference: Reference, config: TrainConfig = TrainConfig(),
-          progress: Callable[[str], None] | None = print,
-          on_evaluation: Callable[[dict], None] | None = None,
-          stop_at_pose_error_m: float | None = None,
-          checkpoint_every: int = 0,
-          on_checkpoint: Callable[["TrainSnapshot"], None] | None = None,
-          resume: "TrainSnapshot | None" = None,
-          init_policy: tuple | None = None,
-          replay_threshold_m: float | None = None,
-          character_config: CharacterConfig = CharacterConfig()) -> TrainResult:
+def train(
+    reference: Reference,
+    config: TrainConfig = TrainConfig(),
+    progress: Callable[[str], None] | None = print,
+    on_evaluation: Callable[[dict], None] | None = None,
+    stop_at_pose_error_m: float | None = None,
+    checkpoint_every: int = 0,
+    on_checkpoint: Callable[["TrainSnapshot"], None] | None = None,
+    resume: "TrainSnapshot | None" = None,
+    init_policy: tuple | None = None,
+    replay_threshold_m: float | None = None,
+    character_config: CharacterConfig = CharacterConfig(),
+) -> TrainResult:
     """Trains a DiffMimic policy to reproduce `reference`.
 
     Every `config.eval_every` iterations (`polish_eval_cadence` while polishing) the policy is
@@ -590,14 +643,22 @@ def train(reference: Reference, config: TrainConfig = TrainConfig(),
     one compiled step.
     """
     functions = compiled_functions(config, character_config)
-    run = ClipRun(functions, reference, config, progress=progress, on_evaluation=on_evaluation,
-                  stop_at_pose_error_m=stop_at_pose_error_m, checkpoint_every=checkpoint_every,
-                  on_checkpoint=on_checkpoint, resume=resume, init_policy=init_policy,
-                  replay_threshold_m=replay_threshold_m)
+    run = ClipRun(
+        functions,
+        reference,
+        config,
+        progress=progress,
+        on_evaluation=on_evaluation,
+        stop_at_pose_error_m=stop_at_pose_error_m,
+        checkpoint_every=checkpoint_every,
+        on_checkpoint=on_checkpoint,
+        resume=resume,
+        init_policy=init_policy,
+        replay_threshold_m=replay_threshold_m,
+    )
     compile_start = time.perf_counter()
     if progress:
-        progress(f"compiling the train step for length bucket {run.bucket} (first time minutes on a CPU, "
-                 f"then cached)")
+        progress(f"compiling the train step for length bucket {run.bucket} (first time minutes on a CPU, then cached)")
     initial = run.evaluate(run.state.params, run.state.normaliser)
     warm_state, warm_metrics = functions.train_step(run.state, run.ref, run.curriculum_after(initial))
     jax.block_until_ready(warm_metrics)  # compiles (or hits the cache); not counted as training
@@ -626,12 +687,26 @@ class ClipRun:
     Arguments are `train`'s.
     """
 
-    def __init__(self, functions: CompiledFunctions, reference: Reference, config: TrainConfig, *,
-                 progress=None, on_evaluation=None, stop_at_pose_error_m=None, checkpoint_every=0,
-                 on_checkpoint=None, resume=None, init_policy=None, replay_threshold_m=None):
+    def __init__(
+        self,
+        functions: CompiledFunctions,
+        reference: Reference,
+        config: TrainConfig,
+        *,
+        progress=None,
+        on_evaluation=None,
+        stop_at_pose_error_m=None,
+        checkpoint_every=0,
+        on_checkpoint=None,
+        resume=None,
+        init_policy=None,
+        replay_threshold_m=None,
+    ):
         if abs(reference.fps - config.env.control_hz) > 1e-6:
-            raise ValueError(f"reference {reference.source} is at {reference.fps} fps; the control rate is "
-                             f"{config.env.control_hz} Hz: retarget it at fps={config.env.control_hz}")
+            raise ValueError(
+                f"reference {reference.source} is at {reference.fps} fps; the control rate is "
+                f"{config.env.control_hz} Hz: retarget it at fps={config.env.control_hz}"
+            )
         self.functions, self.reference, self.config = functions, reference, config
         self.progress, self.on_evaluation = progress, on_evaluation
         self.stop_at_pose_error_m = stop_at_pose_error_m
@@ -645,9 +720,12 @@ class ClipRun:
             params, normaliser = init_policy
             _check_same_shapes(state.params, params, "init_policy params")
             params = _match_types(state.params, params)
-            state = state.replace(params=params, ema_params=params,
-                                  normaliser=_match_types(state.normaliser, normaliser),
-                                  opt_state=_optimizer(config).init(params))
+            state = state.replace(
+                params=params,
+                ema_params=params,
+                normaliser=_match_types(state.normaliser, normaliser),
+                opt_state=_optimizer(config).init(params),
+            )
         self.state = state
         self.stopped = False
         # The first evaluation that met the target; polishing runs from there.
@@ -659,12 +737,21 @@ class ClipRun:
     def curriculum_after(self, evaluation: EvalMetrics | None) -> Curriculum:
         config, trouble = self.config, None
         if evaluation is not None and config.start_sampling == "adaptive":
-            fall_frame = (None if evaluation.fell_at_s is None
-                          else int(round(evaluation.fell_at_s * config.env.control_hz)))
-            trouble = trouble_from_evaluation(evaluation.per_frame_global_error_m, fall_frame,
-                                              self.reference.num_frames)
-        return make_curriculum(config, self.reference.num_frames, self.bucket, trouble, self.replay_threshold_m,
-                               warm=self.warm, polishing=self.converged_at is not None)
+            fall_frame = (
+                None if evaluation.fell_at_s is None else int(round(evaluation.fell_at_s * config.env.control_hz))
+            )
+            trouble = trouble_from_evaluation(
+                evaluation.per_frame_global_error_m, fall_frame, self.reference.num_frames
+            )
+        return make_curriculum(
+            config,
+            self.reference.num_frames,
+            self.bucket,
+            trouble,
+            self.replay_threshold_m,
+            warm=self.warm,
+            polishing=self.converged_at is not None,
+        )
 
     def begin(self, initial: EvalMetrics, compile_s: float = 0.0) -> None:
         """Starts the run from the initial parameters' evaluation (a resumed run from its snapshot)."""
@@ -678,7 +765,11 @@ class ClipRun:
         latest = initial
         if resume is not None:
             self.state, self.initial, self.history, self.train_s = (
-                _match_types(self.state, resume.state), resume.initial_metrics, list(resume.history), resume.train_s)
+                _match_types(self.state, resume.state),
+                resume.initial_metrics,
+                list(resume.history),
+                resume.train_s,
+            )
             self.best = (resume.best_metrics, resume.best_params, resume.best_normaliser)
             latest = resume.last_metrics or resume.best_metrics
             self.iteration = self.first = int(self.state.iteration)
@@ -687,8 +778,14 @@ class ClipRun:
         # A resumed run finds where it first met the target in its history.
         self.converged_at = None
         if self.stop_at_pose_error_m is not None:
-            self.converged_at = next((r["iteration"] for r in self.history
-                                      if not r["fell"] and r["pose_error_m"] <= self.stop_at_pose_error_m), None)
+            self.converged_at = next(
+                (
+                    r["iteration"]
+                    for r in self.history
+                    if not r["fell"] and r["pose_error_m"] <= self.stop_at_pose_error_m
+                ),
+                None,
+            )
         self.curriculum = self.curriculum_after(latest)
         self.samples_per_iteration = config.num_envs * config.horizon
 
@@ -721,22 +818,31 @@ class ClipRun:
         if self.robustness_due(evaluation):
             evaluation = self.with_robustness(evaluation, eval_params, state.normaliser)
         self.last_evaluation = evaluation
-        if (self.stop_at_pose_error_m is not None and self.converged_at is None
-                and meets(evaluation, self.stop_at_pose_error_m)):
+        if (
+            self.stop_at_pose_error_m is not None
+            and self.converged_at is None
+            and meets(evaluation, self.stop_at_pose_error_m)
+        ):
             self.converged_at = iteration
         self.curriculum = self.curriculum_after(evaluation)
         record = {
-            "iteration": iteration, "loss": float(metrics.loss),
+            "iteration": iteration,
+            "loss": float(metrics.loss),
             "train_pose_error_m": float(metrics.pose_error_m),
-            "replay_rate": float(metrics.replay_rate), "nonfinite_rate": float(metrics.nonfinite_rate),
-            "grad_norm": float(metrics.grad_norm), "skipped_updates": int(state.skipped_updates),
-            "samples": iteration * self.samples_per_iteration, "train_s": round(self.train_s, 3),
+            "replay_rate": float(metrics.replay_rate),
+            "nonfinite_rate": float(metrics.nonfinite_rate),
+            "grad_norm": float(metrics.grad_norm),
+            "skipped_updates": int(state.skipped_updates),
+            "samples": iteration * self.samples_per_iteration,
+            "train_s": round(self.train_s, 3),
             **evaluation.to_dict(),
         }
         record["averaged_params"] = averaged
         record["polishing"] = self.converged_at is not None
         record["learning_rate_scale"] = round(float(self.curriculum.learning_rate_scale), 6)
-        record["start_frame_mean"] = round(float(np.dot(np.arange(self.bucket), np.asarray(self.curriculum.start_probs))), 2)
+        record["start_frame_mean"] = round(
+            float(np.dot(np.arange(self.bucket), np.asarray(self.curriculum.start_probs))), 2
+        )
         self.history.append(record)
         if self.on_evaluation:
             self.on_evaluation(record)
@@ -747,9 +853,11 @@ class ClipRun:
             rate = (iteration - self.first) * self.samples_per_iteration / max(trained_s, 1e-9)
             eta = (config.iterations - iteration) * self.samples_per_iteration / rate
             fall = "no fall" if not evaluation.fell else f"fell at {evaluation.fell_at_s:.2f} s"
-            self.progress(f"iter {iteration:5d}/{config.iterations}  loss {record['loss']:.4f}  "
-                          f"pose_error {evaluation.pose_error_m:.3f} m ({fall})  replay {record['replay_rate']:.2f}  "
-                          f"{rate:,.0f} samples/s  ETA {_format_eta(eta)}")
+            self.progress(
+                f"iter {iteration:5d}/{config.iterations}  loss {record['loss']:.4f}  "
+                f"pose_error {evaluation.pose_error_m:.3f} m ({fall})  replay {record['replay_rate']:.2f}  "
+                f"{rate:,.0f} samples/s  ETA {_format_eta(eta)}"
+            )
         if polish_done(config, self.converged_at, iteration, self.best[0]):
             self.stopped = True
 
@@ -763,7 +871,11 @@ class ClipRun:
         config, target, best = self.config, self.stop_at_pose_error_m, self.best[0]
         if config.robust_rollouts == 0 or target is None or not meets(evaluation, target) or evaluation.robustness:
             return False
-        if meets(best, target) and robust(best, config.robust_rollouts) and evaluation.pose_error_m >= best.pose_error_m:
+        if (
+            meets(best, target)
+            and robust(best, config.robust_rollouts)
+            and evaluation.pose_error_m >= best.pose_error_m
+        ):
             return False
         return self.last_check is None or self.iteration - self.last_check >= config.robust_check_every
 
@@ -772,38 +884,72 @@ class ClipRun:
         from diffmimic.robustness import check_robustness
 
         self.last_check = self.iteration
-        result = check_robustness(self.functions, params, normaliser, self.ref, self.config.robust_rollouts,
-                                  self.config.robust_min_survival, seed=self.config.seed,
-                                  control_hz=self.config.env.control_hz)
+        result = check_robustness(
+            self.functions,
+            params,
+            normaliser,
+            self.ref,
+            self.config.robust_rollouts,
+            self.config.robust_min_survival,
+            seed=self.config.seed,
+            control_hz=self.config.env.control_hz,
+        )
         if self.progress:
-            self.progress(f"iter {self.iteration:5d}  robustness: {result.survived}/{result.rollouts} perturbed "
-                          f"rollouts without a fall")
+            self.progress(
+                f"iter {self.iteration:5d}  robustness: {result.survived}/{result.rollouts} perturbed "
+                f"rollouts without a fall"
+            )
         return dataclasses.replace(evaluation, robustness=result.to_dict())
 
     def checkpoint_due(self) -> bool:
         """Whether `after_iteration` hands out a snapshot now (never after the last iteration)."""
-        return (not self.stopped and bool(self.on_checkpoint) and self.checkpoint_every > 0
-                and self.iteration % self.checkpoint_every == 0 and self.iteration < self.config.iterations)
+        return (
+            not self.stopped
+            and bool(self.on_checkpoint)
+            and self.checkpoint_every > 0
+            and self.iteration % self.checkpoint_every == 0
+            and self.iteration < self.config.iterations
+        )
 
     def after_iteration(self) -> None:
         """Hands `on_checkpoint` a snapshot when one is due."""
         if self.checkpoint_due():
-            self.on_checkpoint(TrainSnapshot(
-                state=self.state, best_params=self.best[1], best_normaliser=self.best[2],
-                best_metrics=self.best[0], initial_metrics=self.initial, history=list(self.history),
-                train_s=self.train_s, last_metrics=self.last_evaluation))
+            self.on_checkpoint(
+                TrainSnapshot(
+                    state=self.state,
+                    best_params=self.best[1],
+                    best_normaliser=self.best[2],
+                    best_metrics=self.best[0],
+                    initial_metrics=self.initial,
+                    history=list(self.history),
+                    train_s=self.train_s,
+                    last_metrics=self.last_evaluation,
+                )
+            )
 
     def result(self) -> TrainResult:
         best_metrics, params, normaliser = self.best
         target = self.stop_at_pose_error_m
-        if (self.config.robust_rollouts and target is not None and meets(best_metrics, target)
-                and not best_metrics.robustness):  # never checked (the check was not yet due): check now
+        if (
+            self.config.robust_rollouts
+            and target is not None
+            and meets(best_metrics, target)
+            and not best_metrics.robustness
+        ):  # never checked (the check was not yet due): check now
             best_metrics = self.with_robustness(best_metrics, params, normaliser)
             self.best = (best_metrics, params, normaliser)
-        return TrainResult(params=params, normaliser=normaliser, metrics=best_metrics, initial_metrics=self.initial,
-                           history=self.history, samples=self.iteration * self.samples_per_iteration,
-                           train_s=self.train_s, compile_s=self.compile_s, iterations=self.iteration,
-                           skipped_updates=int(self.state.skipped_updates))
+        return TrainResult(
+            params=params,
+            normaliser=normaliser,
+            metrics=best_metrics,
+            initial_metrics=self.initial,
+            history=self.history,
+            samples=self.iteration * self.samples_per_iteration,
+            train_s=self.train_s,
+            compile_s=self.compile_s,
+            iterations=self.iteration,
+            skipped_updates=int(self.state.skipped_updates),
+        )
 
 
 def evaluation_due(config: TrainConfig, iteration: int, converged_at: int | None, frames: int = 0) -> bool:
@@ -832,14 +978,16 @@ def polish_done(config: TrainConfig, converged_at: int | None, iteration: int, b
     reached `config.polish_pose_error_m` or `config.polish_iterations` have passed."""
     if converged_at is None:
         return False
-    return ((meets(best, config.polish_pose_error_m) and robust(best, config.robust_rollouts))
-            or iteration >= converged_at + config.polish_iterations)
+    return (
+        meets(best, config.polish_pose_error_m) and robust(best, config.robust_rollouts)
+    ) or iteration >= converged_at + config.polish_iterations
 
 
 def _match_types(template, values):
     """`values` (e.g. numpy arrays read back from a checkpoint or sent by Ray) as JAX arrays with
     the template's dtypes and weak types, so the jitted step sees the same signature and does
     not retrace."""
+
     def match(t, v):
         t = jnp.asarray(t)
         v = jnp.asarray(v, dtype=t.dtype)
@@ -851,21 +999,26 @@ def _match_types(template, values):
 def _check_same_shapes(expected, given, what: str) -> None:
     shapes = lambda tree: jax.tree.map(lambda a: tuple(jnp.shape(a)), tree)
     if jax.tree.structure(expected) != jax.tree.structure(given) or shapes(expected) != shapes(given):
-        raise ValueError(f"{what}: the network's shapes differ from this config's (hidden sizes or "
-                         f"character changed)")
+        raise ValueError(f"{what}: the network's shapes differ from this config's (hidden sizes or character changed)")
 
 
-def write_outputs(out_dir: str | os.PathLike, result: TrainResult, config: TrainConfig,
-                  reference: Reference) -> Path:
+def write_outputs(out_dir: str | os.PathLike, result: TrainResult, config: TrainConfig, reference: Reference) -> Path:
     """Writes DIR/: Orbax checkpoint, config.json, metrics.jsonl, result.json, reference.npz."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic.write_json(out / "config.json", config.to_dict())
     atomic.write_text(out / "metrics.jsonl", "".join(json.dumps(record) + "\n" for record in result.history))
     reference.save(out / "reference.npz")
-    save_policy(out, result.params, result.normaliser,
-                {"observation_size": compiled_functions(config).env.observation_size,
-                 "action_size": compiled_functions(config).env.action_size, "hidden": list(config.hidden)})
+    save_policy(
+        out,
+        result.params,
+        result.normaliser,
+        {
+            "observation_size": compiled_functions(config).env.observation_size,
+            "action_size": compiled_functions(config).env.action_size,
+            "hidden": list(config.hidden),
+        },
+    )
     summary = {**result.summary(config), "source": reference.source}
     atomic.write_json(out / "result.json", summary)
     return out
@@ -884,15 +1037,20 @@ def enable_compilation_cache(directory: str | None = None) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m diffmimic.train", description="Train a DiffMimic policy for one clip.")
+    parser = argparse.ArgumentParser(
+        prog="python -m diffmimic.train", description="Train a DiffMimic policy for one clip."
+    )
     parser.add_argument("clip", help="a mocap file (AMASS .npz, AIST++ .pkl, CMU .amc) or a converted REF.npz")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
     parser.add_argument("--iterations", type=int)
     parser.add_argument("--backend", choices=("spring", "positional", "generalized", "mjx"))
-    parser.add_argument("--body", choices=("uniform", "human"),
-                        help="uniform: one density, free hinges, one torque limit; human: de Leva masses, "
-                             "joint ranges, human torque limits (README: Physics)")
+    parser.add_argument(
+        "--body",
+        choices=("uniform", "human"),
+        help="uniform: one density, free hinges, one torque limit; human: de Leva masses, "
+        "joint ranges, human torque limits (README: Physics)",
+    )
     parser.add_argument("--seed", type=int)
     parser.add_argument("--start-s", type=float, default=0.0)
     parser.add_argument("--duration-s", type=float)
@@ -920,17 +1078,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = make_config(args.preset, **overrides)
     enable_compilation_cache()
     try:
-        reference = load_reference(args.clip, fps=config.env.control_hz, start_s=args.start_s,
-                                   duration_s=args.duration_s, skeleton_path=args.skeleton,
-                                   character=simulated_character(config))
+        reference = load_reference(
+            args.clip,
+            fps=config.env.control_hz,
+            start_s=args.start_s,
+            duration_s=args.duration_s,
+            skeleton_path=args.skeleton,
+            character=simulated_character(config),
+        )
     except MocapError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     sharding = env_split(config)
-    print(f"training {reference.source} ({reference.num_frames} frames, {reference.duration_s:.2f} s) "
-          f"on {config.env.backend}, preset {args.preset}: {config.iterations} iterations x "
-          f"{config.num_envs} envs x {config.horizon} steps"
-          + (f", envs split over {sharding.mesh.size} CPU devices" if sharding else ""), flush=True)
+    print(
+        f"training {reference.source} ({reference.num_frames} frames, {reference.duration_s:.2f} s) "
+        f"on {config.env.backend}, preset {args.preset}: {config.iterations} iterations x "
+        f"{config.num_envs} envs x {config.horizon} steps"
+        + (f", envs split over {sharding.mesh.size} CPU devices" if sharding else ""),
+        flush=True,
+    )
     result = train(reference, config, progress=lambda line: print(line, flush=True))
     out = write_outputs(args.out, result, config, reference)
     print(json.dumps({**result.summary(config), "out": str(out)}))

@@ -76,8 +76,12 @@ def root_motion_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sqrt(np.mean((a[-ROOT_ENTRIES:] - b[-ROOT_ENTRIES:]) ** 2)))
 
 
-def nearest_donor(signature: np.ndarray, donors, max_distance_m: float = MAX_DONOR_DISTANCE_M,
-                  max_root_distance_m: float = MAX_DONOR_ROOT_DISTANCE_M):
+def nearest_donor(
+    signature: np.ndarray,
+    donors,
+    max_distance_m: float = MAX_DONOR_DISTANCE_M,
+    max_root_distance_m: float = MAX_DONOR_ROOT_DISTANCE_M,
+):
     """The donor nearest to `signature` among `donors` (each a mapping with a ``signature``)
     whose root motion is within `max_root_distance_m`, with its distance: (donor, distance), or
     (None, distance to the nearest such donor) when none is within `max_distance_m` (or

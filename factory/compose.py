@@ -118,15 +118,22 @@ class Composition:
     def summary(self) -> dict:
         fell = next((s for s in self.segments if s.fell), None)
         return {
-            "title": self.title, "kind": "composition", "seconds": self.trajectory.seconds,
-            "steps": self.trajectory.steps, "fps": self.trajectory.fps,
-            "pose_error_m": self.trajectory.metrics.pose_error_m, "fell": self.fell,
+            "title": self.title,
+            "kind": "composition",
+            "seconds": self.trajectory.seconds,
+            "steps": self.trajectory.steps,
+            "fps": self.trajectory.fps,
+            "pose_error_m": self.trajectory.metrics.pose_error_m,
+            "fell": self.fell,
             "fell_at_s": None if fell is None else fell.fell_at_s,
             "fell_in_segment": None if fell is None else fell.index,
-            "transitions": len(self.segments) - 1, "failed_transitions": self.failed_transitions,
+            "transitions": len(self.segments) - 1,
+            "failed_transitions": self.failed_transitions,
             "transition_window_s": self.transition_window_s,
-            "segments": [s.to_dict() for s in self.segments], "not_run": list(self.not_run),
-            "character": self.character}
+            "segments": [s.to_dict() for s in self.segments],
+            "not_run": list(self.not_run),
+            "character": self.character,
+        }
 
     def save(self, path: str | os.PathLike) -> Path:
         """The trajectory .npz (renderable by `python -m factory.library render`) with the
@@ -140,6 +147,7 @@ class Composition:
 
 # --------------------------------------------------------------------------------------------
 # Pose matching and re-anchoring (numpy, pure).
+
 
 def pose_distances(body_pos: np.ndarray, body_rot: np.ndarray, reference) -> np.ndarray:
     """Mean body distance (m) between one pose (24, 3)/(24, 4) and every frame of `reference`,
@@ -184,8 +192,9 @@ def entry_costs(body_pos: np.ndarray, body_rot: np.ndarray, body_vel: np.ndarray
     there = rotate_z(np.asarray(reference.body_vel, np.float64), -yaws[:, None])
     velocity = np.linalg.norm(there - here[None], axis=-1).mean(-1)
     names = reference.body_names
-    contact = (planted_feet(reference.body_pos, reference.body_vel, names)
-               != planted_feet(body_pos, body_vel, names)[None]).sum(-1)
+    contact = (
+        planted_feet(reference.body_pos, reference.body_vel, names) != planted_feet(body_pos, body_vel, names)[None]
+    ).sum(-1)
     return pose + VELOCITY_WEIGHT_S * velocity + CONTACT_WEIGHT_M * contact
 
 
@@ -217,13 +226,19 @@ def reanchor(reference, frame: int, root_xy: np.ndarray, yaw: float):
     qvel[:, :3] = rotate_z(qvel[:, :3], np.float64(delta))  # root linear velocity is in the world frame
     # (root angular velocity is in the body frame: unchanged)
     return dataclasses.replace(
-        reference, qpos=qpos, qvel=qvel, body_pos=move(reference.body_pos), body_rot=turn_quats(reference.body_rot),
+        reference,
+        qpos=qpos,
+        qvel=qvel,
+        body_pos=move(reference.body_pos),
+        body_rot=turn_quats(reference.body_rot),
         body_vel=rotate_z(np.asarray(reference.body_vel, np.float64), np.float64(delta)),
-        body_ang=rotate_z(np.asarray(reference.body_ang, np.float64), np.float64(delta)))
+        body_ang=rotate_z(np.asarray(reference.body_ang, np.float64), np.float64(delta)),
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # Composition.
+
 
 def _segment_seconds(seconds, count: int) -> list[float | None]:
     if seconds is None or isinstance(seconds, (int, float)):
@@ -240,12 +255,17 @@ def _check_compatible(policies: Sequence[Policy]) -> None:
     first = policies[0]
     for policy in policies[1:]:
         if policy.character_config != first.character_config:
-            raise CompositionError(f"{policy.record.ref} and {first.record.ref} were trained on different "
-                                   "characters; they cannot share one simulation")
-        if policy.config.env.control_hz != first.config.env.control_hz or \
-                policy.config.env.substeps != first.config.env.substeps:
-            raise CompositionError(f"{policy.record.ref} and {first.record.ref} run at different control or "
-                                   "simulation rates")
+            raise CompositionError(
+                f"{policy.record.ref} and {first.record.ref} were trained on different "
+                "characters; they cannot share one simulation"
+            )
+        if (
+            policy.config.env.control_hz != first.config.env.control_hz
+            or policy.config.env.substeps != first.config.env.substeps
+        ):
+            raise CompositionError(
+                f"{policy.record.ref} and {first.record.ref} run at different control or simulation rates"
+            )
 
 
 class Composer:
@@ -262,8 +282,9 @@ class Composer:
         if handover not in HANDOVERS:
             raise CompositionError(f"handover must be one of {HANDOVERS}, got {handover!r}")
         self.transition_window_s, self.handover, self.min_segment_s = transition_window_s, handover, min_segment_s
-        self.states: dict[str, list] = {k: [] for k in ("qpos", "body_pos", "body_rot", "reference_body_pos",
-                                                         "reference_body_rot")}
+        self.states: dict[str, list] = {
+            k: [] for k in ("qpos", "body_pos", "body_rot", "reference_body_pos", "reference_body_rot")
+        }
         self.metrics: list = []
         self.segments: list[Segment] = []
         self.policies: list[Policy] = []
@@ -278,8 +299,15 @@ class Composer:
     def seconds(self) -> float:
         return self.step / self.segments[0].fps if self.segments else 0.0
 
-    def add(self, name: str, policy: Policy, *, entry: int | None = None, exit: int | None = None,
-            seconds: float | None = None) -> Segment:
+    def add(
+        self,
+        name: str,
+        policy: Policy,
+        *,
+        entry: int | None = None,
+        exit: int | None = None,
+        seconds: float | None = None,
+    ) -> Segment:
         """Runs `policy` next and returns its `Segment`.
 
         entry: the clip frame to enter at (the first segment: its start frame, default 0; later
@@ -309,9 +337,13 @@ class Composer:
             distance = 0.0
             self.physics = reference_physics(policy.config, policy.character_config, reference, entry)
             x0 = jax.device_get(self.physics.x)
-            for key, value in (("qpos", self.physics.q), ("body_pos", x0.pos), ("body_rot", x0.rot),
-                               ("reference_body_pos", reference.body_pos[entry]),
-                               ("reference_body_rot", reference.body_rot[entry])):
+            for key, value in (
+                ("qpos", self.physics.q),
+                ("body_pos", x0.pos),
+                ("body_rot", x0.rot),
+                ("reference_body_pos", reference.body_pos[entry]),
+                ("reference_body_rot", reference.body_rot[entry]),
+            ):
                 self.states[key].append(np.asarray(jax.device_get(value), np.float32)[None])
         else:
             if exit is not None:
@@ -328,8 +360,12 @@ class Composer:
             distance = float(pose_distances(current_pos, current_rot, reference)[entry])
             reference = reanchor(reference, entry, current_pos[0, :2], float(heading_yaw(current_rot[0])))
             if policy.config.env.backend != self.policies[-1].config.env.backend:  # its own state from (q, qd)
-                self.physics = initial_physics(policy.config, policy.character_config,
-                                               jax.device_get(self.physics.q), jax.device_get(self.physics.qd))
+                self.physics = initial_physics(
+                    policy.config,
+                    policy.character_config,
+                    jax.device_get(self.physics.q),
+                    jax.device_get(self.physics.qd),
+                )
         if exit is not None:
             if exit <= entry:
                 raise CompositionError(f"{policy.record.ref}: exit frame {exit} is not after entry frame {entry}")
@@ -338,23 +374,45 @@ class Composer:
             steps = frames - 1 - entry if seconds is None else max(1, int(round(seconds * fps)))
         if entry + steps > frames - 1:
             reference = loop_reference(reference, (entry + steps) / fps)
-        run = simulate(policy.config, policy.params, policy.normaliser, reference, self.physics, entry, steps,
-                       policy.character_config)
+        run = simulate(
+            policy.config,
+            policy.params,
+            policy.normaliser,
+            reference,
+            self.physics,
+            entry,
+            steps,
+            policy.character_config,
+        )
         self.physics = run.physics
-        for key, value in (("qpos", run.qpos), ("body_pos", run.body_pos), ("body_rot", run.body_rot),
-                           ("reference_body_pos", reference.body_pos[entry + 1:entry + steps + 1]),
-                           ("reference_body_rot", reference.body_rot[entry + 1:entry + steps + 1])):
+        for key, value in (
+            ("qpos", run.qpos),
+            ("body_pos", run.body_pos),
+            ("body_rot", run.body_rot),
+            ("reference_body_pos", reference.body_pos[entry + 1 : entry + steps + 1]),
+            ("reference_body_rot", reference.body_rot[entry + 1 : entry + steps + 1]),
+        ):
             self.states[key].append(np.asarray(value, np.float32))
         self.metrics.append(run.metrics)
         summary = summarize_rollout(run.metrics, np.ones(steps, bool), fps)
         fell_at = None if summary.fell_at_s is None else self.step / fps + summary.fell_at_s
         index = len(self.segments)
         segment = Segment(
-            index=index + 1, name=name, clip_id=policy.record.clip_id, version=policy.record.version,
-            status=policy.record.status, start_step=self.step, end_step=self.step + steps, entry_frame=entry,
-            entry_distance_m=distance, pose_error_m=summary.pose_error_m, fell=summary.fell, fell_at_s=fell_at,
+            index=index + 1,
+            name=name,
+            clip_id=policy.record.clip_id,
+            version=policy.record.version,
+            status=policy.record.status,
+            start_step=self.step,
+            end_step=self.step + steps,
+            entry_frame=entry,
+            entry_distance_m=distance,
+            pose_error_m=summary.pose_error_m,
+            fell=summary.fell,
+            fell_at_s=fell_at,
             transition_fell=bool(index > 0 and summary.fell and summary.fell_at_s <= self.transition_window_s + 1e-9),
-            fps=fps)
+            fps=fps,
+        )
         self.segments.append(segment)
         self.policies.append(policy)
         self.step += steps
@@ -367,11 +425,12 @@ class Composer:
 
         current_pos, current_rot = self.states["body_pos"][-1][-1], self.states["body_rot"][-1][-1]
         if self.handover == "state":
-            costs = entry_costs(current_pos, current_rot, np.asarray(jax.device_get(self.physics.xd.vel)),
-                                policy.reference)
+            costs = entry_costs(
+                current_pos, current_rot, np.asarray(jax.device_get(self.physics.xd.vel)), policy.reference
+            )
         else:
             costs = pose_distances(current_pos, current_rot, policy.reference)
-        return int(np.argmin(costs[:last_entry + 1]))
+        return int(np.argmin(costs[: last_entry + 1]))
 
     def composition(self, not_run: Sequence[str] = ()) -> Composition:
         """The composition of the segments added so far."""
@@ -385,14 +444,22 @@ class Composer:
         fps = self.segments[0].fps
         metrics = jax.tree.map(lambda *a: np.concatenate(a), *self.metrics)
         trajectory = Trajectory(
-            fps=fps, start_frame=self.segments[0].entry_frame,
+            fps=fps,
+            start_frame=self.segments[0].entry_frame,
             **{k: np.concatenate(v) for k, v in self.states.items()},
-            pose_error_m=np.asarray(metrics.pose_error_m), global_error_m=np.asarray(metrics.global_error_m),
-            fell=np.asarray(metrics.fell), metrics=summarize_rollout(metrics, np.ones(self.step, bool), fps),
-            body_names=tuple(self.policies[0].reference.body_names))
-        return Composition(trajectory=trajectory, segments=tuple(self.segments), not_run=tuple(not_run),
-                           transition_window_s=self.transition_window_s,
-                           character=character_dict(self.policies[0].character_config))
+            pose_error_m=np.asarray(metrics.pose_error_m),
+            global_error_m=np.asarray(metrics.global_error_m),
+            fell=np.asarray(metrics.fell),
+            metrics=summarize_rollout(metrics, np.ones(self.step, bool), fps),
+            body_names=tuple(self.policies[0].reference.body_names),
+        )
+        return Composition(
+            trajectory=trajectory,
+            segments=tuple(self.segments),
+            not_run=tuple(not_run),
+            transition_window_s=self.transition_window_s,
+            character=character_dict(self.policies[0].character_config),
+        )
 
 
 def _load(library: PolicyLibrary, loaded: dict, name: str, version: int | None = None) -> Policy:
@@ -402,11 +469,21 @@ def _load(library: PolicyLibrary, loaded: dict, name: str, version: int | None =
     return loaded[key]
 
 
-def compose(library: PolicyLibrary, names: Sequence[str], seconds: float | Sequence[float | None] | None = None, *,
-            start_frame: int = 0, min_segment_s: float = 1.0, transition_window_s: float = 1.0,
-            stop_on_fall: bool = True, versions: Sequence[int | None] | None = None,
-            policies: dict[str, Policy] | None = None, handover: str = "state",
-            entries: Sequence[int | None] | None = None, exits: Sequence[int | None] | None = None) -> Composition:
+def compose(
+    library: PolicyLibrary,
+    names: Sequence[str],
+    seconds: float | Sequence[float | None] | None = None,
+    *,
+    start_frame: int = 0,
+    min_segment_s: float = 1.0,
+    transition_window_s: float = 1.0,
+    stop_on_fall: bool = True,
+    versions: Sequence[int | None] | None = None,
+    policies: dict[str, Policy] | None = None,
+    handover: str = "state",
+    entries: Sequence[int | None] | None = None,
+    exits: Sequence[int | None] | None = None,
+) -> Composition:
     """Runs the library policies `names` one after another in one simulation.
 
     Args:
@@ -446,7 +523,7 @@ def compose(library: PolicyLibrary, names: Sequence[str], seconds: float | Seque
     for index, (name, policy) in enumerate(zip(names, chain)):
         segment = composer.add(name, policy, entry=entries[index], exit=exits[index], seconds=durations[index])
         if segment.fell and stop_on_fall:
-            not_run = tuple(names[index + 1:])
+            not_run = tuple(names[index + 1 :])
             break
     return composer.composition(not_run)
 
@@ -454,8 +531,15 @@ def compose(library: PolicyLibrary, names: Sequence[str], seconds: float | Seque
 # --------------------------------------------------------------------------------------------
 # Transition success over pairs.
 
-def transition_pairs(library: PolicyLibrary, names: Sequence[str], seconds: float | None = None,
-                     transition_window_s: float = 1.0, progress=print, handover: str = "state") -> dict:
+
+def transition_pairs(
+    library: PolicyLibrary,
+    names: Sequence[str],
+    seconds: float | None = None,
+    transition_window_s: float = 1.0,
+    progress=print,
+    handover: str = "state",
+) -> dict:
     """Composes every ordered pair (a, b), a != b, of `names` and measures how often the switch
     from a to b works.
 
@@ -470,44 +554,73 @@ def transition_pairs(library: PolicyLibrary, names: Sequence[str], seconds: floa
     pairs = list(itertools.permutations(names, 2))
     started = time.perf_counter()
     for i, (a, b) in enumerate(pairs, 1):
-        composition = compose(library, [a, b], seconds, transition_window_s=transition_window_s,
-                              policies=policies, stop_on_fall=True, handover=handover)
+        composition = compose(
+            library,
+            [a, b],
+            seconds,
+            transition_window_s=transition_window_s,
+            policies=policies,
+            stop_on_fall=True,
+            handover=handover,
+        )
         first = composition.segments[0]
         second = composition.segments[1] if len(composition.segments) > 1 else None
-        rows.append({
-            "from": a, "to": b, "first_fell": first.fell,
-            "transition_ok": second is not None and not second.transition_fell,
-            "second_fell": None if second is None else second.fell,
-            "entry_frame": None if second is None else second.entry_frame,
-            "entry_distance_m": None if second is None else second.entry_distance_m,
-            "second_pose_error_m": None if second is None else second.pose_error_m,
-            "fell_at_s": None if second is None else second.fell_at_s})
+        rows.append(
+            {
+                "from": a,
+                "to": b,
+                "first_fell": first.fell,
+                "transition_ok": second is not None and not second.transition_fell,
+                "second_fell": None if second is None else second.fell,
+                "entry_frame": None if second is None else second.entry_frame,
+                "entry_distance_m": None if second is None else second.entry_distance_m,
+                "second_pose_error_m": None if second is None else second.pose_error_m,
+                "fell_at_s": None if second is None else second.fell_at_s,
+            }
+        )
         if progress is not None:
             elapsed = time.perf_counter() - started
             eta = elapsed / i * (len(pairs) - i)
-            status = "first clip fell" if second is None else (
-                "ok" if not second.fell else ("transition fell" if second.transition_fell else "fell later"))
-            progress(f"[{i}/{len(pairs)}] {a} -> {b}: {status}"
-                     + ("" if second is None else f" (entered at frame {second.entry_frame}, "
-                                                  f"{second.entry_distance_m:.3f} m away)")
-                     + f"  {elapsed:.0f} s, ETA {eta:.0f} s")
+            status = (
+                "first clip fell"
+                if second is None
+                else ("ok" if not second.fell else ("transition fell" if second.transition_fell else "fell later"))
+            )
+            progress(
+                f"[{i}/{len(pairs)}] {a} -> {b}: {status}"
+                + (
+                    ""
+                    if second is None
+                    else f" (entered at frame {second.entry_frame}, {second.entry_distance_m:.3f} m away)"
+                )
+                + f"  {elapsed:.0f} s, ETA {eta:.0f} s"
+            )
     attempted = [r for r in rows if not r["first_fell"]]
     ok = sum(r["transition_ok"] for r in attempted)
     whole = sum(r["transition_ok"] and not r["second_fell"] for r in attempted)
     return {
-        "names": list(names), "pairs": len(rows), "first_fell": len(rows) - len(attempted),
-        "transitions": len(attempted), "transition_ok": ok,
+        "names": list(names),
+        "pairs": len(rows),
+        "first_fell": len(rows) - len(attempted),
+        "transitions": len(attempted),
+        "transition_ok": ok,
         "transition_success_rate": ok / len(attempted) if attempted else None,
         "pair_success_rate": whole / len(attempted) if attempted else None,
-        "transition_window_s": transition_window_s, "seconds": seconds, "handover": handover,
-        "elapsed_s": time.perf_counter() - started, "rows": rows}
+        "transition_window_s": transition_window_s,
+        "seconds": seconds,
+        "handover": handover,
+        "elapsed_s": time.perf_counter() - started,
+        "rows": rows,
+    }
 
 
 # --------------------------------------------------------------------------------------------
 # The transition graph (`factory.library.transitions`): simulated hand-overs between policies.
 
-def exit_candidates(a: Policy, b: Policy, count: int = 3, lead_s: float = 1.0, min_segment_s: float = 1.0,
-                    spacing_s: float = 0.5) -> list[tuple[int, int, float]]:
+
+def exit_candidates(
+    a: Policy, b: Policy, count: int = 3, lead_s: float = 1.0, min_segment_s: float = 1.0, spacing_s: float = 0.5
+) -> list[tuple[int, int, float]]:
     """Where `a` could hand over to `b`: (exit frame of a, entry frame of b, cost in m), the
     `count` cheapest by `entry_costs` between a's reference state at the exit and b's frames,
     exits at least `spacing_s` apart, each with `lead_s` of a's clip before it (a run-up) and
@@ -518,7 +631,7 @@ def exit_candidates(a: Policy, b: Policy, count: int = 3, lead_s: float = 1.0, m
     last_entry = max(0, rb.num_frames - 1 - min(int(round(min_segment_s * fps)), rb.num_frames - 1))
     options = []
     for exit in range(max(lead, 1), ra.num_frames):
-        costs = entry_costs(ra.body_pos[exit], ra.body_rot[exit], ra.body_vel[exit], rb)[:last_entry + 1]
+        costs = entry_costs(ra.body_pos[exit], ra.body_rot[exit], ra.body_vel[exit], rb)[: last_entry + 1]
         entry = int(np.argmin(costs))
         options.append((float(costs[entry]), exit, entry))
     chosen: list[tuple[int, int, float]] = []
@@ -531,8 +644,15 @@ def exit_candidates(a: Policy, b: Policy, count: int = 3, lead_s: float = 1.0, m
     return chosen
 
 
-def simulate_transition(a: Policy, b: Policy, exit: int, cost_m: float = 0.0, window_s: float = 2.0,
-                        lead_s: float = 1.0, handover: str = "state"):
+def simulate_transition(
+    a: Policy,
+    b: Policy,
+    exit: int,
+    cost_m: float = 0.0,
+    window_s: float = 2.0,
+    lead_s: float = 1.0,
+    handover: str = "state",
+):
     """Simulates `a` from its reference state `lead_s` before `exit` to `exit`, then hands over
     to `b` (entry by the hand-over rule) for `window_s` (or to b's clip end). Returns a
     `Transition` (survived: no fall in either part)."""
@@ -547,13 +667,23 @@ def simulate_transition(a: Policy, b: Policy, exit: int, cost_m: float = 0.0, wi
     else:
         frames = b.reference.num_frames
         entry = composer.choose_entry(b, frames - 2)
-        after = composer.add(b.clip_id, b, entry=entry,
-                             exit=min(entry + max(1, int(round(window_s * fps))), frames - 1))
+        after = composer.add(
+            b.clip_id, b, entry=entry, exit=min(entry + max(1, int(round(window_s * fps))), frames - 1)
+        )
         if after.fell:
             fell_at = after.fell_at_s - after.start_s
-    return Transition(from_clip=a.clip_id, from_version=a.record.version, to_clip=b.clip_id,
-                      to_version=b.record.version, exit_frame=int(exit), entry_frame=int(-1 if entry is None else entry),
-                      cost_m=float(cost_m), survived=fell_at is None, fell_at_s=fell_at, window_s=window_s)
+    return Transition(
+        from_clip=a.clip_id,
+        from_version=a.record.version,
+        to_clip=b.clip_id,
+        to_version=b.record.version,
+        exit_frame=int(exit),
+        entry_frame=int(-1 if entry is None else entry),
+        cost_m=float(cost_m),
+        survived=fell_at is None,
+        fell_at_s=fell_at,
+        window_s=window_s,
+    )
 
 
 def graph_policies(library: PolicyLibrary, statuses: Sequence[str] = ("converged",)) -> dict[str, Policy]:
@@ -561,8 +691,13 @@ def graph_policies(library: PolicyLibrary, statuses: Sequence[str] = ("converged
     return {r.clip_id: library.load_policy(r.clip_id, r.version) for r in library.query(status=tuple(statuses))}
 
 
-def build_transitions(library: PolicyLibrary, policies: dict[str, Policy] | None = None, candidates: int = 3,
-                      window_s: float = 2.0, progress=print):
+def build_transitions(
+    library: PolicyLibrary,
+    policies: dict[str, Policy] | None = None,
+    candidates: int = 3,
+    window_s: float = 2.0,
+    progress=print,
+):
     """Simulates the hand-overs of every ordered pair of `policies` (default: the converged
     ones) that the library's transition graph does not hold yet for these versions (so a run
     that added policies simulates only the pairs they are in), up to `candidates` exits per pair,
@@ -570,8 +705,11 @@ def build_transitions(library: PolicyLibrary, policies: dict[str, Policy] | None
     policies = graph_policies(library) if policies is None else policies
     graph = _graph(library, policies)
     done = graph.simulated_pairs()
-    todo = [(a, b) for a, b in itertools.permutations(sorted(policies), 2)
-            if (a, policies[a].record.version, b, policies[b].record.version) not in done]
+    todo = [
+        (a, b)
+        for a, b in itertools.permutations(sorted(policies), 2)
+        if (a, policies[a].record.version, b, policies[b].record.version) not in done
+    ]
     started = time.perf_counter()
     for i, (a, b) in enumerate(todo, 1):
         rows = []
@@ -583,10 +721,15 @@ def build_transitions(library: PolicyLibrary, policies: dict[str, Policy] | None
         if progress is not None:
             elapsed = time.perf_counter() - started
             ok = next((t for t in rows if t.survived), None)
-            progress(f"[{i}/{len(todo)}] {policies[a].record.name} -> {policies[b].record.name}: "
-                     + (f"ok at exit {ok.exit_frame} -> entry {ok.entry_frame}" if ok else
-                        f"no survivor in {len(rows)} candidate(s)")
-                     + f"  {elapsed:.0f} s, ETA {elapsed / i * (len(todo) - i):.0f} s")
+            progress(
+                f"[{i}/{len(todo)}] {policies[a].record.name} -> {policies[b].record.name}: "
+                + (
+                    f"ok at exit {ok.exit_frame} -> entry {ok.entry_frame}"
+                    if ok
+                    else f"no survivor in {len(rows)} candidate(s)"
+                )
+                + f"  {elapsed:.0f} s, ETA {elapsed / i * (len(todo) - i):.0f} s"
+            )
     return graph
 
 
@@ -599,14 +742,18 @@ def _entered(composer: Composer, policy: Policy, min_segment_s: float) -> int:
     return composer.choose_entry(policy, max(0, frames - 1 - min(int(round(min_segment_s * fps)), frames - 1)))
 
 
-def _exits(graph, policies: dict[str, Policy], clip: str, entered: int, min_segment_s: float,
-           goal: str | None = None) -> list:
+def _exits(
+    graph, policies: dict[str, Policy], clip: str, entered: int, min_segment_s: float, goal: str | None = None
+) -> list:
     """The surviving edges out of `clip` (toward `goal` only, when given) whose exit leaves at
     least `min_segment_s` (one frame at least) after `entered`."""
     fps = float(policies[clip].reference.fps)
     earliest = entered + max(1, int(round(min_segment_s * fps)))
-    return [t for t in graph.edges(from_clip=clip, survived_only=True)
-            if t.to_clip in policies and t.exit_frame >= earliest and (goal is None or t.to_clip == goal)]
+    return [
+        t
+        for t in graph.edges(from_clip=clip, survived_only=True)
+        if t.to_clip in policies and t.exit_frame >= earliest and (goal is None or t.to_clip == goal)
+    ]
 
 
 def _graph(library: PolicyLibrary, policies: dict[str, Policy]):
@@ -615,9 +762,15 @@ def _graph(library: PolicyLibrary, policies: dict[str, Policy]):
     return TransitionGraph(library.root, {c: p.record.version for c, p in policies.items()})
 
 
-def random_walk(library: PolicyLibrary, seconds: float = 60.0, seed: int = 0, graph=None,
-                policies: dict[str, Policy] | None = None, min_segment_s: float = 1.0,
-                transition_window_s: float = 1.0):
+def random_walk(
+    library: PolicyLibrary,
+    seconds: float = 60.0,
+    seed: int = 0,
+    graph=None,
+    policies: dict[str, Policy] | None = None,
+    min_segment_s: float = 1.0,
+    transition_window_s: float = 1.0,
+):
     """Plays the library for `seconds` along the transition graph: from a random clip's first
     frame, each clip runs to the exit of a random surviving edge (one that leaves at least
     `min_segment_s` of it after where it was entered) and hands over by state, until `seconds`
@@ -627,8 +780,10 @@ def random_walk(library: PolicyLibrary, seconds: float = 60.0, seed: int = 0, gr
     graph = graph or _graph(library, policies)
     starts = sorted({t.from_clip for t in graph.edges(survived_only=True)} & set(policies))
     if not starts:
-        raise CompositionError(f"{library.root}: the transition graph has no surviving edge between current "
-                               "policies; build it with `python -m factory.compose --library LIB --transitions`")
+        raise CompositionError(
+            f"{library.root}: the transition graph has no surviving edge between current "
+            "policies; build it with `python -m factory.compose --library LIB --transitions`"
+        )
     rng = np.random.default_rng(seed)
     composer = Composer(transition_window_s=transition_window_s, handover="state", min_segment_s=min_segment_s)
     clip = starts[int(rng.integers(len(starts)))]
@@ -664,15 +819,22 @@ def plan(library: PolicyLibrary, names: Sequence[str], graph=None, policies: dic
     for a, b in zip(ids, ids[1:]):
         hops = graph.route(a, b)
         if hops is None:
-            raise CompositionError(f"no surviving route from {a} to {b} in the transition graph "
-                                   f"({graph.path}); `python -m factory.library transitions {a}` lists its edges")
+            raise CompositionError(
+                f"no surviving route from {a} to {b} in the transition graph "
+                f"({graph.path}); `python -m factory.library transitions {a}` lists its edges"
+            )
         route += [t.to_clip for t in hops]
     return route
 
 
-def compose_route(library: PolicyLibrary, route: Sequence[str], graph=None,
-                  policies: dict[str, Policy] | None = None, transition_window_s: float = 1.0,
-                  min_segment_s: float = 0.5) -> Composition:
+def compose_route(
+    library: PolicyLibrary,
+    route: Sequence[str],
+    graph=None,
+    policies: dict[str, Policy] | None = None,
+    transition_window_s: float = 1.0,
+    min_segment_s: float = 0.5,
+) -> Composition:
     """Composes `route` (clip ids, e.g. from `plan`) handing over at the graph's surviving exits:
     each clip runs from where it was entered (by state) to the cheapest surviving exit toward the
     next that leaves it at least `min_segment_s`; the last clip runs to its end. Stops at a fall."""
@@ -686,61 +848,93 @@ def compose_route(library: PolicyLibrary, route: Sequence[str], graph=None,
         if following is not None:
             edges = _exits(graph, policies, clip, entered, min_segment_s, goal=following)
             if not edges:
-                raise CompositionError(f"{clip} has no surviving exit to {following} after frame {entered}, "
-                                       "where it is entered")
+                raise CompositionError(
+                    f"{clip} has no surviving exit to {following} after frame {entered}, where it is entered"
+                )
             exit = min(edges, key=lambda t: t.cost_m).exit_frame
         if composer.add(clip, policy, entry=entered, exit=exit).fell:
-            return composer.composition(not_run=tuple(route[index + 1:]))
+            return composer.composition(not_run=tuple(route[index + 1 :]))
     return composer.composition()
 
 
 # --------------------------------------------------------------------------------------------
 # CLI.
 
+
 def _print_composition(composition: Composition) -> None:
     print(f"{'#':>2}  {'clip':<28} {'ver':>4}  {'entered at':<20} {'time (s)':<13} {'pose err':>9}  fell")
     for s in composition.segments:
         entered = f"frame {s.entry_frame}" + ("" if s.index == 1 else f" ({s.entry_distance_m:.3f} m)")
         fell = "no" if not s.fell else f"at {s.fell_at_s:.2f} s" + (" (transition)" if s.transition_fell else "")
-        print(f"{s.index:>2}  {s.name[:28]:<28} {s.version:>4}  {entered:<20} "
-              f"{s.start_s:5.2f}-{s.end_s:5.2f}   {s.pose_error_m:7.4f} m  {fell}")
+        print(
+            f"{s.index:>2}  {s.name[:28]:<28} {s.version:>4}  {entered:<20} "
+            f"{s.start_s:5.2f}-{s.end_s:5.2f}   {s.pose_error_m:7.4f} m  {fell}"
+        )
     for name in composition.not_run:
         print(f"    {name[:28]:<28}       not run (the character fell before)")
     n = len(composition.segments) - 1
-    print(f"{composition.trajectory.seconds:.2f} s, pose error {composition.trajectory.metrics.pose_error_m:.4f} m; "
-          f"transitions without a fall within {composition.transition_window_s:g} s: "
-          f"{n - composition.failed_transitions}/{n}")
+    print(
+        f"{composition.trajectory.seconds:.2f} s, pose error {composition.trajectory.metrics.pose_error_m:.4f} m; "
+        f"transitions without a fall within {composition.transition_window_s:g} s: "
+        f"{n - composition.failed_transitions}/{n}"
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m factory.compose",
-                                     description="Run library policies one after another in one simulation.")
-    parser.add_argument("names", nargs="*", help="policy names in order (with --pairs: the set to pair; "
-                                                  "default every policy that did not fail)")
-    parser.add_argument("--library", "--root", dest="root", default=default_root(),
-                        help="the library (default $DIFFMIMIC_LIBRARY or ~/diffmimic-library; --root is the "
-                             "old spelling)")
-    parser.add_argument("--out", required=True, help="composition: trajectory .npz (+ .npz.json summary); "
-                                                     "--pairs: results .json")
-    parser.add_argument("--seconds", type=float, nargs="+", help="segment durations (one for all, or one each); "
-                                                                 "default: each clip to its end")
+    parser = argparse.ArgumentParser(
+        prog="python -m factory.compose", description="Run library policies one after another in one simulation."
+    )
+    parser.add_argument(
+        "names",
+        nargs="*",
+        help="policy names in order (with --pairs: the set to pair; default every policy that did not fail)",
+    )
+    parser.add_argument(
+        "--library",
+        "--root",
+        dest="root",
+        default=default_root(),
+        help="the library (default $DIFFMIMIC_LIBRARY or ~/diffmimic-library; --root is the old spelling)",
+    )
+    parser.add_argument(
+        "--out", required=True, help="composition: trajectory .npz (+ .npz.json summary); --pairs: results .json"
+    )
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        nargs="+",
+        help="segment durations (one for all, or one each); default: each clip to its end",
+    )
     parser.add_argument("--start-frame", type=int, default=0)
     parser.add_argument("--min-segment-s", type=float, default=1.0)
     parser.add_argument("--transition-window-s", type=float, default=1.0)
     parser.add_argument("--continue-after-fall", action="store_true")
-    parser.add_argument("--handover", choices=HANDOVERS, default="state",
-                        help="how the next clip's entry frame is chosen: state (pose, velocity and planted feet; "
-                             "the default) or pose (the nearest pose alone)")
+    parser.add_argument(
+        "--handover",
+        choices=HANDOVERS,
+        default="state",
+        help="how the next clip's entry frame is chosen: state (pose, velocity and planted feet; "
+        "the default) or pose (the nearest pose alone)",
+    )
     parser.add_argument("--pairs", action="store_true", help="measure transition success over every ordered pair")
-    parser.add_argument("--transitions", action="store_true",
-                        help="simulate the hand-overs between converged policies that the library's transition "
-                             "graph lacks (LIB/transitions.sqlite; `python -m factory.library transitions NAME` "
-                             "reads it)")
-    parser.add_argument("--plan", action="store_true",
-                        help="visit NAMES in order along the transition graph, through other clips where no "
-                             "direct hand-over survives")
-    parser.add_argument("--random-walk", type=float, metavar="SECONDS",
-                        help="play the library for SECONDS along random surviving edges of the transition graph")
+    parser.add_argument(
+        "--transitions",
+        action="store_true",
+        help="simulate the hand-overs between converged policies that the library's transition "
+        "graph lacks (LIB/transitions.sqlite; `python -m factory.library transitions NAME` "
+        "reads it)",
+    )
+    parser.add_argument(
+        "--plan",
+        action="store_true",
+        help="visit NAMES in order along the transition graph, through other clips where no direct hand-over survives",
+    )
+    parser.add_argument(
+        "--random-walk",
+        type=float,
+        metavar="SECONDS",
+        help="play the library for SECONDS along random surviving edges of the transition graph",
+    )
     parser.add_argument("--seed", type=int, default=0, help="--random-walk's seed")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     return parser
@@ -764,9 +958,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             out.parent.mkdir(parents=True, exist_ok=True)
             atomic.write_json(out, result)
             rate = result["transition_success_rate"]
-            print(f"{result['transition_ok']}/{result['transitions']} transitions without a fall within "
-                  f"{args.transition_window_s:g} s ({'n/a' if rate is None else f'{rate:.0%}'}); "
-                  f"{result['first_fell']} pair(s) fell before switching; wrote {out}")
+            print(
+                f"{result['transition_ok']}/{result['transitions']} transitions without a fall within "
+                f"{args.transition_window_s:g} s ({'n/a' if rate is None else f'{rate:.0%}'}); "
+                f"{result['first_fell']} pair(s) fell before switching; wrote {out}"
+            )
             return 0
         if args.transitions:
             enable_compilation_cache()
@@ -775,15 +971,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             ok = sum(t.survived for t in best.values())
             out = Path(args.out)
             out.parent.mkdir(parents=True, exist_ok=True)
-            atomic.write_json(out, {"pairs": len(best), "surviving_pairs": ok,
-                                    "edges": [t.to_dict() for t in best.values()]})
-            print(f"{ok}/{len(best)} ordered pairs hand over without a fall; graph in {graph.path}, "
-                  f"best edges in {out}")
+            atomic.write_json(
+                out, {"pairs": len(best), "surviving_pairs": ok, "edges": [t.to_dict() for t in best.values()]}
+            )
+            print(
+                f"{ok}/{len(best)} ordered pairs hand over without a fall; graph in {graph.path}, best edges in {out}"
+            )
             return 0
         if args.random_walk is not None:
             enable_compilation_cache()
-            composition, outcome = random_walk(library, args.random_walk, seed=args.seed,
-                                               transition_window_s=args.transition_window_s)
+            composition, outcome = random_walk(
+                library, args.random_walk, seed=args.seed, transition_window_s=args.transition_window_s
+            )
         elif args.plan:
             if not args.names:
                 raise CompositionError("--plan needs the clips to visit, e.g. `--plan walk crouch walk`")
@@ -795,9 +994,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise CompositionError("give the policy names to compose, e.g. `walk kick walk`")
         else:
             enable_compilation_cache()
-            composition = compose(library, args.names, args.seconds, start_frame=args.start_frame,
-                                  min_segment_s=args.min_segment_s, transition_window_s=args.transition_window_s,
-                                  stop_on_fall=not args.continue_after_fall, handover=args.handover)
+            composition = compose(
+                library,
+                args.names,
+                args.seconds,
+                start_frame=args.start_frame,
+                min_segment_s=args.min_segment_s,
+                transition_window_s=args.transition_window_s,
+                stop_on_fall=not args.continue_after_fall,
+                handover=args.handover,
+            )
     except LibraryError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -808,8 +1014,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _print_composition(composition)
         if outcome is not None:
             print(f"random walk: {outcome} ({composition.trajectory.seconds:.1f} of {args.random_walk:g} s)")
-        print(f"wrote {out} and {out.name}.json; view it: python -m factory.library render {out} --out "
-              f"{out.with_suffix('.html')}")
+        print(
+            f"wrote {out} and {out.name}.json; view it: python -m factory.library render {out} --out "
+            f"{out.with_suffix('.html')}"
+        )
     return 0
 
 

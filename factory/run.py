@@ -33,60 +33,105 @@ DEFAULT_LIBRARY = "~/diffmimic-library"
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m factory.run", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", required=True, help="a spec name in datasets/ (sample, amass, aistpp, cmu) "
-                                                         "or a YAML spec path")
+    parser.add_argument(
+        "--dataset", required=True, help="a spec name in datasets/ (sample, amass, aistpp, cmu) or a YAML spec path"
+    )
     parser.add_argument("--data-root", help="overrides the spec's root directory")
-    parser.add_argument("--library", default=os.environ.get("DIFFMIMIC_LIBRARY", DEFAULT_LIBRARY),
-                        help=f"the policy library directory (created if missing; default $DIFFMIMIC_LIBRARY "
-                             f"or {DEFAULT_LIBRARY}); a POSIX path, shared storage on a cluster")
+    parser.add_argument(
+        "--library",
+        default=os.environ.get("DIFFMIMIC_LIBRARY", DEFAULT_LIBRARY),
+        help=f"the policy library directory (created if missing; default $DIFFMIMIC_LIBRARY "
+        f"or {DEFAULT_LIBRARY}); a POSIX path, shared storage on a cluster",
+    )
     parser.add_argument("--preset", default="cpu", help="training preset (cpu, paper)")
-    parser.add_argument("--config-json", help="TrainConfig overrides of the preset as JSON "
-                                              "(e.g. '{\"iterations\": 100, \"env\": {\"backend\": \"spring\"}}')")
+    parser.add_argument(
+        "--config-json",
+        help='TrainConfig overrides of the preset as JSON (e.g. \'{"iterations": 100, "env": {"backend": "spring"}}\')',
+    )
     parser.add_argument("--workers", type=int, help="actors (default: one per GPU, or per --cpus-per-worker CPUs)")
-    parser.add_argument("--gpus-per-worker", type=float, help="GPUs per actor; fractions pack actors on a GPU "
-                                                              "(default 1 when the cluster has GPUs, else 0)")
+    parser.add_argument(
+        "--gpus-per-worker",
+        type=float,
+        help="GPUs per actor; fractions pack actors on a GPU (default 1 when the cluster has GPUs, else 0)",
+    )
     parser.add_argument("--cpus-per-worker", type=float, default=1.0)
-    parser.add_argument("--no-pin-cpus", dest="pin_cpus", action="store_false",
-                        help="do not pin CPU workers to cores of their own (pinned, each runs ~1.5x faster "
-                             "on a busy node)")
-    parser.add_argument("--clips-per-worker", default="auto",
-                        help="K clips each worker trains at once in one compiled step, or 'auto' (the "
-                             "default): 1 on CPU workers; on GPU workers measured once on the first clip, "
-                             "the K past which samples/s stop growing by 10 %% or memory runs short")
+    parser.add_argument(
+        "--no-pin-cpus",
+        dest="pin_cpus",
+        action="store_false",
+        help="do not pin CPU workers to cores of their own (pinned, each runs ~1.5x faster on a busy node)",
+    )
+    parser.add_argument(
+        "--clips-per-worker",
+        default="auto",
+        help="K clips each worker trains at once in one compiled step, or 'auto' (the "
+        "default): 1 on CPU workers; on GPU workers measured once on the first clip, "
+        "the K past which samples/s stop growing by 10 %% or memory runs short",
+    )
     parser.add_argument("--clips", help="only clips whose id or relative path matches this shell pattern")
     parser.add_argument("--max-clips", type=int, help="only the first N clips by path")
     parser.add_argument("--target-pose-error-m", type=float, default=0.04)
     parser.add_argument("--max-attempts", type=int, default=3)
     parser.add_argument("--force", action="store_true", help="retrain clips the library already has")
-    parser.add_argument("--retry-failed", action="store_true",
-                        help="train again the clips whose newest library version failed")
-    parser.add_argument("--no-similar-warm-start", dest="warm_start_similar", action="store_false",
-                        help="start every clip's first attempt from random weights, not from the converged "
-                             "policy of the most similar clip (in the library or converged earlier in the run)")
+    parser.add_argument(
+        "--retry-failed", action="store_true", help="train again the clips whose newest library version failed"
+    )
+    parser.add_argument(
+        "--no-similar-warm-start",
+        dest="warm_start_similar",
+        action="store_false",
+        help="start every clip's first attempt from random weights, not from the converged "
+        "policy of the most similar clip (in the library or converged earlier in the run)",
+    )
     parser.add_argument("--checkpoint-every", type=int, default=50, help="iterations between worker checkpoints")
     parser.add_argument("--progress-every-s", type=float, default=30.0)
-    parser.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS"),
-                        help="a Ray cluster to join (default $RAY_ADDRESS, else a running local one, else start one); "
-                             "'local' always starts a new local Ray")
+    parser.add_argument(
+        "--ray-address",
+        default=os.environ.get("RAY_ADDRESS"),
+        help="a Ray cluster to join (default $RAY_ADDRESS, else a running local one, else start one); "
+        "'local' always starts a new local Ray",
+    )
     parser.add_argument("--num-cpus", type=int, help="CPUs of a Ray started here (default: all)")
-    parser.add_argument("--report-renders", type=int, default=20,
-                        help="at the end, render up to N policies that have no render yet into the library's HTML "
-                             "report LIB/reports/index.html (default 20; 0: none)")
-    parser.add_argument("--transitions", action="store_true",
-                        help="at the end, simulate the hand-overs between converged policies that the library's "
-                             "transition graph lacks (the pairs this run's new policies are in; N^2 pairs in all: "
-                             "for libraries of tens to hundreds of clips)")
+    parser.add_argument(
+        "--report-renders",
+        type=int,
+        default=20,
+        help="at the end, render up to N policies that have no render yet into the library's HTML "
+        "report LIB/reports/index.html (default 20; 0: none)",
+    )
+    parser.add_argument(
+        "--transitions",
+        action="store_true",
+        help="at the end, simulate the hand-overs between converged policies that the library's "
+        "transition graph lacks (the pairs this run's new policies are in; N^2 pairs in all: "
+        "for libraries of tens to hundreds of clips)",
+    )
     parser.add_argument("--summary-json", help="also write the run summary to this file")
-    parser.add_argument("--verbose", action="store_true",
-                        help="show Ray's notes and the workers' own output (XLA, JAX) on the console too")
-    parser.add_argument("--work-dir", default=os.environ.get("DIFFMIMIC_WORK_DIR"),
-                        help="workers' scratch checkpoints and status (default $DIFFMIMIC_WORK_DIR, else "
-                             "LIB/.factory); on a cluster: shared storage every node mounts")
-    parser.add_argument("--publish", default=os.environ.get("DIFFMIMIC_PUBLISH"), metavar="DIR",
-                        help="publish a read-only snapshot of the library to DIR (shared storage) as clips finish "
-                             "and at the end (default $DIFFMIMIC_PUBLISH; readers open DIR as a library)")
-    parser.add_argument("--publish-every", type=float, default=300.0, metavar="SECONDS",
-                        help="seconds between snapshots while clips finish (default 300)")
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show Ray's notes and the workers' own output (XLA, JAX) on the console too",
+    )
+    parser.add_argument(
+        "--work-dir",
+        default=os.environ.get("DIFFMIMIC_WORK_DIR"),
+        help="workers' scratch checkpoints and status (default $DIFFMIMIC_WORK_DIR, else "
+        "LIB/.factory); on a cluster: shared storage every node mounts",
+    )
+    parser.add_argument(
+        "--publish",
+        default=os.environ.get("DIFFMIMIC_PUBLISH"),
+        metavar="DIR",
+        help="publish a read-only snapshot of the library to DIR (shared storage) as clips finish "
+        "and at the end (default $DIFFMIMIC_PUBLISH; readers open DIR as a library)",
+    )
+    parser.add_argument(
+        "--publish-every",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="seconds between snapshots while clips finish (default 300)",
+    )
     return parser
 
 
@@ -136,8 +181,12 @@ def _interrupted(coordinator, signal_name: str) -> int:
 
     in_flight = sorted({clip for _, clip, _ in coordinator.inflight.values()})
     written = sum(coordinator.counts.values())
-    print(f"interrupted ({signal_name}): {written} clip(s) written this run; {len(in_flight)} in flight "
-          f"keep their checkpoints. Run the same command again to continue.", file=sys.stderr, flush=True)
+    print(
+        f"interrupted ({signal_name}): {written} clip(s) written this run; {len(in_flight)} in flight "
+        f"keep their checkpoints. Run the same command again to continue.",
+        file=sys.stderr,
+        flush=True,
+    )
     ray.shutdown()
     return 143 if signal_name == "SIGTERM" else 130
 
@@ -150,8 +199,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from diffmimic.train import PRESETS, make_config
     from factory.distribution.catalog import build_catalog, summarize
     from factory.distribution.coordinator import WORK_DIR
-    from factory.library import LibraryError, PolicyLibrary
     from factory.distribution.runlock import CoordinatorLock, LockHeld
+    from factory.library import LibraryError, PolicyLibrary
     from factory.library.snapshot import check_publish_target
 
     def fail(message: str) -> int:
@@ -183,11 +232,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"generating dataset {spec.name!r} into {spec.root}", flush=True)
             spec.prepare()
         library = PolicyLibrary(Path(args.library).expanduser(), create=True)
-        catalog = build_catalog(spec, clips=args.clips, max_clips=args.max_clips,
-                                cache_path=Path(library.root) / WORK_DIR / f"catalog-{spec.name}.json")
+        catalog = build_catalog(
+            spec,
+            clips=args.clips,
+            max_clips=args.max_clips,
+            cache_path=Path(library.root) / WORK_DIR / f"catalog-{spec.name}.json",
+        )
         if library.read_only:
-            raise LibraryError(f"--library {library.root}: a read-only snapshot; train into the library it was "
-                               f"published from")
+            raise LibraryError(
+                f"--library {library.root}: a read-only snapshot; train into the library it was published from"
+            )
         if args.publish:
             check_publish_target(library, args.publish)
     except (DatasetSpecError, FileNotFoundError, LibraryError) as err:
@@ -216,8 +270,10 @@ def _no_clips(spec, catalog, clips: str | None) -> str:
         return f"{where} match --clips {clips!r}"
     if catalog.skipped:
         first = catalog.skipped[0]
-        return (f"{where} to train: {len(catalog.skipped)} file(s) skipped by the spec "
-                f"({Path(first.path).name}: {first.reason})")
+        return (
+            f"{where} to train: {len(catalog.skipped)} file(s) skipped by the spec "
+            f"({Path(first.path).name}: {first.reason})"
+        )
     return f"{where}: no file matches its include patterns {list(spec.include)}"
 
 
@@ -228,12 +284,23 @@ def _run(args, library, catalog, config) -> int:
 
     cache = os.environ.get("DIFFMIMIC_JAX_CACHE")  # None: each worker uses its node's default
     options = FactoryOptions(
-        target_pose_error_m=args.target_pose_error_m, max_attempts=args.max_attempts, force=args.force,
-        workers=args.workers, gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
-        pin_cpus=args.pin_cpus, clips_per_worker=args.clips_per_worker,
-        checkpoint_every=args.checkpoint_every, progress_every_s=args.progress_every_s, compile_cache_dir=cache,
-        warm_start_similar=args.warm_start_similar, retry_failed=args.retry_failed, work_dir=args.work_dir,
-        publish_dir=args.publish, publish_every_s=args.publish_every)
+        target_pose_error_m=args.target_pose_error_m,
+        max_attempts=args.max_attempts,
+        force=args.force,
+        workers=args.workers,
+        gpus_per_worker=args.gpus_per_worker,
+        cpus_per_worker=args.cpus_per_worker,
+        pin_cpus=args.pin_cpus,
+        clips_per_worker=args.clips_per_worker,
+        checkpoint_every=args.checkpoint_every,
+        progress_every_s=args.progress_every_s,
+        compile_cache_dir=cache,
+        warm_start_similar=args.warm_start_similar,
+        retry_failed=args.retry_failed,
+        work_dir=args.work_dir,
+        publish_dir=args.publish,
+        publish_every_s=args.publish_every,
+    )
     how = init_ray(args.ray_address, args.num_cpus, verbose=args.verbose)
     print(f"ray: {how}", flush=True)
     if threading.current_thread() is threading.main_thread():
@@ -251,10 +318,17 @@ def _run(args, library, catalog, config) -> int:
         from diffmimic.train import enable_compilation_cache
 
         enable_compilation_cache()
-    page = write_library_report(library, Path(library.root) / "reports", renders=args.report_renders,
-                                progress=lambda line: print(line, flush=True))
-    print(f"library report: {page} (all renders: python -m factory.library --library {library.root} report "
-          f"--out {page.parent})", flush=True)
+    page = write_library_report(
+        library,
+        Path(library.root) / "reports",
+        renders=args.report_renders,
+        progress=lambda line: print(line, flush=True),
+    )
+    print(
+        f"library report: {page} (all renders: python -m factory.library --library {library.root} report "
+        f"--out {page.parent})",
+        flush=True,
+    )
     if args.transitions:
         from diffmimic.train import enable_compilation_cache
         from factory.compose import build_transitions
@@ -264,8 +338,11 @@ def _run(args, library, catalog, config) -> int:
         graph = build_transitions(library, progress=lambda line: print(line, flush=True))
         best = graph.best()
         summary["transitions"] = {"pairs": len(best), "surviving_pairs": sum(t.survived for t in best.values())}
-        print(f"transition graph: {summary['transitions']['surviving_pairs']}/{len(best)} ordered pairs hand over "
-              f"without a fall ({graph.path})", flush=True)
+        print(
+            f"transition graph: {summary['transitions']['surviving_pairs']}/{len(best)} ordered pairs hand over "
+            f"without a fall ({graph.path})",
+            flush=True,
+        )
     if args.summary_json:
         from diffmimic import atomic
 

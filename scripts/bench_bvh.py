@@ -25,8 +25,10 @@ def main(argv: list[str] | None = None) -> None:
 
     from diffmimic.mocap.bvh import forward_kinematics, load_bvh, read_bvh
 
-    print(f"{'file':<22} {'frames':>6} {'bvhio read':>10} {'bvhio tree':>10} {'ours read':>9} "
-          f"{'ours +FK':>8} {'ours load':>9}  max position difference (file units)")
+    print(
+        f"{'file':<22} {'frames':>6} {'bvhio read':>10} {'bvhio tree':>10} {'ours read':>9} "
+        f"{'ours +FK':>8} {'ours load':>9}  max position difference (file units)"
+    )
     for path in args.files:
         start = time.perf_counter()
         bvhio.readAsBvh(path)
@@ -49,8 +51,10 @@ def main(argv: list[str] | None = None) -> None:
             for index, name in enumerate(header.names):
                 theirs = np.array(joints[name].PositionWorld)
                 worst = max(worst, float(np.abs(theirs - positions[frame, index]).max()))
-        print(f"{path.rsplit('/', 1)[-1]:<22} {header.frames:>6} {bvhio_read:>9.3f}s {bvhio_tree:>9.3f}s "
-              f"{ours_read:>8.3f}s {ours_fk:>7.3f}s {ours_load:>8.3f}s  {worst:.2e}")
+        print(
+            f"{path.rsplit('/', 1)[-1]:<22} {header.frames:>6} {bvhio_read:>9.3f}s {bvhio_tree:>9.3f}s "
+            f"{ours_read:>8.3f}s {ours_fk:>7.3f}s {ours_load:>8.3f}s  {worst:.2e}"
+        )
 
 
 if __name__ == "__main__":

@@ -1,16 +1,16 @@
 """Benchmarks of the Ray factory; each writes a JSON file under bench/.
 
-    python scripts/bench_factory.py sample [--clips 2] [--workers 1] [--cpus-per-worker 1]
-                                           [--preset cpu] [--config-json J] [--out NAME]
-        Real training of sample clips through the factory (local Ray): clips/hour, train-step
-        compiles per worker, worker idle time between clips, each worker's cores and JAX CPU
-        devices (a worker pinned to C cores splits its environments over C devices).
-    python scripts/bench_factory.py scale [--clips 10000] [--trained 300]
-        The real coordinator, Ray actors and library with `--clips` synthetic catalog entries
-        whose training is replaced by an injected trivial function (a benchmark device, not a
-        product path): scheduling overhead per clip, driver memory, index query latency.
-    python scripts/bench_factory.py catalog [--files 10000]
-        Cataloguing a directory tree of `--files` clip files (cold, then with the header cache).
+python scripts/bench_factory.py sample [--clips 2] [--workers 1] [--cpus-per-worker 1]
+                                       [--preset cpu] [--config-json J] [--out NAME]
+    Real training of sample clips through the factory (local Ray): clips/hour, train-step
+    compiles per worker, worker idle time between clips, each worker's cores and JAX CPU
+    devices (a worker pinned to C cores splits its environments over C devices).
+python scripts/bench_factory.py scale [--clips 10000] [--trained 300]
+    The real coordinator, Ray actors and library with `--clips` synthetic catalog entries
+    whose training is replaced by an injected trivial function (a benchmark device, not a
+    product path): scheduling overhead per clip, driver memory, index query latency.
+python scripts/bench_factory.py catalog [--files 10000]
+    Cataloguing a directory tree of `--files` clip files (cold, then with the header cache).
 """
 
 from __future__ import annotations
@@ -37,8 +37,12 @@ TINY = dict(num_envs=2, horizon=4, hidden=(32, 32), eval_every=2, iterations=2)
 def _write(name: str, data: dict, file_name: str | None = None) -> Path:
     out = REPO / "bench"
     out.mkdir(exist_ok=True)
-    data = {"benchmark": name, "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-            "command": "python " + " ".join(sys.argv), **data}
+    data = {
+        "benchmark": name,
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "command": "python " + " ".join(sys.argv),
+        **data,
+    }
     path = out / (file_name or f"factory_{name}.json")
     path.write_text(json.dumps(data, indent=2, default=str))
     print(json.dumps(data, indent=2, default=str))
@@ -64,25 +68,40 @@ def bench_sample(args) -> None:
     ray.init(address="local", num_cpus=os.cpu_count(), log_to_driver=False)
     try:
         catalog = build_catalog(spec, max_clips=args.clips)
-        options = FactoryOptions(workers=args.workers, cpus_per_worker=args.cpus_per_worker,
-                                 max_attempts=args.max_attempts,
-                                 target_pose_error_m=args.target_pose_error_m, compile_cache_dir=cache)
+        options = FactoryOptions(
+            workers=args.workers,
+            cpus_per_worker=args.cpus_per_worker,
+            max_attempts=args.max_attempts,
+            target_pose_error_m=args.target_pose_error_m,
+            compile_cache_dir=cache,
+        )
         summary = Coordinator(PolicyLibrary(work / "lib", create=True), catalog, config, options).run()
     finally:
         ray.shutdown()
         shutil.rmtree(work, ignore_errors=True)
     clips = summary["clips"]
-    _write("sample", {
-        "config": config.to_dict(), "clips": len(clips), "workers": summary["workers"],
-        "cpus_per_worker": args.cpus_per_worker,
-        "elapsed_s": summary["elapsed_s"], "clips_per_hour": summary["clips_per_hour"],
-        "counts": summary["counts"], "worker_counters": summary["worker_counters"],
-        "worker_idle_s_per_clip": {k: round(v["idle_s"] / max(v["clips"] - 1, 1), 4)
-                                   for k, v in summary["worker_counters"].items()},
-        "per_clip": [{k: c.get(k) for k in ("clip_id", "status", "attempts", "worker_s", "train_s", "pose_error_m")}
-                     for c in clips],
-        "median_pose_error_m": summary["median_pose_error_m"],
-    }, args.out)
+    _write(
+        "sample",
+        {
+            "config": config.to_dict(),
+            "clips": len(clips),
+            "workers": summary["workers"],
+            "cpus_per_worker": args.cpus_per_worker,
+            "elapsed_s": summary["elapsed_s"],
+            "clips_per_hour": summary["clips_per_hour"],
+            "counts": summary["counts"],
+            "worker_counters": summary["worker_counters"],
+            "worker_idle_s_per_clip": {
+                k: round(v["idle_s"] / max(v["clips"] - 1, 1), 4) for k, v in summary["worker_counters"].items()
+            },
+            "per_clip": [
+                {k: c.get(k) for k in ("clip_id", "status", "attempts", "worker_s", "train_s", "pose_error_m")}
+                for c in clips
+            ],
+            "median_pose_error_m": summary["median_pose_error_m"],
+        },
+        args.out,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -102,10 +121,15 @@ class TrivialTraining:
         self.normaliser = jax.device_get(init_normaliser(794))
         frames = 4
         self.reference = Reference(
-            qpos=np.zeros((frames, 76), np.float32), qvel=np.zeros((frames, 75), np.float32),
-            body_pos=np.zeros((frames, 24, 3), np.float32), body_rot=np.tile([1.0, 0, 0, 0], (frames, 24, 1)).astype(np.float32),
-            body_vel=np.zeros((frames, 24, 3), np.float32), body_ang=np.zeros((frames, 24, 3), np.float32),
-            fps=30.0, source="synthetic")
+            qpos=np.zeros((frames, 76), np.float32),
+            qvel=np.zeros((frames, 75), np.float32),
+            body_pos=np.zeros((frames, 24, 3), np.float32),
+            body_rot=np.tile([1.0, 0, 0, 0], (frames, 24, 1)).astype(np.float32),
+            body_vel=np.zeros((frames, 24, 3), np.float32),
+            body_ang=np.zeros((frames, 24, 3), np.float32),
+            fps=30.0,
+            source="synthetic",
+        )
         self.trained = trained
 
     def __call__(self, task: dict, config):
@@ -117,11 +141,27 @@ class TrivialTraining:
         if index >= self.trained:
             raise MocapError(task["path"], "benchmark: trivial training, no checkpoint")
         pose_error = 0.02 if index % 5 else 0.08
-        metrics = EvalMetrics(pose_error_m=pose_error, global_error_m=pose_error, fell=False, fell_at_s=None,
-                              absurdity={"1%": pose_error}, nonfinite_steps=0, frames=3)
-        result = TrainResult(params=self.params, normaliser=self.normaliser, metrics=metrics, initial_metrics=metrics,
-                             history=[], samples=0, train_s=0.0, compile_s=0.0, iterations=config.iterations,
-                             skipped_updates=0)
+        metrics = EvalMetrics(
+            pose_error_m=pose_error,
+            global_error_m=pose_error,
+            fell=False,
+            fell_at_s=None,
+            absurdity={"1%": pose_error},
+            nonfinite_steps=0,
+            frames=3,
+        )
+        result = TrainResult(
+            params=self.params,
+            normaliser=self.normaliser,
+            metrics=metrics,
+            initial_metrics=metrics,
+            history=[],
+            samples=0,
+            train_s=0.0,
+            compile_s=0.0,
+            iterations=config.iterations,
+            skipped_updates=0,
+        )
         return self.reference, result
 
 
@@ -135,18 +175,38 @@ def bench_scale(args) -> None:
 
     config = make_config("cpu", **TINY)
     work = Path(tempfile.mkdtemp(prefix="bench_factory_scale_"))
-    entries = [CatalogEntry(clip_id=f"bench/c{i:05d}", path=str(work / f"c{i:05d}.npz"), format="amass_smplh",
-                            frames=120, fps=30.0, duration_s=3.97) for i in range(args.clips)]
+    entries = [
+        CatalogEntry(
+            clip_id=f"bench/c{i:05d}",
+            path=str(work / f"c{i:05d}.npz"),
+            format="amass_smplh",
+            frames=120,
+            fps=30.0,
+            duration_s=3.97,
+        )
+        for i in range(args.clips)
+    ]
     catalog = Catalog(dataset="bench", root=work, entries=entries, skipped=[])
     library = PolicyLibrary(work / "lib", create=True)
     rss_before = driver_rss_mb()
     ray.init(address="local", num_cpus=os.cpu_count(), log_to_driver=False)
     try:
-        options = FactoryOptions(workers=args.workers, max_attempts=3, target_pose_error_m=0.04,
-                                 progress_every_s=30.0, tasks_per_worker=args.tasks_per_worker)
+        options = FactoryOptions(
+            workers=args.workers,
+            max_attempts=3,
+            target_pose_error_m=0.04,
+            progress_every_s=30.0,
+            tasks_per_worker=args.tasks_per_worker,
+        )
         start = time.perf_counter()
-        summary = Coordinator(library, catalog, config, options, train_fn=TrivialTraining(args.trained, config),
-                              progress=lambda line: print(line, flush=True) if "clips/h" in line else None).run()
+        summary = Coordinator(
+            library,
+            catalog,
+            config,
+            options,
+            train_fn=TrivialTraining(args.trained, config),
+            progress=lambda line: print(line, flush=True) if "clips/h" in line else None,
+        ).run()
         elapsed = time.perf_counter() - start
     finally:
         ray.shutdown()
@@ -167,27 +227,41 @@ def bench_scale(args) -> None:
             times.append(time.perf_counter() - t)
         latencies[name] = round(statistics.median(times) * 1000, 2)
     trained_rows = [c for c in summary["clips"] if c["status"] != "failed"]
-    _write("scale", {
-        "clips": args.clips, "trained_with_checkpoint": len(trained_rows), "index_rows": len(library),
-        "workers": summary["workers"], "tasks_per_worker": args.tasks_per_worker, "worker_calls": calls,
-        "elapsed_s": round(elapsed, 2), "clips_per_hour": summary["clips_per_hour"],
-        "counts": summary["counts"],
-        "driver_scheduling_s_total": summary["scheduling_s"],
-        "driver_scheduling_ms_per_clip": round(summary["scheduling_s"] / args.clips * 1000, 3),
-        "library_write_s_total": summary["library_write_s"],
-        "library_write_ms_per_clip": round(summary["library_write_s"] / args.clips * 1000, 3),
-        "wall_ms_per_clip": round(elapsed / args.clips * 1000, 3),
-        "driver_peak_rss_mb": {"before": round(rss_before, 1), "after": summary["driver_peak_rss_mb"]},
-        "index_query_ms_median_of_5": latencies,
-    })
+    _write(
+        "scale",
+        {
+            "clips": args.clips,
+            "trained_with_checkpoint": len(trained_rows),
+            "index_rows": len(library),
+            "workers": summary["workers"],
+            "tasks_per_worker": args.tasks_per_worker,
+            "worker_calls": calls,
+            "elapsed_s": round(elapsed, 2),
+            "clips_per_hour": summary["clips_per_hour"],
+            "counts": summary["counts"],
+            "driver_scheduling_s_total": summary["scheduling_s"],
+            "driver_scheduling_ms_per_clip": round(summary["scheduling_s"] / args.clips * 1000, 3),
+            "library_write_s_total": summary["library_write_s"],
+            "library_write_ms_per_clip": round(summary["library_write_s"] / args.clips * 1000, 3),
+            "wall_ms_per_clip": round(elapsed / args.clips * 1000, 3),
+            "driver_peak_rss_mb": {"before": round(rss_before, 1), "after": summary["driver_peak_rss_mb"]},
+            "index_query_ms_median_of_5": latencies,
+        },
+    )
     shutil.rmtree(work, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------------------------
 def _tiny_clip_bytes(frames: int) -> bytes:
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, poses=np.zeros((frames, 156), np.float32), trans=np.zeros((frames, 3), np.float32),
-                        mocap_framerate=np.array(120.0), gender=np.array("neutral"), betas=np.zeros(16))
+    np.savez_compressed(
+        buffer,
+        poses=np.zeros((frames, 156), np.float32),
+        trans=np.zeros((frames, 3), np.float32),
+        mocap_framerate=np.array(120.0),
+        gender=np.array("neutral"),
+        betas=np.zeros(16),
+    )
     return buffer.getvalue()
 
 
@@ -212,10 +286,16 @@ def bench_catalog(args) -> None:
     for label, cache_path in (("cold", cache), ("warm (header cache)", cache), ("no cache", None)):
         start = time.perf_counter()
         catalog = build_catalog(spec, cache_path=cache_path)
-        timings[label] = {"seconds": round(time.perf_counter() - start, 3), "clips": len(catalog.entries),
-                          "skipped": len(catalog.skipped), "headers_read": catalog.header_reads}
-    _write("catalog", {"files": args.files, "file_bytes": len(payload), "writing_tree_s": round(make_s, 2),
-                       "catalog": timings})
+        timings[label] = {
+            "seconds": round(time.perf_counter() - start, 3),
+            "clips": len(catalog.entries),
+            "skipped": len(catalog.skipped),
+            "headers_read": catalog.header_reads,
+        }
+    _write(
+        "catalog",
+        {"files": args.files, "file_bytes": len(payload), "writing_tree_s": round(make_s, 2), "catalog": timings},
+    )
     shutil.rmtree(work, ignore_errors=True)
 
 
@@ -225,8 +305,12 @@ def main() -> None:
     p = sub.add_parser("sample")
     p.add_argument("--clips", type=int, default=2)
     p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--cpus-per-worker", type=float, default=1.0,
-                   help="cores each worker is pinned to, and JAX CPU devices it splits its environments over")
+    p.add_argument(
+        "--cpus-per-worker",
+        type=float,
+        default=1.0,
+        help="cores each worker is pinned to, and JAX CPU devices it splits its environments over",
+    )
     p.add_argument("--preset", default="cpu")
     p.add_argument("--config-json")
     p.add_argument("--max-attempts", type=int, default=1)

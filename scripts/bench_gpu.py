@@ -56,13 +56,33 @@ PLATFORMS_VAR = "_BENCH_GPU_JAX_PLATFORMS"  # the caller's JAX_PLATFORMS, for th
 # CPU it compiled in 805 s and ran 12.5 s per
 # iteration at 2 environments (2026-12-06).
 PLANS: dict[str, dict] = {
-    "full": {"preset": "paper", "overrides": {}, "spring_envs": [300, 1024, 4096], "human_envs": [300, 1024],
-             "slots": [1, 4, 16, 64], "train_slots": 16, "timed_iterations": 5, "slot_iterations": 3},
-    "smoke": {"preset": "cpu",
-              "overrides": {"num_envs": 2, "horizon": 4, "hidden": [32, 32], "iterations": 4, "eval_every": 2,
-                            "polish_iterations": 0},
-              "spring_envs": [2], "human_envs": [], "slots": [1, 2], "train_slots": 2,
-              "timed_iterations": 2, "slot_iterations": 2},
+    "full": {
+        "preset": "paper",
+        "overrides": {},
+        "spring_envs": [300, 1024, 4096],
+        "human_envs": [300, 1024],
+        "slots": [1, 4, 16, 64],
+        "train_slots": 16,
+        "timed_iterations": 5,
+        "slot_iterations": 3,
+    },
+    "smoke": {
+        "preset": "cpu",
+        "overrides": {
+            "num_envs": 2,
+            "horizon": 4,
+            "hidden": [32, 32],
+            "iterations": 4,
+            "eval_every": 2,
+            "polish_iterations": 0,
+        },
+        "spring_envs": [2],
+        "human_envs": [],
+        "slots": [1, 2],
+        "train_slots": 2,
+        "timed_iterations": 2,
+        "slot_iterations": 2,
+    },
 }
 # A first compile of a kind has nothing measured to be estimated from: assumed this long (the
 # humanoid's train step compiles in tens of seconds to minutes, README), and the child process's
@@ -96,20 +116,30 @@ def _peak_memory() -> dict:
 
     stats = jax.devices()[0].memory_stats() or {}
     if "peak_bytes_in_use" in stats:
-        return {"peak_memory_gb": round(stats["peak_bytes_in_use"] / 1024**3, 3),
-                "device_memory_gb": round(stats["bytes_limit"] / 1024**3, 2) if "bytes_limit" in stats else None,
-                "peak_memory_source": "device peak_bytes_in_use"}
-    return {"peak_memory_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 3),
-            "device_memory_gb": None, "peak_memory_source": "process peak RSS (no device memory stats)"}
+        return {
+            "peak_memory_gb": round(stats["peak_bytes_in_use"] / 1024**3, 3),
+            "device_memory_gb": round(stats["bytes_limit"] / 1024**3, 2) if "bytes_limit" in stats else None,
+            "peak_memory_source": "device peak_bytes_in_use",
+        }
+    return {
+        "peak_memory_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 3),
+        "device_memory_gb": None,
+        "peak_memory_source": "process peak RSS (no device memory stats)",
+    }
 
 
 def _device_info() -> dict:
     import jax
 
     device = jax.devices()[0]
-    return {"platform": device.platform, "device_kind": getattr(device, "device_kind", device.platform),
-            "device_count": len(jax.devices()), "jax": jax.__version__,
-            "jaxlib": importlib.metadata.version("jaxlib"), "default_backend": jax.default_backend()}
+    return {
+        "platform": device.platform,
+        "device_kind": getattr(device, "device_kind", device.platform),
+        "device_count": len(jax.devices()),
+        "jax": jax.__version__,
+        "jaxlib": importlib.metadata.version("jaxlib"),
+        "default_backend": jax.default_backend(),
+    }
 
 
 def _config(task: dict):
@@ -140,8 +170,10 @@ def _child_train_step(task: dict) -> None:
     ref = functions.prepared(ref_arrays(reference))
     state = functions.init(jax.random.PRNGKey(config.seed), config.iterations)
     curriculum = make_curriculum(config, reference.num_frames, ref.bucket)
-    _say(f"compiling the train step ({config.env.backend}, body {config.env.body}, {config.num_envs} envs, "
-         f"horizon {config.horizon}, {config.env.substeps} substeps)")
+    _say(
+        f"compiling the train step ({config.env.backend}, body {config.env.body}, {config.num_envs} envs, "
+        f"horizon {config.horizon}, {config.env.substeps} substeps)"
+    )
     start = time.perf_counter()
     state, metrics = functions.train_step(state, ref, curriculum)
     jax.block_until_ready(metrics)
@@ -154,11 +186,23 @@ def _child_train_step(task: dict) -> None:
         jax.block_until_ready(metrics)
     run_s = time.perf_counter() - start
     samples = iterations * config.num_envs * config.horizon
-    _emit("train_step", backend=config.env.backend, body=config.env.body, num_envs=config.num_envs,
-          horizon=config.horizon, substeps=config.env.substeps, bucket=int(ref.bucket),
-          compile_s=round(compile_s, 2), run_s=round(run_s, 3), iterations=iterations,
-          iteration_s=round(run_s / iterations, 4), samples_per_s=round(samples / run_s, 1),
-          nonfinite_rate=float(metrics.nonfinite_rate), **_peak_memory(), device=_device_info())
+    _emit(
+        "train_step",
+        backend=config.env.backend,
+        body=config.env.body,
+        num_envs=config.num_envs,
+        horizon=config.horizon,
+        substeps=config.env.substeps,
+        bucket=int(ref.bucket),
+        compile_s=round(compile_s, 2),
+        run_s=round(run_s, 3),
+        iterations=iterations,
+        iteration_s=round(run_s / iterations, 4),
+        samples_per_s=round(samples / run_s, 1),
+        nonfinite_rate=float(metrics.nonfinite_rate),
+        **_peak_memory(),
+        device=_device_info(),
+    )
 
 
 def _child_slots(task: dict) -> None:
@@ -168,13 +212,24 @@ def _child_slots(task: dict) -> None:
     config = _config(task)
     references = [_reference({"clip": clip}, config) for clip in task["clips"]]
     slots = task["slots"]
-    _say(f"compiling and timing the {slots}-clip train step ({config.num_envs} envs x {config.horizon} steps "
-         f"per clip, {task['iterations']} iterations)")
+    _say(
+        f"compiling and timing the {slots}-clip train step ({config.num_envs} envs x {config.horizon} steps "
+        f"per clip, {task['iterations']} iterations)"
+    )
     point = slot_throughput(config, references, slots, task["iterations"])
-    _emit("slots", slots=slots, num_envs=config.num_envs, horizon=config.horizon, compile_s=point["compile_s"],
-          iteration_s=point["iteration_s"], samples_per_s=point["samples_per_s"],
-          nonfinite_rate=point["nonfinite_rate"], iterations=task["iterations"], **_peak_memory(),
-          device=_device_info())
+    _emit(
+        "slots",
+        slots=slots,
+        num_envs=config.num_envs,
+        horizon=config.horizon,
+        compile_s=point["compile_s"],
+        iteration_s=point["iteration_s"],
+        samples_per_s=point["samples_per_s"],
+        nonfinite_rate=point["nonfinite_rate"],
+        iterations=task["iterations"],
+        **_peak_memory(),
+        device=_device_info(),
+    )
 
 
 def _run_summary(run, reference, target: float) -> dict:
@@ -183,13 +238,19 @@ def _run_summary(run, reference, target: float) -> dict:
 
     best = run.best[0]
     first = next((r for r in run.history if r["iteration"] == run.converged_at), None)
-    return {"clip": Path(reference.source).stem, "clip_duration_s": round(reference.duration_s, 3),
-            "iterations": run.iteration, "samples": run.iteration * run.samples_per_iteration,
-            "train_s": round(run.train_s, 2), "converged": bool(meets(best, target)),
-            "pose_error_m": round(float(best.pose_error_m), 4), "fell": bool(best.fell),
-            "first_converged_iteration": run.converged_at,
-            "first_converged_train_s": first["train_s"] if first else None,
-            "first_converged_samples": first["samples"] if first else None}
+    return {
+        "clip": Path(reference.source).stem,
+        "clip_duration_s": round(reference.duration_s, 3),
+        "iterations": run.iteration,
+        "samples": run.iteration * run.samples_per_iteration,
+        "train_s": round(run.train_s, 2),
+        "converged": bool(meets(best, target)),
+        "pose_error_m": round(float(best.pose_error_m), 4),
+        "fell": bool(best.fell),
+        "first_converged_iteration": run.converged_at,
+        "first_converged_train_s": first["train_s"] if first else None,
+        "first_converged_samples": first["samples"] if first else None,
+    }
 
 
 def _measured_run(batch):
@@ -214,16 +275,20 @@ def _child_train(task: dict) -> None:
     reference = _reference(task, config)
     functions = compiled_functions(config)
     run = ClipRun(functions, reference, config, progress=_say, stop_at_pose_error_m=target)
-    _say(f"compiling the train step and the evaluation ({config.num_envs} envs, horizon {config.horizon}, "
-         f"bucket {run.bucket})")
+    _say(
+        f"compiling the train step and the evaluation ({config.num_envs} envs, horizon {config.horizon}, "
+        f"bucket {run.bucket})"
+    )
     start = time.perf_counter()
     initial = run.evaluate(run.state.params, run.state.normaliser)
     warm, warm_metrics = functions.train_step(run.state, run.ref, run.curriculum_after(initial))
     jax.block_until_ready(warm_metrics)  # compiles (or loads from the cache); not counted as training
     del warm
     run.begin(initial, compile_s=time.perf_counter() - start)
-    _say(f"compiled in {run.compile_s:.1f} s; training {Path(reference.source).stem} ({reference.duration_s:.1f} s "
-         f"of mocap) to pose error {target} m, at most {config.iterations} iterations or the budget")
+    _say(
+        f"compiled in {run.compile_s:.1f} s; training {Path(reference.source).stem} ({reference.duration_s:.1f} s "
+        f"of mocap) to pose error {target} m, at most {config.iterations} iterations or the budget"
+    )
     wall = time.perf_counter()
     while not run.done and time.time() < task["deadline_alone"]:
         step_start = time.perf_counter()
@@ -232,22 +297,34 @@ def _child_train(task: dict) -> None:
         run.state = state
         if run.stepped(metrics, time.perf_counter() - step_start):
             run.evaluated(*run.evaluations())
-    _emit("train_alone", **_run_summary(run, reference, target), compile_s=round(run.compile_s, 2),
-          wall_s=round(time.perf_counter() - wall, 2), stopped_by_budget=not run.done, num_envs=config.num_envs,
-          horizon=config.horizon, device=_device_info())
+    _emit(
+        "train_alone",
+        **_run_summary(run, reference, target),
+        compile_s=round(run.compile_s, 2),
+        wall_s=round(time.perf_counter() - wall, 2),
+        stopped_by_budget=not run.done,
+        num_envs=config.num_envs,
+        horizon=config.horizon,
+        device=_device_info(),
+    )
 
     slots = task["slots"]
     if time.time() + task["slots_min_s"] > task["deadline"]:
-        _emit("train_slot", slots=slots, skipped=f"the budget left cannot hold the {slots}-slot run (estimated at "
-                                                 f"least {task['slots_min_s']:.0f} s)")
+        _emit(
+            "train_slot",
+            slots=slots,
+            skipped=f"the budget left cannot hold the {slots}-slot run (estimated at "
+            f"least {task['slots_min_s']:.0f} s)",
+        )
         return
     batch = SlotBatch(config, slots)
     ours = ClipTask(reference, config, tag="measured", stop_at_pose_error_m=target)
     seeds = iter(range(config.seed + 1, config.seed + 1_000_000))
 
     def filler() -> ClipTask:
-        return ClipTask(reference, dataclasses.replace(config, seed=next(seeds)), tag="filler",
-                        stop_at_pose_error_m=target)
+        return ClipTask(
+            reference, dataclasses.replace(config, seed=next(seeds)), tag="filler", stop_at_pose_error_m=target
+        )
 
     batch.add(ours)
     while batch.free:
@@ -269,15 +346,28 @@ def _child_train(task: dict) -> None:
             batch.add(filler())
         if steps % 20 == 0:
             seconds = time.perf_counter() - start - compile_s
-            _say(f"{slots} slots: {steps} iterations in {seconds:.0f} s "
-                 f"({steps * slots * config.num_envs * config.horizon / max(seconds, 1e-9):,.0f} samples/s)")
-    row = {"slots": slots, "batched_iterations": steps, "other_slots_finished": others,
-           "compile_s": round(compile_s, 2), "wall_s": round(time.perf_counter() - start - compile_s, 2)}
+            _say(
+                f"{slots} slots: {steps} iterations in {seconds:.0f} s "
+                f"({steps * slots * config.num_envs * config.horizon / max(seconds, 1e-9):,.0f} samples/s)"
+            )
+    row = {
+        "slots": slots,
+        "batched_iterations": steps,
+        "other_slots_finished": others,
+        "compile_s": round(compile_s, 2),
+        "wall_s": round(time.perf_counter() - start - compile_s, 2),
+    }
     if result is not None:
-        row.update(clip=Path(reference.source).stem, clip_duration_s=round(reference.duration_s, 3),
-                   iterations=result.iterations, samples=result.samples, converged=bool(meets(result.metrics, target)),
-                   pose_error_m=round(float(result.metrics.pose_error_m), 4), fell=bool(result.metrics.fell),
-                   stopped_by_budget=False)
+        row.update(
+            clip=Path(reference.source).stem,
+            clip_duration_s=round(reference.duration_s, 3),
+            iterations=result.iterations,
+            samples=result.samples,
+            converged=bool(meets(result.metrics, target)),
+            pose_error_m=round(float(result.metrics.pose_error_m), 4),
+            fell=bool(result.metrics.fell),
+            stopped_by_budget=False,
+        )
     else:
         row.update(_run_summary(_measured_run(batch), reference, target), stopped_by_budget=True)
     _emit("train_slot", **row, **_peak_memory())
@@ -297,9 +387,22 @@ def child(task: dict) -> int:
 # -- the parent: the plan, the budget, the table ------------------------------------------------
 def _noise(line: str) -> bool:
     """XLA's, JAX's and Python's own chatter in a child's output, kept off the progress lines."""
-    return any(marker in line for marker in (
-        "All log messages before absl", "E0000 ", "W0000 ", "I0000 ", "Constant folding", "slow_operation_alarm",
-        "*****", "Warning:", "warnings.warn", "not actively being maintained", "Very slow compile"))
+    return any(
+        marker in line
+        for marker in (
+            "All log messages before absl",
+            "E0000 ",
+            "W0000 ",
+            "I0000 ",
+            "Constant folding",
+            "slow_operation_alarm",
+            "*****",
+            "Warning:",
+            "warnings.warn",
+            "not actively being maintained",
+            "Very slow compile",
+        )
+    )
 
 
 def child_env() -> dict:
@@ -322,8 +425,17 @@ def _nvidia_smi() -> dict | None:
     if not shutil.which("nvidia-smi"):
         return None
     try:
-        line = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
-                              capture_output=True, text=True, timeout=30, check=False).stdout.strip().splitlines()[0]
+        line = (
+            subprocess.run(
+                ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+            .stdout.strip()
+            .splitlines()[0]
+        )
     except (OSError, subprocess.SubprocessError, IndexError):
         return None
     name, driver, memory = (part.strip() for part in line.split(","))
@@ -372,13 +484,27 @@ class Bench:
         self.work = Path(tempfile.mkdtemp(prefix="bench_gpu_"))
         self.references: dict[str, str] = {}  # environment label -> the clip's reference file
         self.results: dict = {
-            "benchmark": "gpu", "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-            "smoke": bool(args.smoke), "budget_s": args.budget_s, "plan": self.plan,
+            "benchmark": "gpu",
+            "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+            "smoke": bool(args.smoke),
+            "budget_s": args.budget_s,
+            "plan": self.plan,
             "clip": {"path": str(self.clip), "source": self.clip_source},
-            "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-                        "nvidia_smi": _nvidia_smi()},
-            "versions": _versions(), "device": {}, "compile_cache": args.cache_dir or "default (enable_compilation_cache)",
-            "train_step": [], "slots": [], "train": {}, "derived": {}, "skipped": []}
+            "machine": {
+                "platform": platform.platform(),
+                "python": platform.python_version(),
+                "cpus": os.cpu_count(),
+                "nvidia_smi": _nvidia_smi(),
+            },
+            "versions": _versions(),
+            "device": {},
+            "compile_cache": args.cache_dir or "default (enable_compilation_cache)",
+            "train_step": [],
+            "slots": [],
+            "train": {},
+            "derived": {},
+            "skipped": [],
+        }
 
     # ---- budget
     def left(self) -> float:
@@ -422,8 +548,14 @@ class Bench:
         if self.args.smoke:  # one JAX device, as on a GPU (a CPU's are otherwise one per core, `use_cpu_cores`)
             env.setdefault(DEVICES_ENV_VAR, "1")
         began = time.time()
-        process = subprocess.Popen([sys.executable, __file__, "_child", json.dumps(task)], stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO)
+        process = subprocess.Popen(
+            [sys.executable, __file__, "_child", json.dumps(task)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            cwd=REPO,
+        )
         selector = selectors.DefaultSelector()
         selector.register(process.stdout, selectors.EVENT_READ)
         results, tail, stopped = [], [], False
@@ -440,7 +572,7 @@ class Bench:
                 break
             line = line.rstrip()
             if line.startswith(RESULT):
-                results.append(json.loads(line[len(RESULT):]))
+                results.append(json.loads(line[len(RESULT) :]))
             elif line:
                 tail = (tail + [line])[-30:]
                 if not _noise(line):
@@ -472,8 +604,10 @@ class Bench:
         """The simulations of stage 1 by label (`EnvConfig` overrides); `spring` is stages 2 and 3's too."""
         from diffmimic.physics import min_substeps
 
-        return {"spring": {"backend": "spring"},
-                "mjx-human": {"backend": "mjx", "body": "human", "substeps": min_substeps("mjx")}}
+        return {
+            "spring": {"backend": "spring"},
+            "mjx-human": {"backend": "mjx", "body": "human", "substeps": min_substeps("mjx")},
+        }
 
     def prepare_references(self) -> None:
         """Retargets the clip once per simulated body the plan uses, here on the CPU, into reference
@@ -503,17 +637,20 @@ class Bench:
             if not self.fits(item, *self.estimate_train_step(label, envs)):
                 continue
             overrides = {**plan["overrides"], "num_envs": envs}
-            task = {**self.task("train_step", clip=self.references[label], env=env,
-                                iterations=plan["timed_iterations"]),
-                    "overrides": overrides}
+            task = {
+                **self.task("train_step", clip=self.references[label], env=env, iterations=plan["timed_iterations"]),
+                "overrides": overrides,
+            }
             for row in self.run_child(item, task, self.deadline):
                 row["label"] = label
                 if row["kind"] != "train_step":
                     row.update(backend=env["backend"], body=env.get("body", "uniform"), num_envs=envs)
                 self.results["train_step"].append(row)
                 if row["kind"] == "train_step":
-                    self.say(f"{item}: {row['samples_per_s']:,.0f} samples/s, compile {row['compile_s']} s, "
-                             f"peak {row['peak_memory_gb']} GB")
+                    self.say(
+                        f"{item}: {row['samples_per_s']:,.0f} samples/s, compile {row['compile_s']} s, "
+                        f"peak {row['peak_memory_gb']} GB"
+                    )
             self.write()
 
     def estimate_train_step(self, label: str, envs: int) -> tuple[float, str]:
@@ -523,11 +660,15 @@ class Bench:
         if same:
             known = max(same, key=lambda r: r["num_envs"])
             run = iterations * known["iteration_s"] * max(envs / known["num_envs"], 1.0)
-            return (self.startup() + 1.25 * known["compile_s"] + run,
-                    f"{label} at {known['num_envs']} envs measured, time per iteration scaled with envs")
+            return (
+                self.startup() + 1.25 * known["compile_s"] + run,
+                f"{label} at {known['num_envs']} envs measured, time per iteration scaled with envs",
+            )
         compile_s = max([r["compile_s"] for r in done], default=FIRST_COMPILE_GUESS_S) * COMPILE_FACTOR.get(label, 1.0)
-        return (self.startup() + compile_s,
-                f"first of its kind: a compile {COMPILE_FACTOR.get(label, 1.0):g}x the longest so far")
+        return (
+            self.startup() + compile_s,
+            f"first of its kind: a compile {COMPILE_FACTOR.get(label, 1.0):g}x the longest so far",
+        )
 
     # ---- stage 2
     def stage_slots(self) -> None:
@@ -539,15 +680,18 @@ class Bench:
                 continue
             if not self.fits(item, *estimate):
                 continue
-            task = self.task("slots", clips=[self.references["spring"]], slots=slots,
-                             iterations=plan["slot_iterations"])
+            task = self.task(
+                "slots", clips=[self.references["spring"]], slots=slots, iterations=plan["slot_iterations"]
+            )
             rows = self.run_child(item, task, self.deadline)
             for row in rows:
                 row.setdefault("slots", slots)
                 self.results["slots"].append(row)
                 if row["kind"] == "slots":
-                    self.say(f"{item}: {row['samples_per_s']:,.0f} samples/s, {row['iteration_s']} s per batched "
-                             f"iteration, compile {row['compile_s']} s, peak {row['peak_memory_gb']} GB")
+                    self.say(
+                        f"{item}: {row['samples_per_s']:,.0f} samples/s, {row['iteration_s']} s per batched "
+                        f"iteration, compile {row['compile_s']} s, peak {row['peak_memory_gb']} GB"
+                    )
             self.write()
             if any(row["kind"] == "error" for row in rows):
                 self.say(f"{item}: the curve ends here (a larger K would fail the same way or worse)")
@@ -560,15 +704,22 @@ class Bench:
             known = done[-1]
             scale = slots / known["slots"]
             if known.get("device_memory_gb") and known["peak_memory_gb"] * scale > 0.95 * known["device_memory_gb"]:
-                self.skip(f"K = {slots} slots", f"K = {known['slots']} peaked at {known['peak_memory_gb']} GB; "
-                          f"{scale:g}x that passes the device's {known['device_memory_gb']} GB")
+                self.skip(
+                    f"K = {slots} slots",
+                    f"K = {known['slots']} peaked at {known['peak_memory_gb']} GB; "
+                    f"{scale:g}x that passes the device's {known['device_memory_gb']} GB",
+                )
                 return None
-            return (self.startup() + 1.25 * known["compile_s"] + iterations * known["iteration_s"] * scale,
-                    f"K = {known['slots']} measured, time per iteration scaled with K")
+            return (
+                self.startup() + 1.25 * known["compile_s"] + iterations * known["iteration_s"] * scale,
+                f"K = {known['slots']} measured, time per iteration scaled with K",
+            )
         alone = self.paper_train_step()
         if alone:
-            return (self.startup() + 1.25 * alone["compile_s"] + iterations * alone["iteration_s"] * slots,
-                    "the single-clip train step measured in stage 1")
+            return (
+                self.startup() + 1.25 * alone["compile_s"] + iterations * alone["iteration_s"] * slots,
+                "the single-clip train step measured in stage 1",
+            )
         return self.startup() + FIRST_COMPILE_GUESS_S, "nothing measured yet: a compile guessed"
 
     def paper_train_step(self) -> dict | None:
@@ -576,34 +727,54 @@ class Bench:
         from diffmimic.train import PRESETS, TrainConfig
 
         envs = {**PRESETS[self.plan["preset"]], **self.plan["overrides"]}.get("num_envs", TrainConfig.num_envs)
-        return next((r for r in self.results["train_step"]
-                     if r["kind"] == "train_step" and r["label"] == "spring" and r["num_envs"] == envs), None)
+        return next(
+            (
+                r
+                for r in self.results["train_step"]
+                if r["kind"] == "train_step" and r["label"] == "spring" and r["num_envs"] == envs
+            ),
+            None,
+        )
 
     # ---- stage 3
     def stage_train(self) -> None:
         if not self.real_data and not self.args.smoke:
-            self.skip("train one clip", f"no dev clips under {self.args.data_root}: convergence on the synthetic "
-                                        f"sample clips says nothing of real clips (--data-root)")
+            self.skip(
+                "train one clip",
+                f"no dev clips under {self.args.data_root}: convergence on the synthetic "
+                f"sample clips says nothing of real clips (--data-root)",
+            )
             return
         from diffmimic.train import make_config
 
-        config = make_config(self.plan["preset"], **{k: tuple(v) if k == "hidden" else v
-                                                     for k, v in self.plan["overrides"].items()})
+        config = make_config(
+            self.plan["preset"], **{k: tuple(v) if k == "hidden" else v for k, v in self.plan["overrides"].items()}
+        )
         alone = self.paper_train_step()
         per_iteration = alone["iteration_s"] if alone else None
         compile_s = alone["compile_s"] if alone else FIRST_COMPILE_GUESS_S
         minimum = self.startup() + 2 * compile_s + 2 * config.eval_every * (per_iteration or 0)
-        if not self.fits("train one clip", minimum, "a compile and the evaluation's, and two evaluation "
-                                                   "periods at stage 1's time per iteration"):
+        if not self.fits(
+            "train one clip",
+            minimum,
+            "a compile and the evaluation's, and two evaluation periods at stage 1's time per iteration",
+        ):
             return
         slots = self.plan["train_slots"]
         point = next((r for r in self.results["slots"] if r["kind"] == "slots" and r["slots"] == slots), None)
-        slots_min = ((1.25 * point["compile_s"] if point else compile_s)
-                     + config.eval_every * (point["iteration_s"] if point else slots * (per_iteration or 0)))
+        slots_min = (1.25 * point["compile_s"] if point else compile_s) + config.eval_every * (
+            point["iteration_s"] if point else slots * (per_iteration or 0)
+        )
         end = self.deadline - 5
-        task = self.task("train", clip=self.references["spring"], target_pose_error_m=self.args.target_pose_error_m,
-                         slots=slots, slots_min_s=slots_min, deadline=end,
-                         deadline_alone=time.time() + TRAIN_ALONE_SHARE * (end - time.time()))
+        task = self.task(
+            "train",
+            clip=self.references["spring"],
+            target_pose_error_m=self.args.target_pose_error_m,
+            slots=slots,
+            slots_min_s=slots_min,
+            deadline=end,
+            deadline_alone=time.time() + TRAIN_ALONE_SHARE * (end - time.time()),
+        )
         for row in self.run_child("train", task, end):
             key = {"train_alone": "alone", "train_slot": "slot"}.get(row["kind"], row["kind"])
             self.results["train"][key] = row
@@ -617,33 +788,43 @@ class Bench:
         curve = [r for r in self.results["slots"] if r["kind"] == "slots"]
         if curve:
             derived["auto_clips_per_worker"] = {
-                "choice": choose_slots(curve), "from_slots": [r["slots"] for r in curve],
-                "note": "choose_slots on this curve; the factory's probe (measure_slots) doubles K from 1"}
+                "choice": choose_slots(curve),
+                "from_slots": [r["slots"] for r in curve],
+                "note": "choose_slots on this curve; the factory's probe (measure_slots) doubles K from 1",
+            }
             base = curve[0]
             derived["clips_per_hour_vs_k1"] = {
                 str(r["slots"]): round(base["iteration_s"] * r["slots"] / r["iteration_s"] / base["slots"], 2)
-                for r in curve}
+                for r in curve
+            }
         alone, slot = self.results["train"].get("alone"), self.results["train"].get("slot")
         if alone and alone.get("kind") == "train_alone":
             duration = alone["clip_duration_s"]
             derived["alone_device_s_per_mocap_s"] = round(alone["wall_s"] / duration, 2)
-            derived["alone_basis"] = ("the single-clip run's seconds (evaluations in, compile out) per second of "
-                                      "the clip" + ("" if alone["converged"] else "; NOT converged: a lower bound"))
+            derived["alone_basis"] = (
+                "the single-clip run's seconds (evaluations in, compile out) per second of "
+                "the clip" + ("" if alone["converged"] else "; NOT converged: a lower bound")
+            )
             if alone["first_converged_train_s"] is not None:
                 derived["alone_minutes_to_first_convergence"] = round(alone["first_converged_train_s"] / 60, 2)
             if curve:
                 iterations = alone["iterations"]
                 derived["per_k_device_s_per_mocap_s"] = {
-                    str(r["slots"]): round(iterations * r["iteration_s"] / r["slots"] / duration, 3) for r in curve}
-                derived["per_k_basis"] = (f"{iterations} iterations (the clip's run alone"
-                                          + ("" if alone["converged"] else ", not converged: a lower bound")
-                                          + ") at each K's time per batched iteration, shared by K clips; "
-                                            "evaluations not counted")
+                    str(r["slots"]): round(iterations * r["iteration_s"] / r["slots"] / duration, 3) for r in curve
+                }
+                derived["per_k_basis"] = (
+                    f"{iterations} iterations (the clip's run alone"
+                    + ("" if alone["converged"] else ", not converged: a lower bound")
+                    + ") at each K's time per batched iteration, shared by K clips; "
+                    "evaluations not counted"
+                )
         if slot and slot.get("kind") == "train_slot" and "skipped" not in slot and slot.get("clip_duration_s"):
             derived["slot_device_s_per_mocap_s"] = round(slot["wall_s"] / slot["slots"] / slot["clip_duration_s"], 3)
-            derived["slot_basis"] = (f"the {slot['slots']}-slot run's seconds until the clip finished, over "
-                                     f"{slot['slots']} clips as long as it"
-                                     + ("" if slot.get("converged") else "; NOT converged: a lower bound"))
+            derived["slot_basis"] = (
+                f"the {slot['slots']}-slot run's seconds until the clip finished, over "
+                f"{slot['slots']} clips as long as it"
+                + ("" if slot.get("converged") else "; NOT converged: a lower bound")
+            )
         self.write()
 
     # ---- output
@@ -665,34 +846,51 @@ class Bench:
     def table(self) -> str:
         r = self.results
         smi = r["machine"]["nvidia_smi"]
-        device = (f"device: {r['device'].get('device_kind', 'unknown')} ({r['device'].get('platform', '?')}), "
-                  f"driver {smi['driver'] if smi else 'n/a (no nvidia-smi)'}, jax {r['device'].get('jax')}, "
-                  f"brax {r['versions'].get('brax')}, mujoco-mjx {r['versions'].get('mujoco-mjx')}")
-        lines = [device,
-                 f"clip: {Path(r['clip']['path']).stem} ({r['clip']['source']})", "",
-                 "1. train step", (f"{'backend':<10} {'body':<8} {'envs':>5} {'horizon':>7} {'substeps':>8} "
-                  f"{'compile s':>9} {'samples/s':>11} {'iter s':>8} {'peak GB':>8}")]
+        device = (
+            f"device: {r['device'].get('device_kind', 'unknown')} ({r['device'].get('platform', '?')}), "
+            f"driver {smi['driver'] if smi else 'n/a (no nvidia-smi)'}, jax {r['device'].get('jax')}, "
+            f"brax {r['versions'].get('brax')}, mujoco-mjx {r['versions'].get('mujoco-mjx')}"
+        )
+        lines = [
+            device,
+            f"clip: {Path(r['clip']['path']).stem} ({r['clip']['source']})",
+            "",
+            "1. train step",
+            (
+                f"{'backend':<10} {'body':<8} {'envs':>5} {'horizon':>7} {'substeps':>8} "
+                f"{'compile s':>9} {'samples/s':>11} {'iter s':>8} {'peak GB':>8}"
+            ),
+        ]
         memory_source = None
         for row in r["train_step"]:
             if row["kind"] != "train_step":
-                lines.append(f"{row['backend']:<10} {row['body']:<8} {row['num_envs']:>5}  "
-                             f"{row['kind']}: {row.get('error') or row.get('reason')}")
+                lines.append(
+                    f"{row['backend']:<10} {row['body']:<8} {row['num_envs']:>5}  "
+                    f"{row['kind']}: {row.get('error') or row.get('reason')}"
+                )
                 continue
             memory_source = row["peak_memory_source"]
-            lines.append(f"{row['backend']:<10} {row['body']:<8} {row['num_envs']:>5} {row['horizon']:>7} "
-                         f"{row['substeps']:>8} {row['compile_s']:>9} {row['samples_per_s']:>11,.0f} "
-                         f"{row['iteration_s']:>8} {row['peak_memory_gb']:>8}")
-        lines += ["", "2. K clips per compiled step",
-                  f"{'K':>4} {'compile s':>9} {'iter s':>8} {'samples/s':>11} {'clips/h vs K=1':>14} {'peak GB':>8}"]
+            lines.append(
+                f"{row['backend']:<10} {row['body']:<8} {row['num_envs']:>5} {row['horizon']:>7} "
+                f"{row['substeps']:>8} {row['compile_s']:>9} {row['samples_per_s']:>11,.0f} "
+                f"{row['iteration_s']:>8} {row['peak_memory_gb']:>8}"
+            )
+        lines += [
+            "",
+            "2. K clips per compiled step",
+            f"{'K':>4} {'compile s':>9} {'iter s':>8} {'samples/s':>11} {'clips/h vs K=1':>14} {'peak GB':>8}",
+        ]
         ratios = r["derived"].get("clips_per_hour_vs_k1", {})
         for row in r["slots"]:
             if row["kind"] != "slots":
                 lines.append(f"{row['slots']:>4} {row['kind']}: {row.get('error') or row.get('reason')}")
                 continue
             memory_source = row["peak_memory_source"]
-            lines.append(f"{row['slots']:>4} {row['compile_s']:>9} {row['iteration_s']:>8} "
-                         f"{row['samples_per_s']:>11,.0f} {ratios.get(str(row['slots']), '-'):>14} "
-                         f"{row['peak_memory_gb']:>8}")
+            lines.append(
+                f"{row['slots']:>4} {row['compile_s']:>9} {row['iteration_s']:>8} "
+                f"{row['samples_per_s']:>11,.0f} {ratios.get(str(row['slots']), '-'):>14} "
+                f"{row['peak_memory_gb']:>8}"
+            )
         if "auto_clips_per_worker" in r["derived"]:
             lines.append(f"--clips-per-worker auto would choose K = {r['derived']['auto_clips_per_worker']['choice']}")
         lines += ["", "3. one clip trained"]
@@ -700,19 +898,24 @@ class Bench:
             if "iterations" not in row:
                 lines.append(f"{key}: {row.get('skipped') or row.get('error') or row.get('reason')}")
                 continue
-            lines.append(f"{key:<6} {'K = ' + str(row['slots']) if 'slots' in row else 'K = 1':<7} "
-                         f"converged {row['converged']!s:<5} pose error {row['pose_error_m']} m  "
-                         f"{row['iterations']} iterations, {row['samples']:,} samples, "
-                         f"{row['wall_s'] / 60:.2f} min (compile {row['compile_s']} s)"
-                         + ("  [stopped by the budget]" if row.get("stopped_by_budget") else ""))
+            lines.append(
+                f"{key:<6} {'K = ' + str(row['slots']) if 'slots' in row else 'K = 1':<7} "
+                f"converged {row['converged']!s:<5} pose error {row['pose_error_m']} m  "
+                f"{row['iterations']} iterations, {row['samples']:,} samples, "
+                f"{row['wall_s'] / 60:.2f} min (compile {row['compile_s']} s)"
+                + ("  [stopped by the budget]" if row.get("stopped_by_budget") else "")
+            )
         lines += ["", "4. device-seconds per second of mocap"]
         derived = r["derived"]
         for key in ("alone_device_s_per_mocap_s", "slot_device_s_per_mocap_s"):
             if key in derived:
                 lines.append(f"{key}: {derived[key]}  ({derived[key.replace('device_s_per_mocap_s', 'basis')]})")
         if "per_k_device_s_per_mocap_s" in derived:
-            lines.append("per K: " + ", ".join(f"K = {k}: {v}" for k, v in derived["per_k_device_s_per_mocap_s"].items())
-                         + f"  ({derived['per_k_basis']})")
+            lines.append(
+                "per K: "
+                + ", ".join(f"K = {k}: {v}" for k, v in derived["per_k_device_s_per_mocap_s"].items())
+                + f"  ({derived['per_k_basis']})"
+            )
         if memory_source:
             lines.append(f"\npeak memory: {memory_source}")
         for skipped in r["skipped"]:
@@ -722,13 +925,17 @@ class Bench:
     def run(self) -> int:
         r = self.results
         smi = r["machine"]["nvidia_smi"]
-        self.say(f"bench_gpu{' --smoke' if self.args.smoke else ''}: budget {self.args.budget_s:.0f} s; "
-                 f"GPU {smi['name'] + ', driver ' + smi['driver'] if smi else 'none seen (no nvidia-smi)'}; "
-                 f"jax {r['versions']['jax']}, brax {r['versions']['brax']}, mujoco-mjx {r['versions']['mujoco-mjx']}")
+        self.say(
+            f"bench_gpu{' --smoke' if self.args.smoke else ''}: budget {self.args.budget_s:.0f} s; "
+            f"GPU {smi['name'] + ', driver ' + smi['driver'] if smi else 'none seen (no nvidia-smi)'}; "
+            f"jax {r['versions']['jax']}, brax {r['versions']['brax']}, mujoco-mjx {r['versions']['mujoco-mjx']}"
+        )
         self.say(f"clip: {self.clip} ({self.clip_source})")
         if not self.real_data:
-            self.say(f"no dev clips under {self.args.data_root}: stages 1-2 use the embedded sample clip; stage 3 "
-                     + ("uses it too (--smoke)" if self.args.smoke else "is skipped (pass --data-root)"))
+            self.say(
+                f"no dev clips under {self.args.data_root}: stages 1-2 use the embedded sample clip; stage 3 "
+                + ("uses it too (--smoke)" if self.args.smoke else "is skipped (pass --data-root)")
+            )
         self.write()
         try:
             self.prepare_references()
@@ -752,12 +959,18 @@ def factory_mode(args, clips: list[tuple[Path, dict]]) -> int:
     """The factory on the three shortest dev clips with a local Ray: `--clips-per-worker auto`,
     and on a GPU two workers sharing it (`--gpus-per-worker 0.5`); its summary in the JSON."""
     if importlib.util.find_spec("ray") is None:
-        print("bench_gpu --factory: skipped: Ray is not installed here (pip install 'ray[default]'); "
-              "the factory figures need it", flush=True)
+        print(
+            "bench_gpu --factory: skipped: Ray is not installed here (pip install 'ray[default]'); "
+            "the factory figures need it",
+            flush=True,
+        )
         return 0
     if len(clips) < 3:
-        print(f"bench_gpu --factory: skipped: it needs three dev clips under {args.data_root}, found {len(clips)} "
-              f"(--data-root)", flush=True)
+        print(
+            f"bench_gpu --factory: skipped: it needs three dev clips under {args.data_root}, found {len(clips)} "
+            f"(--data-root)",
+            flush=True,
+        )
         return 0
     smi = _nvidia_smi()
     plan = PLANS["smoke" if args.smoke else "full"]
@@ -768,10 +981,29 @@ def factory_mode(args, clips: list[tuple[Path, dict]]) -> int:
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to(path.resolve())
     summary_path = work / "summary.json"
-    command = [sys.executable, "-m", "factory.run", "--dataset", "amass", "--data-root", str(work / "data"),
-               "--library", str(work / "library"), "--preset", plan["preset"], "--clips-per-worker", "auto",
-               "--target-pose-error-m", str(args.target_pose_error_m), "--report-renders", "0",
-               "--ray-address", "local", "--summary-json", str(summary_path)]
+    command = [
+        sys.executable,
+        "-m",
+        "factory.run",
+        "--dataset",
+        "amass",
+        "--data-root",
+        str(work / "data"),
+        "--library",
+        str(work / "library"),
+        "--preset",
+        plan["preset"],
+        "--clips-per-worker",
+        "auto",
+        "--target-pose-error-m",
+        str(args.target_pose_error_m),
+        "--report-renders",
+        "0",
+        "--ray-address",
+        "local",
+        "--summary-json",
+        str(summary_path),
+    ]
     if plan["overrides"]:
         command += ["--config-json", json.dumps(plan["overrides"])]
     command += ["--gpus-per-worker", "0.5"] if smi else ["--workers", "1"]
@@ -784,9 +1016,17 @@ def factory_mode(args, clips: list[tuple[Path, dict]]) -> int:
         process.terminate()  # the factory stops cleanly on SIGTERM
         returncode = process.wait()
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
-    result = {"benchmark": "gpu_factory", "command": "python " + " ".join(sys.argv), "factory_command": command,
-              "returncode": returncode, "wall_s": round(time.time() - start, 1), "nvidia_smi": smi,
-              "versions": _versions(), "clips": [str(p) for p, _ in clips[:3]], "summary": summary}
+    result = {
+        "benchmark": "gpu_factory",
+        "command": "python " + " ".join(sys.argv),
+        "factory_command": command,
+        "returncode": returncode,
+        "wall_s": round(time.time() - start, 1),
+        "nvidia_smi": smi,
+        "versions": _versions(),
+        "clips": [str(p) for p, _ in clips[:3]],
+        "summary": summary,
+    }
     out = Path(args.out).expanduser() if args.out else REPO / "bench"
     out.mkdir(parents=True, exist_ok=True)
     name = "".join(c if c.isalnum() else "_" for c in (smi["name"] if smi else "cpu").lower()).strip("_")
@@ -798,18 +1038,28 @@ def factory_mode(args, clips: list[tuple[Path, dict]]) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python scripts/bench_gpu.py", description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="\n".join(__doc__.splitlines()[2:7]))
-    parser.add_argument("--budget-s", type=float, default=None,
-                        help="seconds for the whole run (default 480; --smoke 170)")
+    parser = argparse.ArgumentParser(
+        prog="python scripts/bench_gpu.py",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n".join(__doc__.splitlines()[2:7]),
+    )
+    parser.add_argument(
+        "--budget-s", type=float, default=None, help="seconds for the whole run (default 480; --smoke 170)"
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: the same code path on a CPU in minutes")
-    parser.add_argument("--factory", action="store_true",
-                        help="run the factory on three dev clips with Ray instead (skipped without Ray)")
+    parser.add_argument(
+        "--factory",
+        action="store_true",
+        help="run the factory on three dev clips with Ray instead (skipped without Ray)",
+    )
     parser.add_argument("--data-root", default=str(DEFAULT_DATA), help="the dev clips (AMASS .npz files)")
     parser.add_argument("--out", help="directory of the JSON (default bench/)")
-    parser.add_argument("--cache-dir", help="JAX's persistent compilation cache (default $DIFFMIMIC_JAX_CACHE or "
-                                            "~/.cache/diffmimic/jax); compile seconds are loads where it holds a step")
+    parser.add_argument(
+        "--cache-dir",
+        help="JAX's persistent compilation cache (default $DIFFMIMIC_JAX_CACHE or "
+        "~/.cache/diffmimic/jax); compile seconds are loads where it holds a step",
+    )
     parser.add_argument("--target-pose-error-m", type=float, default=0.04, help="convergence, as the factory's")
     return parser
 

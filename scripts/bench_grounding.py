@@ -52,21 +52,29 @@ def run(clip: Path, grounding: str, config) -> dict:
     character = simulated_character(config)
     reference = grounded(load_motion(clip), character, config.env.control_hz, grounding)
     lowest = retargeting.lowest_foot_height(character, reference.body_pos, reference.body_rot)
-    print(f"{clip.name} ({grounding}): {reference.num_frames} frames, lowest foot point median "
-          f"{100 * np.median(lowest):.1f} cm", flush=True)
+    print(
+        f"{clip.name} ({grounding}): {reference.num_frames} frames, lowest foot point median "
+        f"{100 * np.median(lowest):.1f} cm",
+        flush=True,
+    )
     started = time.perf_counter()
     result = train(reference, config, progress=lambda line: print(line, flush=True), stop_at_pose_error_m=TARGET_M)
     trajectory = rollout_policy(config, result.params, result.normaliser, reference, character_config=character.config)
-    relative = ((trajectory.body_pos - trajectory.body_pos[:, :1])
-                - (trajectory.reference_body_pos - trajectory.reference_body_pos[:, :1]))
+    relative = (trajectory.body_pos - trajectory.body_pos[:, :1]) - (
+        trajectory.reference_body_pos - trajectory.reference_body_pos[:, :1]
+    )
     per_body = np.linalg.norm(relative, axis=-1)[1:].mean(axis=0)
     return {
-        **result.summary(config), "clip": clip.name, "grounding": grounding,
+        **result.summary(config),
+        "clip": clip.name,
+        "grounding": grounding,
         "lowest_foot_point_median_m": round(float(np.median(lowest)), 4),
         "wall_s": round(time.perf_counter() - started, 1),
         "first_no_fall": next((r["iteration"] for r in result.history if not r["fell"]), None),
-        "evaluations": [{"iteration": r["iteration"], "pose_error_m": round(r["pose_error_m"], 4),
-                         "fell_at_s": r.get("fell_at_s")} for r in result.history],
+        "evaluations": [
+            {"iteration": r["iteration"], "pose_error_m": round(r["pose_error_m"], 4), "fell_at_s": r.get("fell_at_s")}
+            for r in result.history
+        ],
         "per_body_pose_error_m": dict(zip(trajectory.body_names, np.round(per_body, 4).tolist())),
     }
 
@@ -90,14 +98,21 @@ def main(argv=None) -> int:
     for clip in args.clips:
         for grounding in args.grounding:
             runs.append(run(clip, grounding, config))
-            record = {"command": " ".join(["python scripts/bench_grounding.py", *sys.argv[1:]]),
-                      "machine": platform.platform(), "preset": args.preset, "runs": runs}
+            record = {
+                "command": " ".join(["python scripts/bench_grounding.py", *sys.argv[1:]]),
+                "machine": platform.platform(),
+                "preset": args.preset,
+                "runs": runs,
+            }
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(record, indent=1) + "\n")
             last = runs[-1]
-            print(f"{last['clip']} {grounding}: {last['iterations']} iterations, first no fall "
-                  f"{last['first_no_fall']}, pose {last['pose_error_m']:.4f} m, global "
-                  f"{last['global_error_m']:.3f} m, fell {last['fell']}", flush=True)
+            print(
+                f"{last['clip']} {grounding}: {last['iterations']} iterations, first no fall "
+                f"{last['first_no_fall']}, pose {last['pose_error_m']:.4f} m, global "
+                f"{last['global_error_m']:.3f} m, fell {last['fell']}",
+                flush=True,
+            )
     return 0
 
 

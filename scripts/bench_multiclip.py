@@ -1,16 +1,16 @@
 """Benchmark: K clips per compiled train step (`diffmimic.multiclip`), throughput and training.
 
-    python scripts/bench_multiclip.py throughput [--preset cpu] [--slots 1 2 4 8] [--iterations 3]
-        [--data-root ../shared/data/mocap/amass_dev] [--out bench/multiclip_throughput_<device>.json]
-        Per K (each in a fresh subprocess): compile seconds, seconds per batched iteration,
-        samples/s over all slots, the cost per clip-iteration against K = 1 (a ratio measured
-        in this run), and peak memory (device bytes in use on a GPU, resident set on a CPU).
-        Slots hold real dev clips of one length bucket (repeated when K exceeds them).
-    python scripts/bench_multiclip.py train --slots K [--preset paper] [--target-pose-error-m 0.04]
-        [--data-root DIR] [--clips GLOB] [--out bench/multiclip_train_<device>_k<K>.json]
-        Trains every clip of the dev set to convergence (or its iterations), K at a time per
-        length bucket: per clip converged, pose error, fell, iterations; clips/hour and
-        device-seconds per second of mocap.
+python scripts/bench_multiclip.py throughput [--preset cpu] [--slots 1 2 4 8] [--iterations 3]
+    [--data-root ../shared/data/mocap/amass_dev] [--out bench/multiclip_throughput_<device>.json]
+    Per K (each in a fresh subprocess): compile seconds, seconds per batched iteration,
+    samples/s over all slots, the cost per clip-iteration against K = 1 (a ratio measured
+    in this run), and peak memory (device bytes in use on a GPU, resident set on a CPU).
+    Slots hold real dev clips of one length bucket (repeated when K exceeds them).
+python scripts/bench_multiclip.py train --slots K [--preset paper] [--target-pose-error-m 0.04]
+    [--data-root DIR] [--clips GLOB] [--out bench/multiclip_train_<device>_k<K>.json]
+    Trains every clip of the dev set to convergence (or its iterations), K at a time per
+    length bucket: per clip converged, pose error, fell, iterations; clips/hour and
+    device-seconds per second of mocap.
 """
 
 from __future__ import annotations
@@ -64,15 +64,26 @@ def _one_throughput(preset: str, slots: int, iterations: int, data_root: str) ->
     enable_compilation_cache()
     config = make_config(preset)
     references = [load_reference(p, fps=config.env.control_hz) for p in _clips(data_root, None)]
-    bucket = max(set(length_bucket(r.num_frames) for r in references),
-                 key=lambda b: sum(length_bucket(r.num_frames) == b for r in references))
+    bucket = max(
+        set(length_bucket(r.num_frames) for r in references),
+        key=lambda b: sum(length_bucket(r.num_frames) == b for r in references),
+    )
     references = [r for r in references if length_bucket(r.num_frames) == bucket]
     point = slot_throughput(config, references, slots, iterations)
     platform_name, kind = _device()
-    return {"slots": slots, "bucket": bucket, "num_envs": config.num_envs, "horizon": config.horizon,
-            "compile_s": round(point["compile_s"], 1), "iteration_s": round(point["iteration_s"], 3),
-            "samples_per_s": point["samples_per_s"], "peak_memory_gb": _peak_memory_gb(), "device": kind,
-            "platform": platform_name, "nonfinite_rate": point["nonfinite_rate"]}
+    return {
+        "slots": slots,
+        "bucket": bucket,
+        "num_envs": config.num_envs,
+        "horizon": config.horizon,
+        "compile_s": round(point["compile_s"], 1),
+        "iteration_s": round(point["iteration_s"], 3),
+        "samples_per_s": point["samples_per_s"],
+        "peak_memory_gb": _peak_memory_gb(),
+        "device": kind,
+        "platform": platform_name,
+        "nonfinite_rate": point["nonfinite_rate"],
+    }
 
 
 def _write(path: Path, data: dict) -> None:
@@ -85,8 +96,19 @@ def throughput(args) -> None:
     rows = []
     for slots in args.slots:
         print(f"K = {slots}: compiling and timing ({args.iterations} iterations) ...", flush=True)
-        command = [sys.executable, __file__, "_one", "--preset", args.preset, "--slots", str(slots),
-                   "--iterations", str(args.iterations), "--data-root", args.data_root]
+        command = [
+            sys.executable,
+            __file__,
+            "_one",
+            "--preset",
+            args.preset,
+            "--slots",
+            str(slots),
+            "--iterations",
+            str(args.iterations),
+            "--data-root",
+            args.data_root,
+        ]
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:
             print(done.stderr[-2000:], file=sys.stderr)
@@ -101,13 +123,22 @@ def throughput(args) -> None:
             continue
         if base:
             row["cost_per_clip_vs_k1"] = round(row["iteration_s"] / row["slots"] / base["iteration_s"], 3)
-        print(f"{row['slots']:>4} {row['compile_s']:>10} {row['iteration_s']:>8} {row['samples_per_s']:>10} "
-              f"{row.get('cost_per_clip_vs_k1', '-'):>17} {row['peak_memory_gb']:>8}")
+        print(
+            f"{row['slots']:>4} {row['compile_s']:>10} {row['iteration_s']:>8} {row['samples_per_s']:>10} "
+            f"{row.get('cost_per_clip_vs_k1', '-'):>17} {row['peak_memory_gb']:>8}"
+        )
     device = next((r["device"] for r in rows if "device" in r), "unknown").replace(" ", "_").lower()
     out = Path(args.out or REPO / "bench" / f"multiclip_throughput_{device}.json")
-    _write(out, {"benchmark": "multiclip_throughput", "command": "python " + " ".join(sys.argv),
-                 "preset": args.preset, "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-                 "rows": rows})
+    _write(
+        out,
+        {
+            "benchmark": "multiclip_throughput",
+            "command": "python " + " ".join(sys.argv),
+            "preset": args.preset,
+            "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+            "rows": rows,
+        },
+    )
 
 
 def train_all(args) -> None:
@@ -132,22 +163,42 @@ def train_all(args) -> None:
                 row["error"] = str(result)
             else:
                 metrics = result.metrics
-                row.update(converged=bool(not metrics.fell and metrics.pose_error_m <= args.target_pose_error_m),
-                           pose_error_m=round(metrics.pose_error_m, 4), fell=metrics.fell,
-                           iterations=result.iterations, samples=result.samples,
-                           train_min=round(result.train_s / 60, 2), finished_min=round((time.perf_counter() - start) / 60, 2))
+                row.update(
+                    converged=bool(not metrics.fell and metrics.pose_error_m <= args.target_pose_error_m),
+                    pose_error_m=round(metrics.pose_error_m, 4),
+                    fell=metrics.fell,
+                    iterations=result.iterations,
+                    samples=result.samples,
+                    train_min=round(result.train_s / 60, 2),
+                    finished_min=round((time.perf_counter() - start) / 60, 2),
+                )
             rows.append(row)
             print(json.dumps(row), flush=True)
     wall_s = time.perf_counter() - start
     mocap_s = sum(r["duration_s"] for r in rows)
     platform_name, kind = _device()
-    summary = {"clips": len(rows), "converged": sum(bool(r.get("converged")) for r in rows),
-               "wall_min": round(wall_s / 60, 1), "clips_per_hour": round(len(rows) / wall_s * 3600, 2),
-               "device_s_per_mocap_s": round(wall_s / max(mocap_s, 1e-9), 1)}
+    summary = {
+        "clips": len(rows),
+        "converged": sum(bool(r.get("converged")) for r in rows),
+        "wall_min": round(wall_s / 60, 1),
+        "clips_per_hour": round(len(rows) / wall_s * 3600, 2),
+        "device_s_per_mocap_s": round(wall_s / max(mocap_s, 1e-9), 1),
+    }
     print(json.dumps(summary))
     out = Path(args.out or REPO / "bench" / f"multiclip_train_{kind.replace(' ', '_').lower()}_k{args.slots}.json")
-    _write(out, {"benchmark": "multiclip_train", "command": "python " + " ".join(sys.argv), "preset": args.preset,
-                 "slots": args.slots, "device": kind, "platform": platform_name, "summary": summary, "clips": rows})
+    _write(
+        out,
+        {
+            "benchmark": "multiclip_train",
+            "command": "python " + " ".join(sys.argv),
+            "preset": args.preset,
+            "slots": args.slots,
+            "device": kind,
+            "platform": platform_name,
+            "summary": summary,
+            "clips": rows,
+        },
+    )
 
 
 def main(argv=None) -> int:

@@ -38,16 +38,26 @@ def run(policy, rate: float, every: int, iterations: int, preset: str) -> dict:
     config = make_config(preset, iterations=iterations, eval_every=every, warm_start_learning_rate_scale=rate)
     started = time.perf_counter()
     label = f"{policy.record.name} {rate}:{every}"
-    result = train(policy.reference, config, progress=lambda line: print(f"{label}  {line}", flush=True),
-                   init_policy=(policy.params, policy.normaliser))
+    result = train(
+        policy.reference,
+        config,
+        progress=lambda line: print(f"{label}  {line}", flush=True),
+        init_policy=(policy.params, policy.normaliser),
+    )
     kept = [r["pose_error_m"] for r in result.history if not r["fell"]]
     return {
-        "clip": policy.record.name, "learning_rate_scale": rate, "eval_every": every, "iterations": iterations,
+        "clip": policy.record.name,
+        "learning_rate_scale": rate,
+        "eval_every": every,
+        "iterations": iterations,
         "stored_pose_error_m": round(result.initial_metrics.pose_error_m, 4),
-        "best_pose_error_m": round(result.metrics.pose_error_m, 4), "best_fell": result.metrics.fell,
+        "best_pose_error_m": round(result.metrics.pose_error_m, 4),
+        "best_fell": result.metrics.fell,
         "median_no_fall_pose_error_m": round(float(np.median(kept)), 4) if kept else None,
-        "evaluations": len(result.history), "fell": len(result.history) - len(kept),
-        "train_s": round(result.train_s, 1), "wall_s": round(time.perf_counter() - started, 1),
+        "evaluations": len(result.history),
+        "fell": len(result.history) - len(kept),
+        "train_s": round(result.train_s, 1),
+        "wall_s": round(time.perf_counter() - started, 1),
         "trace": [[r["iteration"], round(r["pose_error_m"], 4), r["fell"]] for r in result.history],
     }
 
@@ -56,8 +66,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("library", type=Path)
     parser.add_argument("clips", nargs="+")
-    parser.add_argument("--variants", nargs="+", type=variant, default=[(0.3, 5), (0.3, 1), (0.1, 1)],
-                        help="RATE:EVERY (learning-rate scale : iterations between evaluations)")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        type=variant,
+        default=[(0.3, 5), (0.3, 1), (0.1, 1)],
+        help="RATE:EVERY (learning-rate scale : iterations between evaluations)",
+    )
     parser.add_argument("--iterations", type=int, default=40)
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--out", type=Path, default=Path("bench/polish_continuation_cpu.json"))
@@ -72,8 +87,10 @@ def main(argv=None) -> int:
             print(json.dumps({k: v for k, v in row.items() if k != "trace"}), flush=True)
             runs.append(row)
             args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps({"command": " ".join(sys.argv), "machine": platform.machine(),
-                                            "runs": runs}, indent=1) + "\n")
+            args.out.write_text(
+                json.dumps({"command": " ".join(sys.argv), "machine": platform.machine(), "runs": runs}, indent=1)
+                + "\n"
+            )
     return 0
 
 

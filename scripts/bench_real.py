@@ -26,8 +26,8 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -47,12 +47,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-attempts", type=int)
     parser.add_argument("--clips", help="only clips whose id matches this glob")
     parser.add_argument("--config-json", help="TrainConfig overrides (default: none, the preset as shipped)")
-    parser.add_argument("--from-library", action="store_true",
-                        help="do not run the factory: tabulate what LIB holds now (e.g. of a run still going); "
-                             "training minutes are then the stored attempt's training seconds, compile excluded")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the run in LIB (keep it, no --force): finished clips are skipped, "
-                             "interrupted ones resume; minutes as with --from-library")
+    parser.add_argument(
+        "--from-library",
+        action="store_true",
+        help="do not run the factory: tabulate what LIB holds now (e.g. of a run still going); "
+        "training minutes are then the stored attempt's training seconds, compile excluded",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in LIB (keep it, no --force): finished clips are skipped, "
+        "interrupted ones resume; minutes as with --from-library",
+    )
     parser.add_argument("--out", default=str(REPO / "bench" / "real_dev_cpu.json"))
     parser.add_argument("--table", help="Markdown table path (default: --out with .md)")
     return parser
@@ -64,11 +70,28 @@ def run_factory(args) -> tuple[dict, float, list[str]]:
         print(f"removing the previous benchmark library {args.library}", flush=True)
         shutil.rmtree(args.library)
     summary_file = Path(args.library) / "bench_summary.json"
-    command = [sys.executable, str(REPO / "factory" / "run.py"), "--dataset", args.dataset, "--data-root",
-               args.data_root, "--library", args.library, "--preset", args.preset,
-               "--report-renders", "0", "--summary-json", str(summary_file)] + ([] if args.resume else ["--force"])
-    for flag, value in (("--workers", args.workers), ("--max-attempts", args.max_attempts),
-                        ("--clips", args.clips), ("--config-json", args.config_json)):
+    command = [
+        sys.executable,
+        str(REPO / "factory" / "run.py"),
+        "--dataset",
+        args.dataset,
+        "--data-root",
+        args.data_root,
+        "--library",
+        args.library,
+        "--preset",
+        args.preset,
+        "--report-renders",
+        "0",
+        "--summary-json",
+        str(summary_file),
+    ] + ([] if args.resume else ["--force"])
+    for flag, value in (
+        ("--workers", args.workers),
+        ("--max-attempts", args.max_attempts),
+        ("--clips", args.clips),
+        ("--config-json", args.config_json),
+    ):
         if value is not None:
             command += [flag, str(value)]
     print("running:", " ".join(command), flush=True)
@@ -89,25 +112,40 @@ def clip_rows(library_root: str, summary: dict | None, whole_library: bool = Fal
     library = PolicyLibrary(library_root)
     if summary is None or whole_library:
         known = {c["clip_id"]: c for c in (summary or {}).get("clips", [])}
-        finished_clips = [{"clip_id": r.clip_id, "worker_s": r.train_s or 0.0,
-                           "warm_starts": known[r.clip_id].get("warm_starts", []) if r.clip_id in known else None}
-                          for r in library.query()]
+        finished_clips = [
+            {
+                "clip_id": r.clip_id,
+                "worker_s": r.train_s or 0.0,
+                "warm_starts": known[r.clip_id].get("warm_starts", []) if r.clip_id in known else None,
+            }
+            for r in library.query()
+        ]
     else:
         finished_clips = summary["clips"]
     rows = []
     for finished in finished_clips:
         record = library.get(finished["clip_id"])
         absurdity = record.pose_absurdity or {}
-        rows.append({
-            "clip": record.clip_id.rsplit("/", 1)[-1], "clip_id": record.clip_id,
-            "duration_s": record.duration_s, "status": record.status, "converged": record.status == "converged",
-            "pose_error_m": record.pose_error_m, "global_error_m": record.global_error_m,
-            "absurdity_worst_1pct_m": absurdity.get("worst_1pct"), "fell": record.fell,
-            "fell_at_s": record.fell_at_s, "attempts": record.attempts, "samples": record.samples,
-            "iterations": record.iterations, "train_minutes": round(finished.get("worker_s", 0.0) / 60, 2),
-            # (the library does not record warm starts: only a run's summary has them)
-            "warm_starts": None if summary is None else finished.get("warm_starts", []),
-        })
+        rows.append(
+            {
+                "clip": record.clip_id.rsplit("/", 1)[-1],
+                "clip_id": record.clip_id,
+                "duration_s": record.duration_s,
+                "status": record.status,
+                "converged": record.status == "converged",
+                "pose_error_m": record.pose_error_m,
+                "global_error_m": record.global_error_m,
+                "absurdity_worst_1pct_m": absurdity.get("worst_1pct"),
+                "fell": record.fell,
+                "fell_at_s": record.fell_at_s,
+                "attempts": record.attempts,
+                "samples": record.samples,
+                "iterations": record.iterations,
+                "train_minutes": round(finished.get("worker_s", 0.0) / 60, 2),
+                # (the library does not record warm starts: only a run's summary has them)
+                "warm_starts": None if summary is None else finished.get("warm_starts", []),
+            }
+        )
     return sorted(rows, key=lambda r: r["clip"])
 
 
@@ -134,27 +172,35 @@ def _started_from(row: dict) -> str:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| clip | duration s | converged | pose error m | global error m | absurdity (worst 1 %) m | "
-             "fell | attempts | samples | training min | started from |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| clip | duration s | converged | pose error m | global error m | absurdity (worst 1 %) m | "
+        "fell | attempts | samples | training min | started from |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         fell = "no" if not r["fell"] else f"at {_fmt(r['fell_at_s'], '.2f')} s"
-        lines.append(f"| {r['clip']} | {_fmt(r['duration_s'], '.1f')} | {'yes' if r['converged'] else r['status']} | "
-                     f"{_fmt(r['pose_error_m'], '.3f')} | {_fmt(r['global_error_m'], '.3f')} | "
-                     f"{_fmt(r['absurdity_worst_1pct_m'], '.3f')} | {fell} | {r['attempts']} | "
-                     f"{_fmt(r['samples'], ',')} | {r['train_minutes']:.1f} | {_started_from(r)} |")
+        lines.append(
+            f"| {r['clip']} | {_fmt(r['duration_s'], '.1f')} | {'yes' if r['converged'] else r['status']} | "
+            f"{_fmt(r['pose_error_m'], '.3f')} | {_fmt(r['global_error_m'], '.3f')} | "
+            f"{_fmt(r['absurdity_worst_1pct_m'], '.3f')} | {fell} | {r['attempts']} | "
+            f"{_fmt(r['samples'], ',')} | {r['train_minutes']:.1f} | {_started_from(r)} |"
+        )
     return "\n".join(lines)
 
 
 def summarize(rows: list[dict]) -> dict:
     minutes = [r["train_minutes"] for r in rows if r["train_minutes"] is not None]
     errors = [r["pose_error_m"] for r in rows if r["pose_error_m"] is not None]
-    return {"clips": len(rows), "converged": sum(r["converged"] for r in rows),
-            "median_train_minutes": statistics.median(minutes) if minutes else None,
-            "max_train_minutes": max(minutes) if minutes else None,
-            "median_pose_error_m": statistics.median(errors) if errors else None,
-            "median_absurdity_worst_1pct_m": statistics.median(
-                [r["absurdity_worst_1pct_m"] for r in rows if r["absurdity_worst_1pct_m"] is not None] or [float("nan")])}
+    return {
+        "clips": len(rows),
+        "converged": sum(r["converged"] for r in rows),
+        "median_train_minutes": statistics.median(minutes) if minutes else None,
+        "max_train_minutes": max(minutes) if minutes else None,
+        "median_pose_error_m": statistics.median(errors) if errors else None,
+        "median_absurdity_worst_1pct_m": statistics.median(
+            [r["absurdity_worst_1pct_m"] for r in rows if r["absurdity_worst_1pct_m"] is not None] or [float("nan")]
+        ),
+    }
 
 
 def main(argv=None) -> int:
@@ -173,12 +219,19 @@ def main(argv=None) -> int:
     print(json.dumps(totals, indent=2))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    result = {"command": " ".join(Path(c).name if c == sys.executable else c for c in command),
-              "wall_minutes": round(wall_s / 60, 2), "summary": totals, "clips": rows,
-              "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-              "note": ("training minutes: the stored attempt's training seconds (compile and evaluations "
-                       "excluded), tabulated from the library" if args.from_library or args.resume else
-                       "training minutes: worker wall time per clip over all attempts (compile included)")}
+    result = {
+        "command": " ".join(Path(c).name if c == sys.executable else c for c in command),
+        "wall_minutes": round(wall_s / 60, 2),
+        "summary": totals,
+        "clips": rows,
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "note": (
+            "training minutes: the stored attempt's training seconds (compile and evaluations "
+            "excluded), tabulated from the library"
+            if args.from_library or args.resume
+            else "training minutes: worker wall time per clip over all attempts (compile included)"
+        ),
+    }
     from diffmimic import atomic
 
     atomic.write_json(out, result)

@@ -80,9 +80,11 @@ def _physics_breakdown(functions, ref, batch: int, horizon: int, substeps: int, 
     samples = batch * horizon
     _, forward_s = _timed(jit(physics), 1.0, repeats=repeats)
     _, gradient_s = _timed(jit(jax.value_and_grad(physics)), 1.0, repeats=repeats)
-    return {"physics_forward_samples_per_s": round(samples / forward_s, 1),
-            "physics_gradient_samples_per_s": round(samples / gradient_s, 1),
-            "physics_gradient_iteration_s": round(gradient_s, 3)}
+    return {
+        "physics_forward_samples_per_s": round(samples / forward_s, 1),
+        "physics_gradient_samples_per_s": round(samples / gradient_s, 1),
+        "physics_gradient_iteration_s": round(gradient_s, 3),
+    }
 
 
 def _profile(step, state, ref, curriculum, directory: str, top: int = 12) -> list[dict]:
@@ -110,12 +112,23 @@ def _profile(step, state, ref, curriculum, directory: str, top: int = 12) -> lis
                     kinds[kind] += event.duration_ns
                     counts[kind] += 1
     total = sum(kinds.values()) or 1
-    return [{"op": kind, "ms": round(ns / 1e6, 1), "share": round(ns / total, 3), "count": counts[kind]}
-            for kind, ns in kinds.most_common(top)]
+    return [
+        {"op": kind, "ms": round(ns / 1e6, 1), "share": round(ns / total, 3), "count": counts[kind]}
+        for kind, ns in kinds.most_common(top)
+    ]
 
 
-def _one(backend: str, batch: int, horizon: int, iterations: int, clip: str, substeps: int,
-         body: str = "uniform", breakdown: bool = False, profile_dir: str | None = None) -> dict:
+def _one(
+    backend: str,
+    batch: int,
+    horizon: int,
+    iterations: int,
+    clip: str,
+    substeps: int,
+    body: str = "uniform",
+    breakdown: bool = False,
+    profile_dir: str | None = None,
+) -> dict:
     import jax
 
     from diffmimic.compile import compiler_options
@@ -126,8 +139,13 @@ def _one(backend: str, batch: int, horizon: int, iterations: int, clip: str, sub
     from diffmimic.train import compiled_functions, env_split, make_config, make_curriculum, simulated_character
 
     substeps = substeps or max(16, min_substeps(backend))  # 480 Hz, or what the backend needs
-    config = make_config("cpu", num_envs=batch, horizon=horizon, iterations=iterations,
-                         env={"backend": backend, "substeps": substeps, "body": body})
+    config = make_config(
+        "cpu",
+        num_envs=batch,
+        horizon=horizon,
+        iterations=iterations,
+        env={"backend": backend, "substeps": substeps, "body": body},
+    )
     clip_path = next(p for p in write_sample_dataset() if p.name.startswith(clip))
     reference = load_reference(clip_path, character=simulated_character(config))
     functions = compiled_functions(config)
@@ -147,17 +165,26 @@ def _one(backend: str, batch: int, horizon: int, iterations: int, clip: str, sub
     elapsed = time.perf_counter() - start
     split = env_split(config)
     row = {
-        "backend": backend, "body": body, "num_envs": batch, "horizon": horizon, "substeps": substeps,
-        "compile_s": round(compile_s, 1), "samples_per_s": round(iterations * batch * horizon / elapsed, 1),
+        "backend": backend,
+        "body": body,
+        "num_envs": batch,
+        "horizon": horizon,
+        "substeps": substeps,
+        "compile_s": round(compile_s, 1),
+        "samples_per_s": round(iterations * batch * horizon / elapsed, 1),
         "iteration_s": round(elapsed / iterations, 3),
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 2),
-        "grad_norm_median": sorted(norms)[len(norms) // 2], "nonfinite_rate": float(metrics.nonfinite_rate),
-        "device": str(jax.devices()[0]), "xla_options": compiler_options(), "cpu_devices": len(jax.devices("cpu")),
+        "grad_norm_median": sorted(norms)[len(norms) // 2],
+        "nonfinite_rate": float(metrics.nonfinite_rate),
+        "device": str(jax.devices()[0]),
+        "xla_options": compiler_options(),
+        "cpu_devices": len(jax.devices("cpu")),
         "env_split": split.mesh.size if split else 1,
     }
     if breakdown:
-        row.update(_physics_breakdown(functions, ref, batch, horizon, substeps, repeats=max(1, iterations),
-                                      sharding=split))
+        row.update(
+            _physics_breakdown(functions, ref, batch, horizon, substeps, repeats=max(1, iterations), sharding=split)
+        )
         row["physics_gradient_share"] = round(row["physics_gradient_iteration_s"] / row["iteration_s"], 3)
     if profile_dir:
         row["profile_dir"] = profile_dir
@@ -170,22 +197,38 @@ def main() -> int:
     parser.add_argument("--backends", nargs="+", default=["spring", "positional", "generalized", "mjx"])
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[16])
     parser.add_argument("--horizon", type=int, default=30)
-    parser.add_argument("--body", default="uniform", choices=("uniform", "human"),
-                        help="the simulated body (README: Physics)")
-    parser.add_argument("--substeps", type=int, default=0,
-                        help="physics steps per control step (default: 16, or what the backend needs: mjx 64)")
+    parser.add_argument(
+        "--body", default="uniform", choices=("uniform", "human"), help="the simulated body (README: Physics)"
+    )
+    parser.add_argument(
+        "--substeps",
+        type=int,
+        default=0,
+        help="physics steps per control step (default: 16, or what the backend needs: mjx 64)",
+    )
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--clip", default="squat")
     parser.add_argument("--out", default="bench/train_cpu.json")
-    parser.add_argument("--breakdown", action="store_true",
-                        help="also time the physics alone, forward and with its gradient")
+    parser.add_argument(
+        "--breakdown", action="store_true", help="also time the physics alone, forward and with its gradient"
+    )
     parser.add_argument("--profile-dir", help="trace one train step per configuration into DIR/<backend>_<envs>_<xla>")
-    parser.add_argument("--xla", nargs="+", choices=sorted(LIBRARY_FUSIONS), default=[library_fusions()],
-                        help="XLA library fusions (diffmimic/compile.py): each configuration compiled with each "
-                             "setting in turn; speed-ups are over the first")
-    parser.add_argument("--cpu-devices", nargs="+", type=int, default=[0],
-                        help="JAX CPU devices the environments are split over (diffmimic/compile.py "
-                             "use_cpu_cores; 0: one per usable core, the default); each in turn")
+    parser.add_argument(
+        "--xla",
+        nargs="+",
+        choices=sorted(LIBRARY_FUSIONS),
+        default=[library_fusions()],
+        help="XLA library fusions (diffmimic/compile.py): each configuration compiled with each "
+        "setting in turn; speed-ups are over the first",
+    )
+    parser.add_argument(
+        "--cpu-devices",
+        nargs="+",
+        type=int,
+        default=[0],
+        help="JAX CPU devices the environments are split over (diffmimic/compile.py "
+        "use_cpu_cores; 0: one per usable core, the default); each in turn",
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one configuration
     args = parser.parse_args()
     if args.one:
@@ -193,51 +236,117 @@ def main() -> int:
         backend, batch = args.one.split(":")
         xla = library_fusions()
         profile = str(Path(args.profile_dir) / f"{backend}_{batch}_{xla}") if args.profile_dir else None
-        print(json.dumps(_one(backend, int(batch), args.horizon, args.iterations, args.clip, args.substeps, args.body,
-                              breakdown=args.breakdown, profile_dir=profile)))
+        print(
+            json.dumps(
+                _one(
+                    backend,
+                    int(batch),
+                    args.horizon,
+                    args.iterations,
+                    args.clip,
+                    args.substeps,
+                    args.body,
+                    breakdown=args.breakdown,
+                    profile_dir=profile,
+                )
+            )
+        )
         return 0
     rows = []
     command = " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
-    print(f"{'backend':<12} {'envs':>5} {'xla':>8} {'devices':>7} {'compile s':>10} {'samples/s':>10} {'iter s':>8} {'peak GB':>8} {'|grad|':>10}")
-    for backend, batch, xla, devices in ((b, n, x, d) for b in args.backends for n in args.batch_sizes
-                                         for x in args.xla for d in args.cpu_devices):
-        env = {**os.environ, "JAX_ENABLE_COMPILATION_CACHE": "false", ENV_VAR: xla,
-               DEVICES_ENV_VAR: str(devices or usable_cores())}
+    print(
+        f"{'backend':<12} {'envs':>5} {'xla':>8} {'devices':>7} {'compile s':>10} {'samples/s':>10} "
+        f"{'iter s':>8} {'peak GB':>8} {'|grad|':>10}"
+    )
+    for backend, batch, xla, devices in (
+        (b, n, x, d) for b in args.backends for n in args.batch_sizes for x in args.xla for d in args.cpu_devices
+    ):
+        env = {
+            **os.environ,
+            "JAX_ENABLE_COMPILATION_CACHE": "false",
+            ENV_VAR: xla,
+            DEVICES_ENV_VAR: str(devices or usable_cores()),
+        }
         result = subprocess.run(
-            [sys.executable, __file__, "--one", f"{backend}:{batch}", "--horizon", str(args.horizon),
-             "--iterations", str(args.iterations), "--clip", args.clip, "--substeps", str(args.substeps),
-             "--body", args.body, *(["--breakdown"] if args.breakdown else []),
-             *(["--profile-dir", args.profile_dir] if args.profile_dir else [])],
-            capture_output=True, text=True, env=env)
+            [
+                sys.executable,
+                __file__,
+                "--one",
+                f"{backend}:{batch}",
+                "--horizon",
+                str(args.horizon),
+                "--iterations",
+                str(args.iterations),
+                "--clip",
+                args.clip,
+                "--substeps",
+                str(args.substeps),
+                "--body",
+                args.body,
+                *(["--breakdown"] if args.breakdown else []),
+                *(["--profile-dir", args.profile_dir] if args.profile_dir else []),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
         if result.returncode != 0 or not lines:
-            row = {"backend": backend, "num_envs": batch, "xla": xla, "cpu_devices": env[DEVICES_ENV_VAR],
-                   "error": result.stderr.strip().splitlines()[-1:]}
+            row = {
+                "backend": backend,
+                "num_envs": batch,
+                "xla": xla,
+                "cpu_devices": env[DEVICES_ENV_VAR],
+                "error": result.stderr.strip().splitlines()[-1:],
+            }
             print(f"{backend:<12} {batch:>5} {xla:>8} {env[DEVICES_ENV_VAR]:>7}  failed: {row['error']}")
         else:
             row = {**json.loads(lines[-1]), "xla": xla}
-            print(f"{backend:<12} {batch:>5} {xla:>8} {row['cpu_devices']:>7} {row['compile_s']:>10} {row['samples_per_s']:>10} "
-                  f"{row['iteration_s']:>8} {row['peak_rss_gb']:>8} {row['grad_norm_median']:>10.3g}", flush=True)
+            print(
+                f"{backend:<12} {batch:>5} {xla:>8} {row['cpu_devices']:>7} {row['compile_s']:>10} "
+                f"{row['samples_per_s']:>10} "
+                f"{row['iteration_s']:>8} {row['peak_rss_gb']:>8} {row['grad_norm_median']:>10.3g}",
+                flush=True,
+            )
             if args.breakdown:
-                print(f"{'':<12} physics alone: forward {row['physics_forward_samples_per_s']} samples/s, with "
-                      f"its gradient {row['physics_gradient_samples_per_s']} samples/s "
-                      f"({row['physics_gradient_share']:.0%} of the train step)", flush=True)
+                print(
+                    f"{'':<12} physics alone: forward {row['physics_forward_samples_per_s']} samples/s, with "
+                    f"its gradient {row['physics_gradient_samples_per_s']} samples/s "
+                    f"({row['physics_gradient_share']:.0%} of the train step)",
+                    flush=True,
+                )
             for op in row.get("profile_top_ops", []):
                 print(f"{'':<12} {op['share']:6.1%} {op['ms']:9.1f} ms {op['count']:7d}x  {op['op']}", flush=True)
         rows.append(row)
         first = next(r for r in rows if (r["backend"], r["num_envs"]) == (backend, batch))
         if first is not row and "error" not in first and "error" not in row:
-            keys = ["samples_per_s"] + (["physics_forward_samples_per_s", "physics_gradient_samples_per_s"]
-                                        if args.breakdown else [])
-            row["speedup"] = {"over": first["xla"], "over_cpu_devices": first["cpu_devices"],
-                              **{k: round(row[k] / first[k], 2) for k in keys}}
-            print(f"{'':<12} over library fusions '{first['xla']}' on {first['cpu_devices']} device(s): "
-                  + ", ".join(f"{k} {row['speedup'][k]}x" for k in keys), flush=True)
+            keys = ["samples_per_s"] + (
+                ["physics_forward_samples_per_s", "physics_gradient_samples_per_s"] if args.breakdown else []
+            )
+            row["speedup"] = {
+                "over": first["xla"],
+                "over_cpu_devices": first["cpu_devices"],
+                **{k: round(row[k] / first[k], 2) for k in keys},
+            }
+            print(
+                f"{'':<12} over library fusions '{first['xla']}' on {first['cpu_devices']} device(s): "
+                + ", ".join(f"{k} {row['speedup'][k]}x" for k in keys),
+                flush=True,
+            )
         # Written after every configuration: a slow backend stopped by hand loses nothing.
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"command": f"python {command}", "machine": platform.machine(),
-                                   "cpus": os.cpu_count(), "results": rows}, indent=2))
+        out.write_text(
+            json.dumps(
+                {
+                    "command": f"python {command}",
+                    "machine": platform.machine(),
+                    "cpus": os.cpu_count(),
+                    "results": rows,
+                },
+                indent=2,
+            )
+        )
     print(f"wrote {args.out}")
     return 0
 

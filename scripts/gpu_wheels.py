@@ -56,8 +56,13 @@ torchdiffeq torch-geometric torchmetrics torchvision tqdm transformers treescope
 typing-inspect urllib3 uvloop wadler-lindig werkzeug wheel wrapt xarray xxhash yarl zipp
 """
 DEVICE_HAS = frozenset(_DEVICE_LIST.split())
-PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
-             "manylinux1_x86_64")
+PLATFORMS = (
+    "manylinux_2_28_x86_64",
+    "manylinux_2_27_x86_64",
+    "manylinux_2_17_x86_64",
+    "manylinux2014_x86_64",
+    "manylinux1_x86_64",
+)
 
 
 def _lock_deps():
@@ -97,8 +102,20 @@ def wanted(device_has: frozenset[str], with_ray: bool) -> dict[str, str]:
 
 
 def download_command(packages: dict[str, str], dest: Path, python_version: str) -> list[str]:
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--python-version",
-               python_version, "--implementation", "cp", "-d", str(dest)]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--python-version",
+        python_version,
+        "--implementation",
+        "cp",
+        "-d",
+        str(dest),
+    ]
     for platform_tag in PLATFORMS:
         command += ["--platform", platform_tag]
     return command + [f"{name}=={version}" for name, version in packages.items()]
@@ -123,10 +140,12 @@ def tracked_mb() -> float:
 
 def device_command(folder: str, budget_s: int) -> str:
     """The one command for the device tool's `run` (carry: [folder])."""
-    return (f"python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site "
-            f"{folder}/wheels/*.whl && export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 || exit; "
-            f"python3 scripts/bench_gpu.py --budget-s {budget_s} --data-root {folder}/mocap --out $OUT "
-            f"--cache-dir /tmp/jax-cache 2>&1 | tee $OUT/bench_gpu.log")
+    return (
+        f"python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site "
+        f"{folder}/wheels/*.whl && export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 || exit; "
+        f"python3 scripts/bench_gpu.py --budget-s {budget_s} --data-root {folder}/mocap --out $OUT "
+        f"--cache-dir /tmp/jax-cache 2>&1 | tee $OUT/bench_gpu.log"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,8 +162,11 @@ def main(argv: list[str] | None = None) -> int:
 
     device_has = DEVICE_HAS
     if args.device_has:
-        device_has = frozenset(line.split("==")[0].strip() for line in Path(args.device_has).read_text().splitlines()
-                               if line.strip() and not line.startswith("#"))
+        device_has = frozenset(
+            line.split("==")[0].strip()
+            for line in Path(args.device_has).read_text().splitlines()
+            if line.strip() and not line.startswith("#")
+        )
     packages = wanted(device_has, args.with_ray)
     folder = Path(args.dir)
     root = folder if folder.is_absolute() else REPO / folder
@@ -173,9 +195,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"# no dev clips under {data_root}: bench_gpu.py will measure stages 1-2 on the sample clip and skip 3")
     wheels_mb, clips_mb, tree_mb = _mb((root / "wheels").glob("*.whl")), _mb(mocap.rglob("*")), tracked_mb()
     total = wheels_mb + clips_mb + tree_mb
-    print(f"# sizes: wheels {wheels_mb:.1f} MiB, {len(clips)} clips {clips_mb:.1f} MiB, tracked files {tree_mb:.1f} MiB: "
-          f"{total:.1f} MiB of the {CARRY_LIMIT_MB:.0f} MiB carry limit"
-          + ("" if total <= CARRY_LIMIT_MB else " -- TOO LARGE: carry fewer clips, or leave --with-ray out"))
+    print(
+        f"# sizes: wheels {wheels_mb:.1f} MiB, {len(clips)} clips {clips_mb:.1f} MiB, tracked files {tree_mb:.1f} MiB: "
+        f"{total:.1f} MiB of the {CARRY_LIMIT_MB:.0f} MiB carry limit"
+        + ("" if total <= CARRY_LIMIT_MB else " -- TOO LARGE: carry fewer clips, or leave --with-ray out")
+    )
     for wheel in sorted((root / "wheels").glob("*.whl"), key=lambda p: -p.stat().st_size):
         print(f"#   {wheel.stat().st_size / 1024**2:6.1f} MiB  {wheel.name}")
     return 0 if total <= CARRY_LIMIT_MB else 1

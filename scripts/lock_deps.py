@@ -62,7 +62,7 @@ def closure(project: str, extras: list[str]) -> dict[str, str]:
 
 def render(versions: dict[str, str], extras: list[str]) -> str:
     header = (
-        "# The versions the tests passed with: pip install -c constraints.txt -e \".[dev,smplx]\"\n"
+        '# The versions the tests passed with: pip install -c constraints.txt -e ".[dev,smplx]"\n'
         f"# Written by `python scripts/lock_deps.py --extras {' '.join(extras)}` from the test venv;\n"
         "# regenerate after upgrading and passing the tests (README: Upgrading dependencies).\n"
     )

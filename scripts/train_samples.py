@@ -41,22 +41,40 @@ def main() -> int:
     paths = {p.name.removesuffix("_poses.npz"): p for p in write_sample_dataset()}
     clips = args.clips or list(SAMPLE_CLIPS)
     rows = []
-    print(f"{'clip':<16} {'untrained m':>11} {'trained m':>10} {'ratio':>6} {'fell':>5} {'train s':>8} {'compile s':>9}")
+    print(
+        f"{'clip':<16} {'untrained m':>11} {'trained m':>10} {'ratio':>6} {'fell':>5} {'train s':>8} {'compile s':>9}"
+    )
     started = time.perf_counter()
     for clip in clips:
         reference = load_reference(paths[clip], fps=config.env.control_hz)
         result = train(reference, config, progress=None)
-        row = {"clip": clip, **result.summary(config),
-               "ratio": result.metrics.pose_error_m / result.initial_metrics.pose_error_m,
-               "curve": [(r["iteration"], round(r["pose_error_m"], 4)) for r in result.history]}
+        row = {
+            "clip": clip,
+            **result.summary(config),
+            "ratio": result.metrics.pose_error_m / result.initial_metrics.pose_error_m,
+            "curve": [(r["iteration"], round(r["pose_error_m"], 4)) for r in result.history],
+        }
         rows.append(row)
-        print(f"{clip:<16} {row['initial_pose_error_m']:>11.3f} {row['pose_error_m']:>10.3f} {row['ratio']:>6.2f} "
-              f"{str(row['fell']):>5} {row['train_s']:>8.0f} {row['compile_s']:>9.0f}", flush=True)
+        print(
+            f"{clip:<16} {row['initial_pose_error_m']:>11.3f} {row['pose_error_m']:>10.3f} {row['ratio']:>6.2f} "
+            f"{str(row['fell']):>5} {row['train_s']:>8.0f} {row['compile_s']:>9.0f}",
+            flush=True,
+        )
     total = time.perf_counter() - started
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"command": "python " + " ".join(sys.argv), "machine": platform.machine(),
-                               "cpus": os.cpu_count(), "total_s": round(total, 1), "results": rows}, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "command": "python " + " ".join(sys.argv),
+                "machine": platform.machine(),
+                "cpus": os.cpu_count(),
+                "total_s": round(total, 1),
+                "results": rows,
+            },
+            indent=2,
+        )
+    )
     print(f"{len(rows)} clips in {total:.0f} s ({3600 * len(rows) / total:.1f} clips/hour); wrote {out}")
     return 0
 

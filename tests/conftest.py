@@ -10,10 +10,8 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Real mocap clips beside the checkout. They may not be redistributed, so a fresh clone lacks them;
 # $DIFFMIMIC_SHARED_MOCAP points elsewhere (=/nonexistent simulates a fresh clone).
-MOCAP_FIXTURES = Path(os.environ.get("DIFFMIMIC_SHARED_MOCAP")
-                      or REPO_ROOT.parent / "shared" / "data" / "mocap")
-NO_REAL_MOCAP = ("needs the real mocap clips in ../shared/data/mocap "
-                 "(not redistributable; set DIFFMIMIC_SHARED_MOCAP)")
+MOCAP_FIXTURES = Path(os.environ.get("DIFFMIMIC_SHARED_MOCAP") or REPO_ROOT.parent / "shared" / "data" / "mocap")
+NO_REAL_MOCAP = "needs the real mocap clips in ../shared/data/mocap (not redistributable; set DIFFMIMIC_SHARED_MOCAP)"
 
 
 def pytest_configure(config):

@@ -44,11 +44,27 @@ DE_LEVA_PERCENT: dict[str, float] = {
 # several bodies (trunk: pelvis to chest and both clavicles; foot: ankle and toes; hand: wrist
 # and hand; head and neck) shares one density.
 BODY_SEGMENT: dict[str, str] = {
-    "Pelvis": "trunk", "Torso": "trunk", "Spine": "trunk", "Chest": "trunk",
-    "Neck": "head_neck", "Head": "head_neck",
-    **{f"{side}_{body}": segment for side in "LR" for body, segment in (
-        ("Thorax", "trunk"), ("Shoulder", "upper_arm"), ("Elbow", "forearm"), ("Wrist", "hand"),
-        ("Hand", "hand"), ("Hip", "thigh"), ("Knee", "shank"), ("Ankle", "foot"), ("Toe", "foot"))},
+    "Pelvis": "trunk",
+    "Torso": "trunk",
+    "Spine": "trunk",
+    "Chest": "trunk",
+    "Neck": "head_neck",
+    "Head": "head_neck",
+    **{
+        f"{side}_{body}": segment
+        for side in "LR"
+        for body, segment in (
+            ("Thorax", "trunk"),
+            ("Shoulder", "upper_arm"),
+            ("Elbow", "forearm"),
+            ("Wrist", "hand"),
+            ("Hand", "hand"),
+            ("Hip", "thigh"),
+            ("Knee", "shank"),
+            ("Ankle", "foot"),
+            ("Toe", "foot"),
+        )
+    },
 }
 
 
@@ -120,10 +136,16 @@ TORQUE_LIMIT_NM: dict[str, dict[str, float]] = {
 
 # Torque-limit groups the evaluation reports on (peak torque against the limit).
 JOINT_GROUPS: dict[str, tuple[str, ...]] = {
-    "hips": ("L_Hip", "R_Hip"), "knees": ("L_Knee", "R_Knee"), "ankles": ("L_Ankle", "R_Ankle"),
-    "toes": ("L_Toe", "R_Toe"), "spine": ("Torso", "Spine", "Chest"), "neck": ("Neck", "Head"),
-    "clavicles": ("L_Thorax", "R_Thorax"), "shoulders": ("L_Shoulder", "R_Shoulder"),
-    "elbows": ("L_Elbow", "R_Elbow"), "wrists": ("L_Wrist", "R_Wrist", "L_Hand", "R_Hand"),
+    "hips": ("L_Hip", "R_Hip"),
+    "knees": ("L_Knee", "R_Knee"),
+    "ankles": ("L_Ankle", "R_Ankle"),
+    "toes": ("L_Toe", "R_Toe"),
+    "spine": ("Torso", "Spine", "Chest"),
+    "neck": ("Neck", "Head"),
+    "clavicles": ("L_Thorax", "R_Thorax"),
+    "shoulders": ("L_Shoulder", "R_Shoulder"),
+    "elbows": ("L_Elbow", "R_Elbow"),
+    "wrists": ("L_Wrist", "R_Wrist", "L_Hand", "R_Hand"),
 }
 
 

@@ -66,8 +66,11 @@ class Character:
         frames = qpos.shape[0]
         padded = max(64, 1 << (frames - 1).bit_length())  # few shapes -> few compiles
         pad = ((0, padded - frames), (0, 0))
-        x, xd = _batched_forward(self.sys, jax.numpy.asarray(np.pad(qpos, pad, mode="edge")),
-                                 jax.numpy.asarray(np.pad(qvel, pad, mode="edge")))
+        x, xd = _batched_forward(
+            self.sys,
+            jax.numpy.asarray(np.pad(qpos, pad, mode="edge")),
+            jax.numpy.asarray(np.pad(qvel, pad, mode="edge")),
+        )
         return tuple(np.asarray(a[:frames], dtype=np.float64) for a in (x.pos, x.rot, xd.vel, xd.ang))
 
 

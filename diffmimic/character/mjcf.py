@@ -19,7 +19,11 @@ import numpy as np
 
 from diffmimic.character import anthropometry, constants
 from diffmimic.character.skeleton import (
-    BODY_NAMES, BODY_SMPL_JOINT, NUM_JOINTS, SMPL_PARENTS, Skeleton,
+    BODY_NAMES,
+    BODY_SMPL_JOINT,
+    NUM_JOINTS,
+    SMPL_PARENTS,
+    Skeleton,
 )
 
 # Sole depth below the ankle joint at rest, and the foot box's width/height (metres).
@@ -100,8 +104,9 @@ class CharacterConfig:
         for name in ("pd_gains", "brax_custom"):
             value = getattr(self, name)
             items = value.items() if isinstance(value, Mapping) else value
-            object.__setattr__(self, name, tuple(sorted((str(k), v if isinstance(v, (int, float)) else tuple(v))
-                                                        for k, v in items)))
+            object.__setattr__(
+                self, name, tuple(sorted((str(k), v if isinstance(v, (int, float)) else tuple(v)) for k, v in items))
+            )
 
     def gains(self) -> dict[str, tuple[float, float]]:
         overrides = dict(self.pd_gains)
@@ -153,13 +158,19 @@ def _geoms(skeleton: Skeleton) -> dict[str, list[_Geom]]:
         toe = o[f"{side}_Toe"]
         heel_x, front_x = -0.06, toe[0]
         top_z, bottom_z = -0.02, -SOLE_BELOW_ANKLE_M
-        geoms[f"{side}_Ankle"] = [_Geom(
-            "box", (0.5 * (front_x - heel_x), FOOT_HALF_WIDTH_M, 0.5 * (top_z - bottom_z)),
-            pos=(0.5 * (front_x + heel_x), toe[1] * 0.5, 0.5 * (top_z + bottom_z)))]
+        geoms[f"{side}_Ankle"] = [
+            _Geom(
+                "box",
+                (0.5 * (front_x - heel_x), FOOT_HALF_WIDTH_M, 0.5 * (top_z - bottom_z)),
+                pos=(0.5 * (front_x + heel_x), toe[1] * 0.5, 0.5 * (top_z + bottom_z)),
+            )
+        ]
         toe_bottom = -SOLE_BELOW_ANKLE_M - toe[2]  # sole level in the toe frame
-        geoms[f"{side}_Toe"] = [_Geom(
-            "box", (0.03, FOOT_HALF_WIDTH_M, 0.5 * (0.02 - toe_bottom)),
-            pos=(0.03, 0.0, 0.5 * (0.02 + toe_bottom)))]
+        geoms[f"{side}_Toe"] = [
+            _Geom(
+                "box", (0.03, FOOT_HALF_WIDTH_M, 0.5 * (0.02 - toe_bottom)), pos=(0.03, 0.0, 0.5 * (0.02 + toe_bottom))
+            )
+        ]
         geoms[f"{side}_Thorax"] = [_capsule(zero, o[f"{side}_Shoulder"], 0.045, trim=1.0)]
         geoms[f"{side}_Shoulder"] = [_capsule(zero, o[f"{side}_Elbow"], 0.045, trim=1.0)]
         geoms[f"{side}_Elbow"] = [_capsule(zero, o[f"{side}_Wrist"], 0.04, trim=1.0)]
@@ -192,8 +203,9 @@ def _volume(geoms: list[_Geom]) -> float:
     return sum(g.volume() for g in geoms)
 
 
-def body_densities(skeleton: Skeleton, config: CharacterConfig, geoms: dict[str, list[_Geom]] | None = None
-                   ) -> dict[str, float]:
+def body_densities(
+    skeleton: Skeleton, config: CharacterConfig, geoms: dict[str, list[_Geom]] | None = None
+) -> dict[str, float]:
     """The density (kg/m^3) of each body's geoms under `config.mass_distribution`."""
     geoms = geoms or _geoms(skeleton)
     if config.mass_distribution == "uniform":
@@ -209,8 +221,13 @@ def body_densities(skeleton: Skeleton, config: CharacterConfig, geoms: dict[str,
     for name, body_geoms in geoms.items():
         key = anthropometry.segment_key(name)
         segment_volume[key] = segment_volume.get(key, 0.0) + _volume(body_geoms)
-    return {name: total_mass * anthropometry.segment_percent(anthropometry.segment_key(name)) / 100.0
-            / segment_volume[anthropometry.segment_key(name)] for name in geoms}
+    return {
+        name: total_mass
+        * anthropometry.segment_percent(anthropometry.segment_key(name))
+        / 100.0
+        / segment_volume[anthropometry.segment_key(name)]
+        for name in geoms
+    }
 
 
 def build_mjcf(skeleton: Skeleton, config: CharacterConfig = CharacterConfig()) -> str:
@@ -242,12 +259,16 @@ def build_mjcf(skeleton: Skeleton, config: CharacterConfig = CharacterConfig()) 
                 if config.joint_ranges:
                     low, high = np.radians(anthropometry.hinge_range_deg(name, axis))
                     limits = f' limited="true" range="{low:.6g} {high:.6g}"'
-                lines.append(f'{pad}  <joint name="{name}_{axis}" type="hinge" axis="{_fmt(vec)}" '
-                             f'damping="{damping:g}"{limits}/>')
+                lines.append(
+                    f'{pad}  <joint name="{name}_{axis}" type="hinge" axis="{_fmt(vec)}" '
+                    f'damping="{damping:g}"{limits}/>'
+                )
         for k, g in enumerate(geoms[name]):
             placement = f'fromto="{_fmt(g.fromto)}"' if g.fromto is not None else f'pos="{_fmt(g.pos)}"'
-            lines.append(f'{pad}  <geom name="{name}_geom{k}" type="{g.kind}" size="{_fmt(g.size)}" {placement} '
-                         f'density="{density[name]:.6g}" contype="{contype}" conaffinity="{conaffinity}"/>')
+            lines.append(
+                f'{pad}  <geom name="{name}_geom{k}" type="{g.kind}" size="{_fmt(g.size)}" {placement} '
+                f'density="{density[name]:.6g}" contype="{contype}" conaffinity="{conaffinity}"/>'
+            )
         for child in body_children(index):
             lines.append(body_xml(child, depth + 1))
         lines.append(f"{pad}</body>")
@@ -258,11 +279,13 @@ def build_mjcf(skeleton: Skeleton, config: CharacterConfig = CharacterConfig()) 
         kp, kd = gains[name]
         kd = kd if config.pd_damping == "actuator" else 0.0
         for axis in constants.HINGE_ORDER[name]:
-            limit = (anthropometry.torque_limit_nm(name, axis) if config.torque_limits == "human"
-                     else config.torque_limit_nm)
+            limit = (
+                anthropometry.torque_limit_nm(name, axis) if config.torque_limits == "human" else config.torque_limit_nm
+            )
             actuators.append(
                 f'    <position name="{name}_{axis}" joint="{name}_{axis}" kp="{kp:g}" kv="{kd:g}" '
-                f'ctrlrange="-6.2832 6.2832" forcerange="{-limit:g} {limit:g}"/>')
+                f'ctrlrange="-6.2832 6.2832" forcerange="{-limit:g} {limit:g}"/>'
+            )
     custom = {**DEFAULT_BRAX_CUSTOM, **dict(config.brax_custom)}
     unknown = set(dict(config.brax_custom)) - set(DEFAULT_BRAX_CUSTOM)
     if unknown:
@@ -271,7 +294,8 @@ def build_mjcf(skeleton: Skeleton, config: CharacterConfig = CharacterConfig()) 
     assert len(BODY_NAMES) == NUM_JOINTS
     return f"""<mujoco model="smpl_humanoid">
   <compiler angle="radian"/>
-  <option timestep="{config.timestep_s:.8g}" integrator="Euler" cone="pyramidal" iterations="{config.solver_iterations:d}" ls_iterations="{config.ls_iterations:d}"/>
+  <option timestep="{config.timestep_s:.8g}" integrator="Euler" cone="pyramidal"
+          iterations="{config.solver_iterations:d}" ls_iterations="{config.ls_iterations:d}"/>
   <custom>
 {numerics}
   </custom>

@@ -27,9 +27,9 @@ _MODEL_KEYS = ("v_template", "shapedirs", "posedirs", "J_regressor", "weights", 
 # regressor). SMPL-H and SMPL-X share SMPL's 22 body joints; they have finger joints instead
 # of SMPL's two hand joints, which are approximated by the index finger's first joint.
 _JOINT_ROWS = {
-    24: tuple(range(24)),                # SMPL
-    52: tuple(range(22)) + (22, 37),     # SMPL-H: 22-36 left hand, 37-51 right hand
-    55: tuple(range(22)) + (25, 40),     # SMPL-X: 22 jaw, 23-24 eyes, 25-39 left, 40-54 right hand
+    24: tuple(range(24)),  # SMPL
+    52: tuple(range(22)) + (22, 37),  # SMPL-H: 22-36 left hand, 37-51 right hand
+    55: tuple(range(22)) + (25, 40),  # SMPL-X: 22 jaw, 23-24 eyes, 25-39 left, 40-54 right hand
 }
 
 
@@ -40,7 +40,8 @@ def _import_smplx():
     except ImportError as exc:
         raise ImportError(
             "building a skeleton from an SMPL model needs the optional packages smplx and torch "
-            f"({exc}); install them with: pip install 'diffmimic-factory[smplx]'") from exc
+            f"({exc}); install them with: pip install 'diffmimic-factory[smplx]'"
+        ) from exc
     return smplx, torch
 
 
@@ -55,11 +56,13 @@ def _model_file(model_path: str | os.PathLike, gender: str) -> Path:
             f"no SMPL model for gender {gender!r} in {path}: tried "
             + ", ".join(str(p) for p in tried)
             + ". Download the SMPL model files from https://smpl.is.tue.mpg.de (registration "
-              "required) and pass the .npz/.pkl file or its folder.")
+            "required) and pass the .npz/.pkl file or its folder."
+        )
     if not path.exists():
         raise FileNotFoundError(
             f"SMPL model file not found: {path}. Download the SMPL model files from "
-            "https://smpl.is.tue.mpg.de (registration required) and pass the .npz/.pkl path.")
+            "https://smpl.is.tue.mpg.de (registration required) and pass the .npz/.pkl path."
+        )
     if path.suffix.lower() not in (".npz", ".pkl"):
         raise ValueError(f"{path}: an SMPL model must be a .npz or .pkl file, got {path.suffix or 'no suffix'!r}")
     return path
@@ -79,7 +82,8 @@ def _load_model_arrays(path: Path) -> dict:
     except ModuleNotFoundError as exc:
         raise ImportError(
             f"{path}: unpickling this SMPL model needs the module {exc.name!r} (the original SMPL "
-            "pickles use chumpy); install it or convert the model to .npz") from exc
+            "pickles use chumpy); install it or convert the model to .npz"
+        ) from exc
     except Exception as exc:  # noqa: BLE001 - any parse failure: name the file
         raise ValueError(f"{path}: cannot read the SMPL model: {type(exc).__name__}: {exc}") from exc
     if not isinstance(data, dict):
@@ -121,19 +125,29 @@ def skeleton_from_smpl_model(model_path: str | os.PathLike, betas=None, gender: 
     betas = np.trim_zeros(betas, "b")
     num_shapes = int(np.shape(arrays["shapedirs"])[-1])
     if betas.size > num_shapes:
-        raise ValueError(f"{path}: the model has {num_shapes} shape components but "
-                         f"{betas.size} non-zero betas were given")
+        raise ValueError(
+            f"{path}: the model has {num_shapes} shape components but {betas.size} non-zero betas were given"
+        )
     num_betas = max(1, betas.size)
 
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # smplx prints a note about 10-beta models
             model = smplx.SMPL(
-                model_path=str(path), data_struct=smplx.utils.Struct(**arrays), gender=gender,
-                num_betas=num_betas, dtype=torch.float64, create_betas=False, create_global_orient=False,
-                create_body_pose=False, create_transl=False)
+                model_path=str(path),
+                data_struct=smplx.utils.Struct(**arrays),
+                gender=gender,
+                num_betas=num_betas,
+                dtype=torch.float64,
+                create_betas=False,
+                create_global_orient=False,
+                create_body_pose=False,
+                create_transl=False,
+            )
     except Exception as exc:  # noqa: BLE001 - name the file whatever smplx objects to
-        raise ValueError(f"{path}: smplx cannot build an SMPL model from this file: "
-                         f"{type(exc).__name__}: {exc}") from exc
+        raise ValueError(
+            f"{path}: smplx cannot build an SMPL model from this file: {type(exc).__name__}: {exc}"
+        ) from exc
+
     # smplx's buffers went through float32; regress in float64 from the file's arrays with
     # smplx's own blend-shape and regressor functions. (smplx also keeps at most 10 shape
     # components for models smaller than SMPL-X, so the blend shapes come from the file.)
@@ -144,11 +158,13 @@ def skeleton_from_smpl_model(model_path: str | os.PathLike, betas=None, gender: 
     v_template = as_tensor(arrays["v_template"])
     rows = _JOINT_ROWS.get(int(regressor.shape[0]))
     if rows is None or regressor.shape[1] != v_template.shape[0] or model.get_num_verts() != v_template.shape[0]:
-        raise ValueError(f"{path}: unsupported joint regressor of shape {tuple(regressor.shape)} "
-                         f"for {v_template.shape[0]} vertices (expected 24, 52 or 55 joints)")
+        raise ValueError(
+            f"{path}: unsupported joint regressor of shape {tuple(regressor.shape)} "
+            f"for {v_template.shape[0]} vertices (expected 24, 52 or 55 joints)"
+        )
     shapedirs = as_tensor(arrays["shapedirs"])[..., :num_betas]
     coefficients = torch.zeros(1, num_betas, dtype=torch.float64)
-    coefficients[0, :betas.size] = torch.as_tensor(betas)
+    coefficients[0, : betas.size] = torch.as_tensor(betas)
     with torch.no_grad():
         v_shaped = v_template[None] + smplx.lbs.blend_shapes(coefficients, shapedirs)
         joints = smplx.lbs.vertices2joints(regressor, v_shaped)[0]

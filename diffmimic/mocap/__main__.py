@@ -27,9 +27,12 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("--start-s", type=float, default=0.0)
     convert.add_argument("--duration-s", type=float, default=None)
     convert.add_argument("--skeleton", help="CMU .asf for an .amc (default: found beside it)")
-    report = sub.add_parser("report", help="retarget clips and print, per clip as JSON, what was done "
-                                           "(BVH rig, joint map, units, scale) and the reference's foot "
-                                           "skating and floor penetration")
+    report = sub.add_parser(
+        "report",
+        help="retarget clips and print, per clip as JSON, what was done "
+        "(BVH rig, joint map, units, scale) and the reference's foot "
+        "skating and floor penetration",
+    )
     report.add_argument("files", nargs="+")
     report.add_argument("--fps", type=float, default=30.0, help="control rate (default 30)")
     sample = sub.add_parser("sample", help="write the sample clips and convert each to DIR/<clip>.npz")
@@ -51,8 +54,10 @@ def _convert_sample(out_dir: str, fps: float) -> None:
         reference = load_reference(clip, fps=fps)
         name = clip.name.removesuffix("_poses.npz")
         out = reference.save(Path(out_dir) / f"{name}.npz")
-        print(f"{name:<20} {reference.num_frames:>6} {reference.duration_s:>7.2f}  {out}"
-              f"   [{number}/{len(clips)}]", flush=True)
+        print(
+            f"{name:<20} {reference.num_frames:>6} {reference.duration_s:>7.2f}  {out}   [{number}/{len(clips)}]",
+            flush=True,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,11 +87,21 @@ def main(argv: list[str] | None = None) -> int:
             raise MocapError(args.file, f"--fps must be > 0, got {args.fps}")
         from diffmimic.mocap.retarget import load_reference
 
-        reference = load_reference(args.file, fps=args.fps, start_s=args.start_s,
-                                   duration_s=args.duration_s, skeleton_path=args.skeleton)
+        reference = load_reference(
+            args.file, fps=args.fps, start_s=args.start_s, duration_s=args.duration_s, skeleton_path=args.skeleton
+        )
         reference.save(args.out)
-        print(json.dumps({"out": args.out, "frames": reference.num_frames, "fps": reference.fps,
-                          "duration_s": round(reference.duration_s, 4), "source": reference.source}))
+        print(
+            json.dumps(
+                {
+                    "out": args.out,
+                    "frames": reference.num_frames,
+                    "fps": reference.fps,
+                    "duration_s": round(reference.duration_s, 4),
+                    "source": reference.source,
+                }
+            )
+        )
         return 0
     except MocapError as err:
         print(f"error: {err}", file=sys.stderr)

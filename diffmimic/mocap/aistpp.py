@@ -38,8 +38,7 @@ def _latin1_encode(text: str, encoding: str) -> bytes:
 # The globals a pickle of NumPy arrays and scalars refers to, under both the NumPy 1.x
 # (numpy.core) and 2.x (numpy._core) module names; each maps to the object NumPy uses now.
 _ALLOWED_GLOBALS = {
-    **{(f"{core}.multiarray", "_reconstruct"): _multiarray._reconstruct
-       for core in ("numpy.core", "numpy._core")},
+    **{(f"{core}.multiarray", "_reconstruct"): _multiarray._reconstruct for core in ("numpy.core", "numpy._core")},
     **{(f"{core}.multiarray", "scalar"): _multiarray.scalar for core in ("numpy.core", "numpy._core")},
     **{(f"{core}.numeric", "_frombuffer"): _numeric._frombuffer for core in ("numpy.core", "numpy._core")},
     ("numpy", "ndarray"): np.ndarray,
@@ -86,8 +85,7 @@ def _numeric(path: str | os.PathLike, data: dict, key: str) -> np.ndarray:
         raise MocapError(path, f"missing key {key!r} (file has {sorted(map(str, data))})")
     value = np.asarray(data[key])
     if value.dtype.kind not in "biuf":
-        raise MocapError(path, f"key {key!r} must be numeric, got {type(data[key]).__name__} "
-                               f"of dtype {value.dtype}")
+        raise MocapError(path, f"key {key!r} must be numeric, got {type(data[key]).__name__} of dtype {value.dtype}")
     array = value.astype(np.float64)
     if not np.isfinite(array).all():
         raise MocapError(path, f"key {key!r} contains NaN or inf values")
@@ -129,5 +127,6 @@ def load_aistpp(path: str | os.PathLike) -> Motion:
         # SMPL rotates about the rest pelvis joint J0 and then adds trans, so the pelvis is at
         # trans + J0. The neutral (betas = 0) J0 is used, as for AMASS (see amass.py).
         rotations[:, 0], root_position = yup_to_zup(rotations[:, 0], trans + NEUTRAL_REST_JOINTS_SMPL[0])
-        return Motion(rotations=rotations, root_position=root_position, fps=AISTPP_FPS,
-                      source=str(path), format="aistpp")
+        return Motion(
+            rotations=rotations, root_position=root_position, fps=AISTPP_FPS, source=str(path), format="aistpp"
+        )

@@ -51,6 +51,7 @@ LAYOUTS = {layout.format: layout for layout in (SMPLH, SMPLX)}
 
 # --------------------------------------------------------------------------- error handling
 
+
 def require_file(path: str | os.PathLike) -> Path:
     """``path`` as a Path; MocapError when it is not an existing file."""
     path = Path(path)
@@ -81,6 +82,7 @@ def reading(path: str | os.PathLike) -> Iterator[None]:
 
 # --------------------------------------------------------------------------- npz access
 
+
 def npz_keys(path: str | os.PathLike) -> set[str]:
     """The array names stored in the ``.npz`` at ``path`` (no array is read)."""
     path = require_file(path)
@@ -96,8 +98,7 @@ def _member(archive: zipfile.ZipFile, path: Path, key: str) -> zipfile.ZipInfo:
         raise MocapError(path, f"missing key {key!r} (file has {present})") from None
 
 
-def _header(archive: zipfile.ZipFile, path: Path, key: str,
-            kinds: str = "biuf") -> tuple[tuple[int, ...], np.dtype]:
+def _header(archive: zipfile.ZipFile, path: Path, key: str, kinds: str = "biuf") -> tuple[tuple[int, ...], np.dtype]:
     """(shape, dtype) from the ``.npy`` header of member ``key``, checked against its size.
 
     ``kinds`` are the accepted dtype kinds (numeric by default); object arrays never are.
@@ -106,8 +107,7 @@ def _header(archive: zipfile.ZipFile, path: Path, key: str,
     with archive.open(info) as stream:
         version = np.lib.format.read_magic(stream)
         # Format 3.0 differs from 2.0 only in the header's text encoding (utf-8 vs latin-1).
-        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                       else np.lib.format.read_array_header_2_0)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, _fortran_order, dtype = read_header(stream)
     if dtype.hasobject:
         raise MocapError(path, f"key {key!r} is an object array; it is not read (no unpickling)")
@@ -117,8 +117,10 @@ def _header(archive: zipfile.ZipFile, path: Path, key: str,
     needed = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if needed > info.file_size:
         raise MocapError(
-            path, f"corrupt or truncated file: key {key!r} declares {shape} {dtype} "
-                  f"({needed} bytes) but holds {info.file_size} bytes")
+            path,
+            f"corrupt or truncated file: key {key!r} declares {shape} {dtype} "
+            f"({needed} bytes) but holds {info.file_size} bytes",
+        )
     return tuple(int(n) for n in shape), dtype
 
 
@@ -152,6 +154,7 @@ def _read_text(archive: zipfile.ZipFile, path: Path, key: str) -> str:
 
 # --------------------------------------------------------------------------- checks
 
+
 def check_framerate(path: str | os.PathLike, key: str, value: np.ndarray) -> float:
     """A frame-rate array of one element -> float; MocapError unless finite and > 0."""
     if value.size != 1:
@@ -162,8 +165,9 @@ def check_framerate(path: str | os.PathLike, key: str, value: np.ndarray) -> flo
     return fps
 
 
-def check_frames(path: str | os.PathLike, key: str, shape: tuple[int, ...], width: int,
-                 frames: int | None = None) -> int:
+def check_frames(
+    path: str | os.PathLike, key: str, shape: tuple[int, ...], width: int, frames: int | None = None
+) -> int:
     """Checks that ``shape`` is (T, width) (with T == ``frames`` when given) and T >= 2; returns T."""
     expected = f"({'T' if frames is None else frames}, {width})"
     if len(shape) != 2 or shape[1] != width or (frames is not None and shape[0] != frames):
@@ -199,6 +203,7 @@ def _betas(archive: zipfile.ZipFile, path: Path) -> np.ndarray | None:
 
 # --------------------------------------------------------------------------- readers
 
+
 def _frames(archive: zipfile.ZipFile, path: Path, layout: AmassLayout) -> int:
     """Checks the pose and ``trans`` headers of ``layout`` (shapes, frame counts); returns T."""
     (first_key, first_width), *rest = layout.pose_keys
@@ -216,7 +221,7 @@ def load_amass(path: str | os.PathLike, layout: AmassLayout) -> Motion:
         _frames(archive, path, layout)
         fps = check_framerate(path, layout.framerate_key, _read_numeric(archive, path, layout.framerate_key))
         pose_parts = [_read_numeric(archive, path, key) for key, _ in layout.pose_keys]
-        body_pose = np.concatenate(pose_parts, axis=1)[:, :3 * BODY_JOINTS]
+        body_pose = np.concatenate(pose_parts, axis=1)[:, : 3 * BODY_JOINTS]
         trans = _read_numeric(archive, path, "trans")
         # SMPL rotates the body about the rest pelvis joint J0 and then adds `trans`, so the
         # pelvis sits at trans + J0. We use the neutral (betas = 0) J0 whatever the subject's
@@ -225,8 +230,12 @@ def load_amass(path: str | os.PathLike, layout: AmassLayout) -> Motion:
         return Motion(
             rotations=body_pose_to_rotations(body_pose),
             root_position=trans + NEUTRAL_REST_JOINTS_SMPL[0],
-            fps=fps, source=str(path), format=layout.format,
-            betas=_betas(archive, path), gender=_gender(archive, path))
+            fps=fps,
+            source=str(path),
+            format=layout.format,
+            betas=_betas(archive, path),
+            gender=_gender(archive, path),
+        )
 
 
 def load_amass_smplh(path: str | os.PathLike) -> Motion:
@@ -259,5 +268,10 @@ def inspect_amass(path: str | os.PathLike, layout: AmassLayout) -> dict:
     with reading(path), zipfile.ZipFile(path) as archive:
         frames = _frames(archive, path, layout)
         fps = check_framerate(path, layout.framerate_key, _read_numeric(archive, path, layout.framerate_key))
-    return {"format": layout.format, "frames": frames, "fps": fps,
-            "duration_s": (frames - 1) / fps, "joints": NUM_JOINTS}
+    return {
+        "format": layout.format,
+        "frames": frames,
+        "fps": fps,
+        "duration_s": (frames - 1) / fps,
+        "joints": NUM_JOINTS,
+    }

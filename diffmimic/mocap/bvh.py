@@ -103,37 +103,80 @@ def _suffix_l_to_r(name: str) -> str:
 
 # The Hips/LeftUpLeg naming shared by Mixamo, the CMU (cgspeed) conversions, LAFAN1 and the
 # 21-joint skeleton of the style-transfer sets.
-_HIPS_FAMILY = _sides({
-    "pelvis": ("hips",), "left_hip": ("leftupleg",), "left_knee": ("leftleg",),
-    "left_ankle": ("leftfoot",), "left_foot": ("lefttoebase", "lefttoe"),
-    "neck": ("neck", "neck1"), "head": ("head",),
-    "left_collar": ("leftshoulder",), "left_shoulder": ("leftarm",), "left_elbow": ("leftforearm",),
-    "left_wrist": ("lefthand",), "left_hand": (),
-}, _left_to_right)
+_HIPS_FAMILY = _sides(
+    {
+        "pelvis": ("hips",),
+        "left_hip": ("leftupleg",),
+        "left_knee": ("leftleg",),
+        "left_ankle": ("leftfoot",),
+        "left_foot": ("lefttoebase", "lefttoe"),
+        "neck": ("neck", "neck1"),
+        "head": ("head",),
+        "left_collar": ("leftshoulder",),
+        "left_shoulder": ("leftarm",),
+        "left_elbow": ("leftforearm",),
+        "left_wrist": ("lefthand",),
+        "left_hand": (),
+    },
+    _left_to_right,
+)
 # Bandai Namco Research Motiondataset: Hips, Spine, Chest, Neck, Head, Shoulder_L, UpperArm_L,
 # LowerArm_L, Hand_L, UpperLeg_L, LowerLeg_L, Foot_L, Toes_L (and _R), under joint_Root.
-_BANDAI = _sides({
-    "pelvis": ("hips",), "left_hip": ("upperlegl",), "left_knee": ("lowerlegl",),
-    "left_ankle": ("footl",), "left_foot": ("toesl", "toel"), "neck": ("neck",), "head": ("head",),
-    "left_collar": ("shoulderl",), "left_shoulder": ("upperarml",), "left_elbow": ("lowerarml",),
-    "left_wrist": ("handl",), "left_hand": (),
-}, _suffix_l_to_r)
+_BANDAI = _sides(
+    {
+        "pelvis": ("hips",),
+        "left_hip": ("upperlegl",),
+        "left_knee": ("lowerlegl",),
+        "left_ankle": ("footl",),
+        "left_foot": ("toesl", "toel"),
+        "neck": ("neck",),
+        "head": ("head",),
+        "left_collar": ("shoulderl",),
+        "left_shoulder": ("upperarml",),
+        "left_elbow": ("lowerarml",),
+        "left_wrist": ("handl",),
+        "left_hand": (),
+    },
+    _suffix_l_to_r,
+)
 # Xsens MVN: Pelvis, L5, L3, T12, T8, Neck, Head, LeftShoulder (the clavicle), LeftUpperArm,
 # LeftForeArm, LeftHand, LeftUpperLeg, LeftLowerLeg, LeftFoot, LeftToe.
-_XSENS = _sides({
-    "pelvis": ("pelvis", "hips"), "left_hip": ("leftupperleg",), "left_knee": ("leftlowerleg",),
-    "left_ankle": ("leftfoot",), "left_foot": ("lefttoe",), "neck": ("neck",), "head": ("head",),
-    "left_collar": ("leftshoulder",), "left_shoulder": ("leftupperarm",), "left_elbow": ("leftforearm",),
-    "left_wrist": ("lefthand",), "left_hand": (),
-}, _left_to_right)
+_XSENS = _sides(
+    {
+        "pelvis": ("pelvis", "hips"),
+        "left_hip": ("leftupperleg",),
+        "left_knee": ("leftlowerleg",),
+        "left_ankle": ("leftfoot",),
+        "left_foot": ("lefttoe",),
+        "neck": ("neck",),
+        "head": ("head",),
+        "left_collar": ("leftshoulder",),
+        "left_shoulder": ("leftupperarm",),
+        "left_elbow": ("leftforearm",),
+        "left_wrist": ("lefthand",),
+        "left_hand": (),
+    },
+    _left_to_right,
+)
 # Older MVN Studio BVH exports: Hips, Chest..Chest4, Neck, Head, LeftCollar, LeftShoulder (the
 # upper arm), LeftElbow, LeftWrist, LeftHip, LeftKnee, LeftAnkle, LeftToe.
-_XSENS_LEGACY = _sides({
-    "pelvis": ("hips", "pelvis"), "left_hip": ("lefthip",), "left_knee": ("leftknee",),
-    "left_ankle": ("leftankle",), "left_foot": ("lefttoe",), "neck": ("neck",), "head": ("head",),
-    "left_collar": ("leftcollar",), "left_shoulder": ("leftshoulder",), "left_elbow": ("leftelbow",),
-    "left_wrist": ("leftwrist",), "left_hand": (),
-}, _left_to_right)
+_XSENS_LEGACY = _sides(
+    {
+        "pelvis": ("hips", "pelvis"),
+        "left_hip": ("lefthip",),
+        "left_knee": ("leftknee",),
+        "left_ankle": ("leftankle",),
+        "left_foot": ("lefttoe",),
+        "neck": ("neck",),
+        "head": ("head",),
+        "left_collar": ("leftcollar",),
+        "left_shoulder": ("leftshoulder",),
+        "left_elbow": ("leftelbow",),
+        "left_wrist": ("leftwrist",),
+        "left_hand": (),
+    },
+    _left_to_right,
+)
 # SMPL joint names: this project's (left_hip ...: `write_bvh` writes them) and the L_Hip style.
 _SMPL = {name: (name.replace("_", ""),) for name in SMPL_JOINT_NAMES}
 for _name in SMPL_JOINT_NAMES:
@@ -152,8 +195,11 @@ RIGS = (
     ("smpl", lambda normal, raw: {"pelvis", "spine3"} <= normal or {"pelvis", "lhip", "lknee"} <= normal, _SMPL),
     ("mixamo", lambda normal, raw: any(name.lower().startswith("mixamorig") for name in raw), _HIPS_FAMILY),
     ("cmu", _has("lhipjoint", "leftupleg"), _HIPS_FAMILY),
-    ("lafan1", lambda normal, raw: {"lefttoe", "spine2", "leftupleg"} <= normal and "lefttoebase" not in normal,
-     _HIPS_FAMILY),
+    (
+        "lafan1",
+        lambda normal, raw: {"lefttoe", "spine2", "leftupleg"} <= normal and "lefttoebase" not in normal,
+        _HIPS_FAMILY,
+    ),
     ("hips_leftupleg", _has("hips", "leftupleg"), _HIPS_FAMILY),
     ("bandai_namco", _has("upperlegl", "lowerlegl"), _BANDAI),
     ("xsens_mvn", _has("leftupperleg", "leftlowerleg"), _XSENS),
@@ -246,7 +292,7 @@ def _parse_hierarchy(path, text: str):
     def need(count: int, what: str) -> list[str]:
         if i + count > len(tokens):
             raise MocapError(path, f"hierarchy ends inside {what} (file truncated?)")
-        return tokens[i:i + count]
+        return tokens[i : i + count]
 
     while i < len(tokens):
         token = tokens[i]
@@ -261,7 +307,7 @@ def _parse_hierarchy(path, text: str):
                 end += 1
             if end == i + 1 or end >= len(tokens):
                 raise MocapError(path, f"{keyword} without a name and a block")
-            names.append(" ".join(tokens[i + 1:end]))
+            names.append(" ".join(tokens[i + 1 : end]))
             parents.append(stack[-1] if stack else -1)
             offsets.append(None)
             channels.append(())
@@ -299,8 +345,9 @@ def _parse_hierarchy(path, text: str):
             try:
                 count = int(need(2, "CHANNELS")[1])
             except ValueError:
-                raise MocapError(path, f"joint {names[stack[-1]]!r}: CHANNELS count {tokens[i + 1]!r} "
-                                       "is not a number") from None
+                raise MocapError(
+                    path, f"joint {names[stack[-1]]!r}: CHANNELS count {tokens[i + 1]!r} is not a number"
+                ) from None
             listed = tuple(need(2 + count, "CHANNELS")[2:])
             bad = [c for c in listed if c not in _AXIS_CHANNELS and c not in _ROTATION_CHANNELS]
             if bad or len(set(listed)) != len(listed) or count < 0:
@@ -313,8 +360,13 @@ def _parse_hierarchy(path, text: str):
         raise MocapError(path, "the hierarchy is not closed (file truncated before MOTION?)")
     if not names:
         raise MocapError(path, "the hierarchy has no joints")
-    return (tuple(names), tuple(parents), np.array(offsets, dtype=np.float64), tuple(channels),
-            {joint: np.array(sites) for joint, sites in end_sites.items()})
+    return (
+        tuple(names),
+        tuple(parents),
+        np.array(offsets, dtype=np.float64),
+        tuple(channels),
+        {joint: np.array(sites) for joint, sites in end_sites.items()},
+    )
 
 
 def _finite(path, values: list[str], what: str) -> np.ndarray:
@@ -361,7 +413,7 @@ def _split_motion(path, text: str) -> tuple[str, str]:
     match = re.search(r"^\s*MOTION\s*$", text, re.MULTILINE)
     if match is None:
         raise MocapError(path, "no MOTION section (file truncated?)")
-    return text[:match.start()], text[match.end():]
+    return text[: match.start()], text[match.end() :]
 
 
 def read_bvh_header(path: str | os.PathLike) -> BvhHeader:
@@ -407,8 +459,11 @@ def read_bvh(path: str | os.PathLike) -> tuple[BvhHeader, np.ndarray]:
         for number, line in enumerate(data[:frames], 1):
             count = len(line.split())
             if count != width:
-                raise MocapError(path, f"frame {number} has {count} values, but the hierarchy's "
-                                       f"{len(header.names)} joints have {width} channels")
+                raise MocapError(
+                    path,
+                    f"frame {number} has {count} values, but the hierarchy's "
+                    f"{len(header.names)} joints have {width} channels",
+                )
         if len(data) < frames:
             raise MocapError(path, f"truncated: Frames: {frames}, but only {len(data)} frame lines")
         raise MocapError(path, f"{len(data)} frame lines, but Frames: {frames}")
@@ -453,8 +508,9 @@ def forward_kinematics(header: BvhHeader, values: np.ndarray) -> tuple[np.ndarra
             rotations[:, joint], positions[:, joint] = local_rot[:, joint], local_pos[:, joint]
         else:
             rotations[:, joint] = rotations[:, parent] @ local_rot[:, joint]
-            positions[:, joint] = positions[:, parent] + np.einsum("tij,tj->ti", rotations[:, parent],
-                                                                   local_pos[:, joint])
+            positions[:, joint] = positions[:, parent] + np.einsum(
+                "tij,tj->ti", rotations[:, parent], local_pos[:, joint]
+            )
     return rotations, positions
 
 
@@ -557,31 +613,42 @@ def map_rig(header: BvhHeader, joint_map: dict[str, str] | None = None) -> RigMa
         rig += "+joint_map"
         for smpl_name, file_name in joint_map.items():
             if smpl_name not in SMPL_JOINT_NAMES:
-                raise MocapError(path, f"joint_map: {smpl_name!r} is not a SMPL joint (one of {', '.join(SMPL_JOINT_NAMES)})")
+                raise MocapError(
+                    path, f"joint_map: {smpl_name!r} is not a SMPL joint (one of {', '.join(SMPL_JOINT_NAMES)})"
+                )
             wanted = normalize_name(str(file_name))
             if wanted not in normal:
                 raise MocapError(path, f"joint_map: {smpl_name} -> {file_name!r}: no such joint in the file")
             roles[smpl_name] = normal.index(wanted)
     missing = [role for role in REQUIRED if role not in roles]
     if missing:
-        raise MocapError(path, f"not a humanoid rig: no {', '.join(missing)} found among its joints "
-                               f"({', '.join(header.names[:12])}{' ...' if len(header.names) > 12 else ''}); "
-                               "give a joint_map in the dataset spec")
+        raise MocapError(
+            path,
+            f"not a humanoid rig: no {', '.join(missing)} found among its joints "
+            f"({', '.join(header.names[:12])}{' ...' if len(header.names) > 12 else ''}); "
+            "give a joint_map in the dataset spec",
+        )
     legs = [roles[f"{side}_{part}"] for side in ("left", "right") for part in ("hip", "knee", "ankle")]
     if len(set(legs)) != len(legs):
         raise MocapError(path, "not a humanoid rig: its leg joints are not distinct")
     for side in ("left", "right"):  # a leg must be a chain: hip above knee above ankle
         hip, knee, ankle = (roles[f"{side}_{part}"] for part in ("hip", "knee", "ankle"))
         if hip not in _ancestors(header, knee) or knee not in _ancestors(header, ankle):
-            raise MocapError(path, f"not a humanoid rig: the {side} leg ({header.names[hip]}, "
-                                   f"{header.names[knee]}, {header.names[ankle]}) is not one chain")
+            raise MocapError(
+                path,
+                f"not a humanoid rig: the {side} leg ({header.names[hip]}, "
+                f"{header.names[knee]}, {header.names[ankle]}) is not one chain",
+            )
     sources: list[int | None] = [roles.get(name) for name in SMPL_JOINT_NAMES]
     for smpl_joint, spine in zip(_SPINE_JOINTS, _spine_sources(header, roles)):
         if SMPL_JOINT_NAMES[smpl_joint] not in (joint_map or {}):
             sources[smpl_joint] = spine
     used = {s for s in sources if s is not None}
-    ignored = tuple(name for index, name in enumerate(header.names)
-                    if index not in used and not _between(header, index, used, roles))
+    ignored = tuple(
+        name
+        for index, name in enumerate(header.names)
+        if index not in used and not _between(header, index, used, roles)
+    )
     return RigMap(rig=rig, sources=tuple(sources), ignored=ignored)
 
 
@@ -609,7 +676,7 @@ def _spine_sources(header: BvhHeader, roles: dict[str, int]) -> tuple[int, int, 
     chain = _ancestors(header, chest)
     if pelvis not in chain:  # a chest not above the pelvis: the rig is laid out otherwise
         return pelvis, pelvis, pelvis
-    spine = list(reversed(chain[:chain.index(pelvis)]))  # pelvis's child ... chest
+    spine = list(reversed(chain[: chain.index(pelvis)]))  # pelvis's child ... chest
     if not spine:
         return pelvis, pelvis, pelvis
     if len(spine) == 1:
@@ -660,10 +727,33 @@ def detect_up_axis(positions: np.ndarray, head: int, feet: tuple[int, int]) -> s
 # ----------------------------------------------------------------------------- retargeting
 
 # The child whose direction each SMPL joint's bone has (as the CMU reader), and leaf directions.
-_SMPL_MAIN_CHILD = {1: 4, 2: 5, 3: 6, 4: 7, 5: 8, 6: 9, 7: 10, 8: 11, 9: 12, 12: 15,
-                    13: 16, 14: 17, 16: 18, 17: 19, 18: 20, 19: 21, 20: 22, 21: 23}
-_SMPL_LEAF_DIRECTION = {10: (0.0, 0.0, 1.0), 11: (0.0, 0.0, 1.0), 15: (0.0, 1.0, 0.0),
-                        22: (1.0, 0.0, 0.0), 23: (-1.0, 0.0, 0.0)}
+_SMPL_MAIN_CHILD = {
+    1: 4,
+    2: 5,
+    3: 6,
+    4: 7,
+    5: 8,
+    6: 9,
+    7: 10,
+    8: 11,
+    9: 12,
+    12: 15,
+    13: 16,
+    14: 17,
+    16: 18,
+    17: 19,
+    18: 20,
+    19: 21,
+    20: 22,
+    21: 23,
+}
+_SMPL_LEAF_DIRECTION = {
+    10: (0.0, 0.0, 1.0),
+    11: (0.0, 0.0, 1.0),
+    15: (0.0, 1.0, 0.0),
+    22: (1.0, 0.0, 0.0),
+    23: (-1.0, 0.0, 0.0),
+}
 
 
 def _least_rotation(source: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -728,9 +818,15 @@ def _mean_rotation(matrices: np.ndarray) -> np.ndarray:
 
 def _leg_length(positions: np.ndarray, sources) -> float:
     """Hip -> knee -> ankle length, averaged over the legs, from (J, 3) positions (any pose)."""
-    return float(np.mean([np.linalg.norm(positions[sources[k]] - positions[sources[h]])
-                          + np.linalg.norm(positions[sources[a]] - positions[sources[k]])
-                          for h, k, a in ((1, 4, 7), (2, 5, 8))]))
+    return float(
+        np.mean(
+            [
+                np.linalg.norm(positions[sources[k]] - positions[sources[h]])
+                + np.linalg.norm(positions[sources[a]] - positions[sources[k]])
+                for h, k, a in ((1, 4, 7), (2, 5, 8))
+            ]
+        )
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -770,9 +866,14 @@ class BvhRetarget:
         return data
 
 
-def retarget_bvh(header: BvhHeader, values: np.ndarray, joint_map: dict | None = None,
-                 units: str | float | None = None, up_axis: str | None = None,
-                 skeleton: Skeleton | None = None) -> tuple[np.ndarray, np.ndarray, BvhRetarget]:
+def retarget_bvh(
+    header: BvhHeader,
+    values: np.ndarray,
+    joint_map: dict | None = None,
+    units: str | float | None = None,
+    up_axis: str | None = None,
+    skeleton: Skeleton | None = None,
+) -> tuple[np.ndarray, np.ndarray, BvhRetarget]:
     """BVH frames -> SMPL axis-angle rotations (T, 24, 3), pelvis positions (T, 3) in metres, Z-up,
     and what was done (`BvhRetarget`).
 
@@ -829,8 +930,9 @@ def retarget_bvh(header: BvhHeader, values: np.ndarray, joint_map: dict | None =
     else:  # the posed frames (a spread of them)
         picks = np.unique(np.linspace(0, frames - 1, min(frames, ALIGN_FRAMES)).astype(int))
         sample_rot, sample_pos = rotations[picks], positions[picks]
-        body = _body_frames(sample_pos[:, sources[1]] - sample_pos[:, sources[2]],
-                            sample_pos[:, head] - sample_pos[:, pelvis])
+        body = _body_frames(
+            sample_pos[:, sources[1]] - sample_pos[:, sources[2]], sample_pos[:, head] - sample_pos[:, pelvis]
+        )
 
     world = np.empty((frames, NUM_JOINTS, 3, 3))
     for j in range(NUM_JOINTS):
@@ -841,8 +943,11 @@ def retarget_bvh(header: BvhHeader, values: np.ndarray, joint_map: dict | None =
         if j == 0:
             wanted = body
         else:
-            smpl_direction = (smpl_rest[_SMPL_MAIN_CHILD[j]] - smpl_rest[j] if j in _SMPL_MAIN_CHILD
-                              else np.array(_SMPL_LEAF_DIRECTION[j]))
+            smpl_direction = (
+                smpl_rest[_SMPL_MAIN_CHILD[j]] - smpl_rest[j]
+                if j in _SMPL_MAIN_CHILD
+                else np.array(_SMPL_LEAF_DIRECTION[j])
+            )
             file_direction = _bone_direction(header, source, j, sources, sample_rot, sample_pos)
             along = np.einsum("tij,j->ti", body, smpl_direction)
             wanted = _least_rotation(along, file_direction) @ body
@@ -855,14 +960,29 @@ def retarget_bvh(header: BvhHeader, values: np.ndarray, joint_map: dict | None =
     local[:, 1:] = np.swapaxes(world[:, parents], -1, -2) @ world[:, 1:]
     rotvecs = Rotation.from_matrix(local.reshape(-1, 3, 3)).as_rotvec().reshape(frames, NUM_JOINTS, 3)
 
-    smpl_leg = float(np.mean([np.linalg.norm(smpl_rest[k] - smpl_rest[h]) + np.linalg.norm(smpl_rest[a] - smpl_rest[k])
-                              for h, k, a in ((1, 4, 7), (2, 5, 8))]))
+    smpl_leg = float(
+        np.mean(
+            [
+                np.linalg.norm(smpl_rest[k] - smpl_rest[h]) + np.linalg.norm(smpl_rest[a] - smpl_rest[k])
+                for h, k, a in ((1, 4, 7), (2, 5, 8))
+            ]
+        )
+    )
     scale = smpl_leg / (leg * metres)
     root_position = positions[:, pelvis] @ turn.T * metres * scale
     height = float(np.ptp(rest[[sources[7], sources[8], head]] @ up)) * metres if stands else None
-    info = BvhRetarget(rig=rig.rig, mapped=rig.mapped(header), ignored=rig.ignored, units=unit_name,
-                       metres_per_unit=metres, up_axis=up_axis, leg_length_m=leg * metres,
-                       height_m=height, scale=scale, rest_pose_stands=stands)
+    info = BvhRetarget(
+        rig=rig.rig,
+        mapped=rig.mapped(header),
+        ignored=rig.ignored,
+        units=unit_name,
+        metres_per_unit=metres,
+        up_axis=up_axis,
+        leg_length_m=leg * metres,
+        height_m=height,
+        scale=scale,
+        rest_pose_stands=stands,
+    )
     return rotvecs, root_position, info
 
 
@@ -883,13 +1003,13 @@ class BvhOptions:
         return cls(joint_map=data.get("joint_map"), units=data.get("units"), up_axis=data.get("up_axis"))
 
 
-def load_bvh_with_report(path: str | os.PathLike, options: BvhOptions | dict | None = None,
-                         skeleton: Skeleton | None = None) -> tuple[Motion, BvhRetarget]:
+def load_bvh_with_report(
+    path: str | os.PathLike, options: BvhOptions | dict | None = None, skeleton: Skeleton | None = None
+) -> tuple[Motion, BvhRetarget]:
     """(`Motion` on the SMPL skeleton, what retargeting did) of the BVH file at `path`."""
     options = options if isinstance(options, BvhOptions) else BvhOptions.from_dict(options)
     header, values = read_bvh(path)
-    rotations, root, info = retarget_bvh(header, values, options.joint_map, options.units, options.up_axis,
-                                         skeleton)
+    rotations, root, info = retarget_bvh(header, values, options.joint_map, options.units, options.up_axis, skeleton)
     motion = Motion(rotations=rotations, root_position=root, fps=header.fps, source=str(path), format="bvh")
     return motion, info
 
@@ -902,21 +1022,37 @@ def load_bvh(path: str | os.PathLike, options: BvhOptions | dict | None = None) 
 def inspect_bvh(path: str | os.PathLike) -> dict:
     """Format, frames, fps and duration from the header only (the frame lines are not read)."""
     header = read_bvh_header(path)
-    return {"format": "bvh", "frames": header.frames, "fps": header.fps,
-            "duration_s": (header.frames - 1) / header.fps, "joints": NUM_JOINTS}
+    return {
+        "format": "bvh",
+        "frames": header.frames,
+        "fps": header.fps,
+        "duration_s": (header.frames - 1) / header.fps,
+        "joints": NUM_JOINTS,
+    }
 
 
 # ----------------------------------------------------------------------------- writing
 
 # Bones past the leaves in the written file (End Sites), metres: toes forward, head up, hands out.
-_END_SITES = {10: (0.0, 0.0, 0.05), 11: (0.0, 0.0, 0.05), 15: (0.0, 0.12, 0.0),
-              22: (0.08, 0.0, 0.0), 23: (-0.08, 0.0, 0.0)}
+_END_SITES = {
+    10: (0.0, 0.0, 0.05),
+    11: (0.0, 0.0, 0.05),
+    15: (0.0, 0.12, 0.0),
+    22: (0.08, 0.0, 0.0),
+    23: (-0.08, 0.0, 0.0),
+}
 WRITE_UNITS = {"m": 1.0, "cm": 100.0}
 _Z_UP_TO_Y_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
 
 
-def write_bvh(path: str | os.PathLike, rotations: np.ndarray, root_position: np.ndarray, fps: float,
-              skeleton: Skeleton | None = None, units: str = "m") -> Path:
+def write_bvh(
+    path: str | os.PathLike,
+    rotations: np.ndarray,
+    root_position: np.ndarray,
+    fps: float,
+    skeleton: Skeleton | None = None,
+    units: str = "m",
+) -> Path:
     """Writes SMPL motion as a BVH on the SMPL skeleton: Y-up, facing +z at rest (T-pose),
     joints named as `SMPL_JOINT_NAMES`, channels ``Zrotation Xrotation Yrotation`` (the root also
     ``Xposition Yposition Zposition``), lengths in `units` (``m`` or ``cm``).
@@ -945,14 +1081,21 @@ def write_bvh(path: str | os.PathLike, rotations: np.ndarray, root_position: np.
         lines.append(f"{pad}{{")
         offset = (0.0, 0.0, 0.0) if j == 0 else offsets[j]
         lines.append(f"{pad}\tOFFSET {offset[0]:.6f} {offset[1]:.6f} {offset[2]:.6f}")
-        lines.append(f"{pad}\tCHANNELS {'6 Xposition Yposition Zposition' if j == 0 else '3'} "
-                     "Zrotation Xrotation Yrotation")
+        lines.append(
+            f"{pad}\tCHANNELS {'6 Xposition Yposition Zposition' if j == 0 else '3'} Zrotation Xrotation Yrotation"
+        )
         for child in children[j]:
             joint(child, depth + 1)
         if not children[j]:
             tip = np.array(_END_SITES[j]) * scale
-            lines.extend([f"{pad}\tEnd Site", f"{pad}\t{{", f"{pad}\t\tOFFSET {tip[0]:.6f} {tip[1]:.6f} {tip[2]:.6f}",
-                      f"{pad}\t}}"])
+            lines.extend(
+                [
+                    f"{pad}\tEnd Site",
+                    f"{pad}\t{{",
+                    f"{pad}\t\tOFFSET {tip[0]:.6f} {tip[1]:.6f} {tip[2]:.6f}",
+                    f"{pad}\t}}",
+                ]
+            )
         lines.append(f"{pad}}}")
 
     order: list[int] = []

@@ -58,7 +58,13 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from diffmimic.character.skeleton import (
-    NUM_JOINTS, SMPL_JOINT_NAMES, SMPL_PARENTS, Y_UP_TO_Z_UP, Skeleton, neutral_skeleton)
+    NUM_JOINTS,
+    SMPL_JOINT_NAMES,
+    SMPL_PARENTS,
+    Y_UP_TO_Z_UP,
+    Skeleton,
+    neutral_skeleton,
+)
 from diffmimic.mocap.motion import MocapError, Motion
 
 INCH = 0.0254
@@ -70,21 +76,59 @@ _LIMIT = re.compile(r"\(\s*([^\s()]+)\s+([^\s()]+)\s*\)")
 # SMPL joint -> candidate CMU bones (the first one the ASF has is used).
 SMPL_FROM_CMU: dict[int, tuple[str, ...]] = {
     0: ("root",),
-    1: ("lfemur",), 2: ("rfemur",), 3: ("lowerback",),
-    4: ("ltibia",), 5: ("rtibia",), 6: ("upperback", "lowerback"),
-    7: ("lfoot",), 8: ("rfoot",), 9: ("thorax", "upperback"),
-    10: ("ltoes", "lfoot"), 11: ("rtoes", "rfoot"), 12: ("lowerneck", "upperneck"),
-    13: ("lclavicle",), 14: ("rclavicle",), 15: ("head", "upperneck"),
-    16: ("lhumerus",), 17: ("rhumerus",), 18: ("lradius",), 19: ("rradius",),
-    20: ("lwrist", "lhand", "lradius"), 21: ("rwrist", "rhand", "rradius"),
-    22: ("lhand", "lwrist", "lradius"), 23: ("rhand", "rwrist", "rradius"),
+    1: ("lfemur",),
+    2: ("rfemur",),
+    3: ("lowerback",),
+    4: ("ltibia",),
+    5: ("rtibia",),
+    6: ("upperback", "lowerback"),
+    7: ("lfoot",),
+    8: ("rfoot",),
+    9: ("thorax", "upperback"),
+    10: ("ltoes", "lfoot"),
+    11: ("rtoes", "rfoot"),
+    12: ("lowerneck", "upperneck"),
+    13: ("lclavicle",),
+    14: ("rclavicle",),
+    15: ("head", "upperneck"),
+    16: ("lhumerus",),
+    17: ("rhumerus",),
+    18: ("lradius",),
+    19: ("rradius",),
+    20: ("lwrist", "lhand", "lradius"),
+    21: ("rwrist", "rhand", "rradius"),
+    22: ("lhand", "lwrist", "lradius"),
+    23: ("rhand", "rwrist", "rradius"),
 }
 # The child whose direction each SMPL joint's bone is aligned with.
-_SMPL_MAIN_CHILD = {1: 4, 2: 5, 3: 6, 4: 7, 5: 8, 6: 9, 7: 10, 8: 11, 9: 12, 12: 15,
-                    13: 16, 14: 17, 16: 18, 17: 19, 18: 20, 19: 21, 20: 22, 21: 23}
+_SMPL_MAIN_CHILD = {
+    1: 4,
+    2: 5,
+    3: 6,
+    4: 7,
+    5: 8,
+    6: 9,
+    7: 10,
+    8: 11,
+    9: 12,
+    12: 15,
+    13: 16,
+    14: 17,
+    16: 18,
+    17: 19,
+    18: 20,
+    19: 21,
+    20: 22,
+    21: 23,
+}
 # Leaf joints: a fixed rest direction in the SMPL body frame (x left, y up, z forward).
-_SMPL_LEAF_DIRECTION = {10: (0.0, 0.0, 1.0), 11: (0.0, 0.0, 1.0), 15: (0.0, 1.0, 0.0),
-                        22: (1.0, 0.0, 0.0), 23: (-1.0, 0.0, 0.0)}
+_SMPL_LEAF_DIRECTION = {
+    10: (0.0, 0.0, 1.0),
+    11: (0.0, 0.0, 1.0),
+    15: (0.0, 1.0, 0.0),
+    22: (1.0, 0.0, 0.0),
+    23: (-1.0, 0.0, 0.0),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,8 +235,11 @@ def _euler(order: str, angles: np.ndarray) -> np.ndarray:
     angles = np.asarray(angles, dtype=np.float64)
     if not order:
         return np.broadcast_to(np.eye(3), angles.shape[:-1] + (3, 3)).copy()
-    return Rotation.from_euler(order.lower(), angles.reshape(-1, len(order))).as_matrix().reshape(
-        angles.shape[:-1] + (3, 3))
+    return (
+        Rotation.from_euler(order.lower(), angles.reshape(-1, len(order)))
+        .as_matrix()
+        .reshape(angles.shape[:-1] + (3, 3))
+    )
 
 
 # ----------------------------------------------------------------------------- ASF
@@ -264,8 +311,11 @@ def _parse_bone_line(path, number, tokens, bone):
         dofs = tuple(token.lower() for token in rest)
         bad = [dof for dof in dofs if dof not in ROTATION_DOFS]
         if bad or len(set(dofs)) != len(dofs):
-            raise MocapError(path, f"line {number}: unsupported or repeated bone dof(s) {' '.join(rest)!r} "
-                                   "(only rx, ry, rz are supported)")
+            raise MocapError(
+                path,
+                f"line {number}: unsupported or repeated bone dof(s) {' '.join(rest)!r} "
+                "(only rx, ry, rz are supported)",
+            )
         bone["dof"] = dofs
 
 
@@ -286,9 +336,15 @@ def _finish_bone(path, number, raw, angle_scale) -> AsfBone:
     if limits and len(limits) != len(dof):
         raise MocapError(path, f"bone {raw['name']!r}: {len(limits)} limits for {len(dof)} dofs")
     return AsfBone(
-        name=raw["name"], id=raw.get("id"), direction=raw["direction"] / norm, length=float(raw["length"]),
-        axis=raw.get("axis", np.zeros(3)) * angle_scale, axis_order=raw.get("axis_order", "XYZ"),
-        dof=dof, limits=tuple(limits))
+        name=raw["name"],
+        id=raw.get("id"),
+        direction=raw["direction"] / norm,
+        length=float(raw["length"]),
+        axis=raw.get("axis", np.zeros(3)) * angle_scale,
+        axis_order=raw.get("axis_order", "XYZ"),
+        dof=dof,
+        limits=tuple(limits),
+    )
 
 
 def _order_hierarchy(path, bones: dict, children: dict) -> dict[str, str]:
@@ -364,11 +420,17 @@ def parse_asf(path: str | os.PathLike) -> AsfSkeleton:
         bones[parsed.name] = parsed
     parents = _order_hierarchy(path, bones, children)
     return AsfSkeleton(
-        path=str(path), mass=units["mass"], length_scale=units["length"], angle_unit=units["angle"],
-        root_order=root["order"], root_axis=root.get("axis", "XYZ"),
+        path=str(path),
+        mass=units["mass"],
+        length_scale=units["length"],
+        angle_unit=units["angle"],
+        root_order=root["order"],
+        root_axis=root.get("axis", "XYZ"),
         root_position=root.get("position", np.zeros(3)),
         root_orientation=root.get("orientation", np.zeros(3)) * angle_scale,
-        bones={name: bones[name] for name in parents}, parents=parents)
+        bones={name: bones[name] for name in parents},
+        parents=parents,
+    )
 
 
 # ----------------------------------------------------------------------------- AMC
@@ -416,12 +478,13 @@ def parse_amc(path: str | os.PathLike, asf: AsfSkeleton) -> AmcMotion:
     for frame, number, values in frames:
         missing = [name for name in moving if name not in values]
         if missing:
-            raise MocapError(path, f"frame {frame} (line {number}) is incomplete or truncated: "
-                                   f"missing {', '.join(missing)}")
-    values = {name: np.array([f[2][name] for f in frames], dtype=np.float64).reshape(len(frames), -1)
-              for name in moving}
-    return AmcMotion(path=str(path), values=values,
-                     degrees=(asf.angle_unit == "deg") if degrees is None else degrees)
+            raise MocapError(
+                path, f"frame {frame} (line {number}) is incomplete or truncated: missing {', '.join(missing)}"
+            )
+    values = {
+        name: np.array([f[2][name] for f in frames], dtype=np.float64).reshape(len(frames), -1) for name in moving
+    }
+    return AmcMotion(path=str(path), values=values, degrees=(asf.angle_unit == "deg") if degrees is None else degrees)
 
 
 # ----------------------------------------------------------------------------- kinematics
@@ -491,8 +554,10 @@ def smpl_bone_sources(asf: AsfSkeleton) -> tuple[str, ...]:
     for joint in range(NUM_JOINTS):
         found = [name for name in SMPL_FROM_CMU[joint] if name == "root" or name in asf.bones]
         if not found:
-            raise MocapError(asf.path, f"no bone for SMPL joint {SMPL_JOINT_NAMES[joint]!r} "
-                                       f"(wanted one of {', '.join(SMPL_FROM_CMU[joint])})")
+            raise MocapError(
+                asf.path,
+                f"no bone for SMPL joint {SMPL_JOINT_NAMES[joint]!r} (wanted one of {', '.join(SMPL_FROM_CMU[joint])})",
+            )
         chosen.append(found[0])
     return tuple(chosen)
 
@@ -514,11 +579,16 @@ def rest_alignments(asf: AsfSkeleton, skeleton: Skeleton, sources: tuple[str, ..
 def leg_length_ratio(asf: AsfSkeleton, skeleton: Skeleton) -> float:
     """SMPL leg length (hip->knee->ankle) over the CMU one (femur + tibia), both averaged over legs."""
     rest = skeleton.rest_joints_smpl
-    smpl = np.mean([np.linalg.norm(rest[knee] - rest[hip]) + np.linalg.norm(rest[ankle] - rest[knee])
-                    for hip, knee, ankle in ((1, 4, 7), (2, 5, 8))])
+    smpl = np.mean(
+        [
+            np.linalg.norm(rest[knee] - rest[hip]) + np.linalg.norm(rest[ankle] - rest[knee])
+            for hip, knee, ankle in ((1, 4, 7), (2, 5, 8))
+        ]
+    )
     try:
-        cmu = np.mean([asf.to_metres(asf.bones[f"{side}femur"].length + asf.bones[f"{side}tibia"].length)
-                       for side in "lr"])
+        cmu = np.mean(
+            [asf.to_metres(asf.bones[f"{side}femur"].length + asf.bones[f"{side}tibia"].length) for side in "lr"]
+        )
     except KeyError as error:
         raise MocapError(asf.path, f"no bone {error.args[0]!r} to measure the leg length") from None
     if cmu <= 0:
@@ -526,8 +596,9 @@ def leg_length_ratio(asf: AsfSkeleton, skeleton: Skeleton) -> float:
     return float(smpl / cmu)
 
 
-def retarget_to_smpl(asf: AsfSkeleton, pose: CmuPose, skeleton: Skeleton | None = None
-                     ) -> tuple[np.ndarray, np.ndarray]:
+def retarget_to_smpl(
+    asf: AsfSkeleton, pose: CmuPose, skeleton: Skeleton | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """CMU pose -> SMPL axis-angle rotations (T, 24, 3) and pelvis positions (T, 3), Z-up world."""
     skeleton = neutral_skeleton() if skeleton is None else skeleton
     sources = smpl_bone_sources(asf)
@@ -560,8 +631,9 @@ def find_asf(amc_path: str | os.PathLike, asf_path: str | os.PathLike | None = N
     return asf_path
 
 
-def load_cmu(amc_path: str | os.PathLike, asf_path: str | os.PathLike | None = None,
-             fps: float = DEFAULT_FPS) -> Motion:
+def load_cmu(
+    amc_path: str | os.PathLike, asf_path: str | os.PathLike | None = None, fps: float = DEFAULT_FPS
+) -> Motion:
     """Reads a CMU ASF/AMC clip and retargets it onto the neutral SMPL skeleton (see module doc).
 
     Args:
@@ -575,8 +647,9 @@ def load_cmu(amc_path: str | os.PathLike, asf_path: str | os.PathLike | None = N
     return Motion(rotations=rotations, root_position=root_position, fps=fps, source=str(amc_path), format="cmu")
 
 
-def inspect_cmu(amc_path: str | os.PathLike, asf_path: str | os.PathLike | None = None,
-                fps: float = DEFAULT_FPS) -> dict:
+def inspect_cmu(
+    amc_path: str | os.PathLike, asf_path: str | os.PathLike | None = None, fps: float = DEFAULT_FPS
+) -> dict:
     """Frame count and duration of a CMU clip without parsing or retargeting it (counts frame-number lines)."""
     find_asf(amc_path, asf_path)
     frames = sum(1 for line in _read_lines(Path(amc_path)) if line.strip().isdigit())
@@ -584,5 +657,10 @@ def inspect_cmu(amc_path: str | os.PathLike, asf_path: str | os.PathLike | None 
         raise MocapError(amc_path, f"a clip needs at least 2 frames, got {frames}")
     if not (math.isfinite(fps) and fps > 0):
         raise MocapError(amc_path, f"frame rate must be > 0, got {fps}")
-    return {"format": "cmu", "frames": frames, "fps": float(fps), "duration_s": (frames - 1) / fps,
-            "joints": NUM_JOINTS}
+    return {
+        "format": "cmu",
+        "frames": frames,
+        "fps": float(fps),
+        "duration_s": (frames - 1) / fps,
+        "joints": NUM_JOINTS,
+    }

@@ -5,8 +5,9 @@ A spec names a mocap dataset, the reader for its files, where the files live (``
 ``exclude`` rules with reasons, a duration range), the control rate (``fps``) and how to obtain
 the data (``obtain``). BVH datasets may add ``joint_map`` (SMPL joint name -> the file's joint
 name, for a rig the built-in maps do not know), ``units`` and ``up_axis`` (see
-`diffmimic.mocap.bvh`); they reach the reader as `DatasetSpec.reader_options`. ``generate`` names a module that produces the root by code (the
-embedded sample dataset); the module must have a ``generate(out_dir)`` function.
+`diffmimic.mocap.bvh`); they reach the reader as `DatasetSpec.reader_options`. ``generate``
+names a module that produces the root by code (the embedded sample dataset); the module must
+have a ``generate(out_dir)`` function.
 
 Example::
 
@@ -32,8 +33,7 @@ READERS = ("amass_smplh", "amass_smplx", "aistpp", "cmu", "bvh", "auto")
 DATASETS_DIR_ENV = "DIFFMIMIC_DATASETS_DIR"
 
 _REQUIRED = ("name", "reader", "root", "include", "fps", "obtain")
-_OPTIONAL = ("generate", "exclude", "subsets", "min_duration_s", "max_duration_s", "joint_map", "units",
-             "up_axis")
+_OPTIONAL = ("generate", "exclude", "subsets", "min_duration_s", "max_duration_s", "joint_map", "units", "up_axis")
 _BVH_UNITS = ("auto", "m", "cm", "mm", "inch", "cmu")
 _UP_AXES = ("auto", "x", "y", "z", "-x", "-y", "-z")
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -56,8 +56,9 @@ def path_matches(relative_path: str, pattern: str) -> bool:
     matches ``/``; ``**/`` matches zero or more folders, so ``**/*.amc`` takes the files directly
     under the root as well as those in folders below it."""
     path, pattern = relative_path.lower(), pattern.lower()
-    return fnmatch.fnmatchcase(path, pattern) or ("**/" in pattern
-                                                  and fnmatch.fnmatchcase(path, pattern.replace("**/", "")))
+    return fnmatch.fnmatchcase(path, pattern) or (
+        "**/" in pattern and fnmatch.fnmatchcase(path, pattern.replace("**/", ""))
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,10 +146,14 @@ class DatasetSpec:
         Raises FileNotFoundError, with the ``obtain`` instructions, when ``root`` is missing.
         """
         if not self.root.is_dir():
-            hint = (f"run `python -m {self.generate} --out {self.root}` or DatasetSpec.prepare()"
-                    if self.generate else f"to obtain it:\n{self.obtain}")
-            raise FileNotFoundError(f"dataset {self.name!r} ({self.source}): root {self.root} "
-                                    f"is not a directory; {hint}")
+            hint = (
+                f"run `python -m {self.generate} --out {self.root}` or DatasetSpec.prepare()"
+                if self.generate
+                else f"to obtain it:\n{self.obtain}"
+            )
+            raise FileNotFoundError(
+                f"dataset {self.name!r} ({self.source}): root {self.root} is not a directory; {hint}"
+            )
         found = []
         for dirpath, _dirnames, filenames in os.walk(self.root):
             for filename in filenames:
@@ -166,12 +171,15 @@ class DatasetSpec:
             module = importlib.import_module(self.generate)
             producer = getattr(module, "generate", None)
             if not callable(producer):
-                raise DatasetSpecError(self.source or self.name, "generate",
-                                       f"module {self.generate!r} has no generate(out_dir) function")
+                raise DatasetSpecError(
+                    self.source or self.name, "generate", f"module {self.generate!r} has no generate(out_dir) function"
+                )
             producer(self.root)
         elif not self.root.is_dir():
-            raise FileNotFoundError(f"dataset {self.name!r} ({self.source}): root {self.root} is "
-                                    f"not a directory; to obtain it:\n{self.obtain}")
+            raise FileNotFoundError(
+                f"dataset {self.name!r} ({self.source}): root {self.root} is "
+                f"not a directory; to obtain it:\n{self.obtain}"
+            )
         return self.root
 
 
@@ -193,8 +201,9 @@ def list_dataset_specs() -> list[str]:
     return sorted(path.stem for path in directory.glob("*.yaml"))
 
 
-def expand_env(text: str, path: str | os.PathLike = "<spec>", field: str = "root",
-               environ: dict[str, str] | None = None) -> str:
+def expand_env(
+    text: str, path: str | os.PathLike = "<spec>", field: str = "root", environ: dict[str, str] | None = None
+) -> str:
     """Expands ``${VAR}`` and ``${VAR:-default}`` (default when VAR is unset or empty)."""
     env = os.environ if environ is None else environ
 
@@ -205,8 +214,11 @@ def expand_env(text: str, path: str | os.PathLike = "<spec>", field: str = "root
             return value
         if default is not None:
             return default
-        raise DatasetSpecError(path, field, f"environment variable {var} is not set and "
-                                            f"{match.group(0)!r} gives no default (use ${{{var}:-default}})")
+        raise DatasetSpecError(
+            path,
+            field,
+            f"environment variable {var} is not set and {match.group(0)!r} gives no default (use ${{{var}:-default}})",
+        )
 
     expanded = _ENV_PATTERN.sub(substitute, text)
     if "${" in expanded:
@@ -280,12 +292,24 @@ def parse_dataset_spec(data: Any, path: str | os.PathLike = "<spec>") -> Dataset
     if data.get("max_duration_s") is not None:
         max_duration = _number(data, "max_duration_s", path)
         if max_duration <= min_duration:
-            raise DatasetSpecError(path, "max_duration_s",
-                                   f"must be > min_duration_s ({min_duration}), got {max_duration}")
+            raise DatasetSpecError(
+                path, "max_duration_s", f"must be > min_duration_s ({min_duration}), got {max_duration}"
+            )
     return DatasetSpec(
-        name=name, reader=reader, root=root, include=include, fps=fps, obtain=obtain,
-        exclude=exclude, subsets=subsets, min_duration_s=min_duration, max_duration_s=max_duration,
-        generate=generate, source=Path(path), reader_options=_reader_options(data, path))
+        name=name,
+        reader=reader,
+        root=root,
+        include=include,
+        fps=fps,
+        obtain=obtain,
+        exclude=exclude,
+        subsets=subsets,
+        min_duration_s=min_duration,
+        max_duration_s=max_duration,
+        generate=generate,
+        source=Path(path),
+        reader_options=_reader_options(data, path),
+    )
 
 
 def _reader_options(data: dict, path) -> dict:
@@ -299,14 +323,18 @@ def _reader_options(data: dict, path) -> dict:
             raise DatasetSpecError(path, "joint_map", "must map SMPL joint names to the file's joint names (strings)")
         unknown = [str(k) for k in joint_map if k not in SMPL_JOINT_NAMES]
         if unknown:
-            raise DatasetSpecError(path, "joint_map", f"{unknown[0]!r} is not a SMPL joint "
-                                                      f"(one of {', '.join(SMPL_JOINT_NAMES)})")
+            raise DatasetSpecError(
+                path, "joint_map", f"{unknown[0]!r} is not a SMPL joint (one of {', '.join(SMPL_JOINT_NAMES)})"
+            )
         options["joint_map"] = {str(k): v.strip() for k, v in joint_map.items()}
     units = data.get("units")
     if units is not None:
         if isinstance(units, bool) or not (units in _BVH_UNITS or (isinstance(units, (int, float)) and units > 0)):
-            raise DatasetSpecError(path, "units", f"must be one of {', '.join(_BVH_UNITS)} or metres per "
-                                                  f"file unit (a number > 0), got {units!r}")
+            raise DatasetSpecError(
+                path,
+                "units",
+                f"must be one of {', '.join(_BVH_UNITS)} or metres per file unit (a number > 0), got {units!r}",
+            )
         options["units"] = units
     up_axis = data.get("up_axis")
     if up_axis is not None:
@@ -350,16 +378,21 @@ def _exclude_rules(value: Any, path) -> tuple[ExcludeRule, ...]:
     if value is None:
         return ()
     if not isinstance(value, list):
-        raise DatasetSpecError(path, "exclude", f"must be a list of {{pattern, reason}} mappings, "
-                                                f"got {type(value).__name__}")
+        raise DatasetSpecError(
+            path, "exclude", f"must be a list of {{pattern, reason}} mappings, got {type(value).__name__}"
+        )
     rules = []
     for i, item in enumerate(value):
         if not isinstance(item, dict) or set(item) != {"pattern", "reason"}:
-            raise DatasetSpecError(path, "exclude", f"item {i} must be a mapping with exactly the keys "
-                                                    f"'pattern' and 'reason', got {item!r}")
+            raise DatasetSpecError(
+                path,
+                "exclude",
+                f"item {i} must be a mapping with exactly the keys 'pattern' and 'reason', got {item!r}",
+            )
         for key in ("pattern", "reason"):
             if not isinstance(item[key], str) or not item[key].strip():
-                raise DatasetSpecError(path, "exclude", f"item {i}: {key!r} must be a non-empty string, "
-                                                        f"got {item[key]!r}")
+                raise DatasetSpecError(
+                    path, "exclude", f"item {i}: {key!r} must be a non-empty string, got {item[key]!r}"
+                )
         rules.append(ExcludeRule(item["pattern"].strip(), item["reason"].strip()))
     return tuple(rules)

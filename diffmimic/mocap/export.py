@@ -57,15 +57,21 @@ def write_amass(path: str | os.PathLike, motion: Motion, gender: str = "neutral"
     frames = motion.num_frames
     poses = np.zeros((frames, SMPLH_POSE_WIDTH))
     poses[:, :66] = motion.rotations[:, :22].reshape(frames, 66)
-    arrays = {"poses": poses, "trans": motion.root_position - NEUTRAL_REST_JOINTS_SMPL[0], "betas": np.zeros(16),
-              "mocap_framerate": np.float64(motion.fps), "gender": np.array(gender)}
+    arrays = {
+        "poses": poses,
+        "trans": motion.root_position - NEUTRAL_REST_JOINTS_SMPL[0],
+        "betas": np.zeros(16),
+        "mocap_framerate": np.float64(motion.fps),
+        "gender": np.array(gender),
+    }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return atomic.write_with(path, lambda tmp: np.savez(tmp, **arrays), suffix=".tmp.npz")
 
 
-def export_motion(path: str | os.PathLike, qpos: np.ndarray, fps: float, fmt: str,
-                  skeleton: Skeleton | None = None, units: str = "m") -> Path:
+def export_motion(
+    path: str | os.PathLike, qpos: np.ndarray, fps: float, fmt: str, skeleton: Skeleton | None = None, units: str = "m"
+) -> Path:
     """Writes the character motion `qpos` (T, nq) at `fps` as `fmt` (``amass`` or ``bvh``, in
     `units` ``m`` or ``cm``) to `path`."""
     from diffmimic.mocap.bvh import write_bvh

@@ -39,7 +39,7 @@ def retry_transient(read, *args, attempts: int = 4, first_delay_s: float = 0.5, 
         except MocapError as err:
             if not err.transient or attempt == attempts - 1:
                 raise
-            time.sleep(first_delay_s * 2 ** attempt)
+            time.sleep(first_delay_s * 2**attempt)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,8 +99,7 @@ class Motion:
         return dataclasses.replace(self, rotations=self.rotations[cut], root_position=self.root_position[cut])
 
 
-def segment_frames(num_frames: int, fps: float, start_s: float, duration_s: float | None,
-                   source: str) -> slice:
+def segment_frames(num_frames: int, fps: float, start_s: float, duration_s: float | None, source: str) -> slice:
     """The frame slice from `start_s` lasting `duration_s` seconds (to the end when None)."""
     first = int(round(start_s * fps))
     if first < 0 or first >= num_frames - 1:

@@ -32,8 +32,11 @@ def detect_format(path: str | os.PathLike) -> str:
         if "poses" in keys or "mocap_framerate" in keys:
             return "amass_smplh"
         if "qpos" in keys and "body_pos" in keys:
-            raise MocapError(path, "this is a converted reference (REF.npz), not a mocap clip: "
-                                   "load it with diffmimic.mocap.retarget.Reference.load")
+            raise MocapError(
+                path,
+                "this is a converted reference (REF.npz), not a mocap clip: "
+                "load it with diffmimic.mocap.retarget.Reference.load",
+            )
         raise MocapError(path, f"unknown format: .npz has neither 'poses' nor 'pose_body' (keys {sorted(keys)})")
     if suffix == ".pkl":
         return "aistpp"
@@ -42,14 +45,19 @@ def detect_format(path: str | os.PathLike) -> str:
     if suffix == ".bvh":
         return "bvh"
     if suffix == ".asf":
-        raise MocapError(path, "unknown format: an .asf is a CMU skeleton; pass the .amc motion "
-                               "and give the .asf as skeleton_path")
-    raise MocapError(path, f"unknown format: suffix {suffix or '(none)'!r} "
-                           "(expected .npz for AMASS, .pkl for AIST++, .amc for CMU, .bvh for BVH)")
+        raise MocapError(
+            path, "unknown format: an .asf is a CMU skeleton; pass the .amc motion and give the .asf as skeleton_path"
+        )
+    raise MocapError(
+        path,
+        f"unknown format: suffix {suffix or '(none)'!r} "
+        "(expected .npz for AMASS, .pkl for AIST++, .amc for CMU, .bvh for BVH)",
+    )
 
 
-def load_motion(path: str | os.PathLike, skeleton_path: str | os.PathLike | None = None,
-                reader_options: dict | None = None) -> Motion:
+def load_motion(
+    path: str | os.PathLike, skeleton_path: str | os.PathLike | None = None, reader_options: dict | None = None
+) -> Motion:
     """Loads the mocap clip at ``path`` in whichever format it is.
 
     Args:
@@ -89,5 +97,10 @@ def inspect_motion(path: str | os.PathLike, skeleton_path: str | os.PathLike | N
 
         return inspect_bvh(path)
     motion = load_aistpp(path)
-    return {"format": fmt, "frames": motion.num_frames, "fps": motion.fps,
-            "duration_s": motion.duration_s, "joints": motion.rotations.shape[1]}
+    return {
+        "format": fmt,
+        "frames": motion.num_frames,
+        "fps": motion.fps,
+        "duration_s": motion.duration_s,
+        "joints": motion.rotations.shape[1],
+    }

@@ -84,6 +84,7 @@ class Reference:
     def clamped_values(self) -> int:
         """Hinge angles clamped into the joint ranges, over all frames (0 without ranges)."""
         return 0 if self.clamped is None else int(np.sum(self.clamped))
+
     @property
     def num_frames(self) -> int:
         return int(self.qpos.shape[0])
@@ -96,10 +97,19 @@ class Reference:
         """Writes the reference as an .npz (no pickled objects), atomically."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        arrays = dict(qpos=self.qpos, qvel=self.qvel, body_pos=self.body_pos, body_rot=self.body_rot,
-                      body_vel=self.body_vel, body_ang=self.body_ang, body_names=np.array(self.body_names),
-                      smpl_joint=np.array(self.smpl_joint, dtype=np.int32), fps=np.float64(self.fps),
-                      source=np.array(self.source), skeleton=np.array(self.skeleton))
+        arrays = dict(
+            qpos=self.qpos,
+            qvel=self.qvel,
+            body_pos=self.body_pos,
+            body_rot=self.body_rot,
+            body_vel=self.body_vel,
+            body_ang=self.body_ang,
+            body_names=np.array(self.body_names),
+            smpl_joint=np.array(self.smpl_joint, dtype=np.int32),
+            fps=np.float64(self.fps),
+            source=np.array(self.source),
+            skeleton=np.array(self.skeleton),
+        )
         if self.clamped is not None:
             arrays["clamped"] = np.asarray(self.clamped, np.int32)
         # savez keeps a temporary name that ends in .npz as it is
@@ -120,11 +130,19 @@ class Reference:
         except (OSError, ValueError, EOFError) as err:
             raise MocapError(path, f"cannot read reference: {err}") from err
         reference = cls(
-            qpos=arrays["qpos"], qvel=arrays["qvel"], body_pos=arrays["body_pos"],
-            body_rot=arrays["body_rot"], body_vel=arrays["body_vel"], body_ang=arrays["body_ang"],
-            fps=float(arrays["fps"]), source=str(arrays["source"]), skeleton=str(arrays["skeleton"]),
+            qpos=arrays["qpos"],
+            qvel=arrays["qvel"],
+            body_pos=arrays["body_pos"],
+            body_rot=arrays["body_rot"],
+            body_vel=arrays["body_vel"],
+            body_ang=arrays["body_ang"],
+            fps=float(arrays["fps"]),
+            source=str(arrays["source"]),
+            skeleton=str(arrays["skeleton"]),
             body_names=tuple(str(n) for n in arrays["body_names"]),
-            smpl_joint=tuple(int(j) for j in arrays["smpl_joint"]), clamped=clamped)
+            smpl_joint=tuple(int(j) for j in arrays["smpl_joint"]),
+            clamped=clamped,
+        )
         reference.validate(path)
         return reference
 
@@ -141,7 +159,9 @@ class Reference:
         if self.clamped is not None and np.shape(self.clamped) != (frames,):
             raise MocapError(path, f"clamped must be ({frames},), got {np.shape(self.clamped)}")
         if self.body_pos.shape[1:] != (NUM_JOINTS, 3) or self.body_rot.shape[1:] != (NUM_JOINTS, 4):
-            raise MocapError(path, f"body arrays must be (T, 24, 3|4), got {self.body_pos.shape}, {self.body_rot.shape}")
+            raise MocapError(
+                path, f"body arrays must be (T, 24, 3|4), got {self.body_pos.shape}, {self.body_rot.shape}"
+            )
         if not self.fps > 0:
             raise MocapError(path, f"fps must be > 0, got {self.fps}")
 
@@ -149,13 +169,30 @@ class Reference:
         """Frames from `start_s` for `duration_s` seconds (to the end when None)."""
         cut = segment_frames(self.num_frames, self.fps, start_s, duration_s, self.source)
         return dataclasses.replace(
-            self, qpos=self.qpos[cut], qvel=self.qvel[cut], body_pos=self.body_pos[cut],
-            body_rot=self.body_rot[cut], body_vel=self.body_vel[cut], body_ang=self.body_ang[cut],
-            clamped=None if self.clamped is None else self.clamped[cut])
+            self,
+            qpos=self.qpos[cut],
+            qvel=self.qvel[cut],
+            body_pos=self.body_pos[cut],
+            body_rot=self.body_rot[cut],
+            body_vel=self.body_vel[cut],
+            body_ang=self.body_ang[cut],
+            clamped=None if self.clamped is None else self.clamped[cut],
+        )
 
 
-_REFERENCE_KEYS = ("qpos", "qvel", "body_pos", "body_rot", "body_vel", "body_ang", "body_names",
-                   "smpl_joint", "fps", "source", "skeleton")
+_REFERENCE_KEYS = (
+    "qpos",
+    "qvel",
+    "body_pos",
+    "body_rot",
+    "body_vel",
+    "body_ang",
+    "body_names",
+    "smpl_joint",
+    "fps",
+    "source",
+    "skeleton",
+)
 
 
 def resample(motion: Motion, fps: float) -> tuple[np.ndarray, np.ndarray]:
@@ -166,14 +203,18 @@ def resample(motion: Motion, fps: float) -> tuple[np.ndarray, np.ndarray]:
     """
     frames_out = int(np.floor(motion.duration_s * fps + 1e-9)) + 1
     if frames_out < 2:
-        raise MocapError(motion.source, f"clip of {motion.duration_s:.3f} s is shorter than one control step at {fps} Hz")
+        raise MocapError(
+            motion.source, f"clip of {motion.duration_s:.3f} s is shorter than one control step at {fps} Hz"
+        )
     source_t = np.arange(frames_out) / fps * motion.fps
     lower = np.minimum(np.floor(source_t).astype(int), motion.num_frames - 2)
     weight = source_t - lower
     frame_times = np.arange(motion.num_frames, dtype=np.float64)
     at = np.clip(source_t, 0.0, frame_times[-1])
-    matrices = np.stack([Slerp(frame_times, Rotation.from_rotvec(motion.rotations[:, j]))(at).as_matrix()
-                         for j in range(NUM_JOINTS)], axis=1)
+    matrices = np.stack(
+        [Slerp(frame_times, Rotation.from_rotvec(motion.rotations[:, j]))(at).as_matrix() for j in range(NUM_JOINTS)],
+        axis=1,
+    )
     root = (1.0 - weight)[:, None] * motion.root_position[lower] + weight[:, None] * motion.root_position[lower + 1]
     return matrices, root
 
@@ -315,13 +356,13 @@ def fit_floor(lowest: np.ndarray, fps: float) -> Floor:
     """
     window = max(int(round(FLOOR_WINDOW_S * fps)), 1)
     starts = range(0, max(len(lowest) - window, 0) + 1, max(window // 2, 1))
-    samples = np.array([lowest[s + int(np.argmin(lowest[s:s + window, 2]))] for s in starts])
+    samples = np.array([lowest[s + int(np.argmin(lowest[s : s + window, 2]))] for s in starts])
     center = samples[:, :2].mean(axis=0)
     keep = np.ones(len(samples), bool)
     slope = np.zeros(2)
     for _ in range(3):  # refit without the windows far above the plane (no foot down)
         xy, z = samples[keep, :2] - samples[keep, :2].mean(axis=0), samples[keep, 2]
-        gram = xy.T @ xy + len(z) * FLOOR_SPREAD_M ** 2 * np.eye(2)
+        gram = xy.T @ xy + len(z) * FLOOR_SPREAD_M**2 * np.eye(2)
         slope = np.linalg.solve(gram, xy.T @ (z - z.mean()))
         limit = np.tan(np.radians(FLOOR_MAX_TILT_DEG))
         slope *= min(1.0, limit / max(float(np.hypot(*slope)), 1e-12))
@@ -334,8 +375,7 @@ def fit_floor(lowest: np.ndarray, fps: float) -> Floor:
     return Floor(height=float(np.quantile(detrended, GROUND_QUANTILE)), slope=slope, center=center)
 
 
-def retarget(motion: Motion, character: Character | None = None, fps: float = 30.0,
-             ground: bool = True) -> Reference:
+def retarget(motion: Motion, character: Character | None = None, fps: float = 30.0, ground: bool = True) -> Reference:
     """Turns a mocap `Motion` into a `Reference` for the character at `fps` (the control rate).
 
     Args:
@@ -367,15 +407,24 @@ def retarget(motion: Motion, character: Character | None = None, fps: float = 30
         offset = floor.at(qpos[:, :2])
         qpos[:, 2] -= offset
         body_pos = body_pos - offset[:, None, None] * np.array([0.0, 0.0, 1.0])
-    qvel = np.concatenate([
-        _central_difference(qpos[:, :3], dt), _root_angular_velocity_body(quats, dt),
-        _central_difference(hinges, dt)], axis=1)
+    qvel = np.concatenate(
+        [_central_difference(qpos[:, :3], dt), _root_angular_velocity_body(quats, dt), _central_difference(hinges, dt)],
+        axis=1,
+    )
     body_vel = _central_difference(body_pos, dt)
     body_ang = body_angular_velocity(body_rot, dt)
     reference = Reference(
-        qpos=qpos, qvel=qvel, body_pos=body_pos, body_rot=body_rot, body_vel=body_vel,
-        body_ang=body_ang, fps=float(fps), source=motion.source, skeleton=character.skeleton.name,
-        clamped=clamped)
+        qpos=qpos,
+        qvel=qvel,
+        body_pos=body_pos,
+        body_rot=body_rot,
+        body_vel=body_vel,
+        body_ang=body_ang,
+        fps=float(fps),
+        source=motion.source,
+        skeleton=character.skeleton.name,
+        clamped=clamped,
+    )
     reference.validate(motion.source)
     return reference
 
@@ -388,9 +437,15 @@ def is_reference_file(path: str | os.PathLike) -> bool:
     return path.suffix.lower() == ".npz" and {"qpos", "body_pos"} <= npz_keys(path)
 
 
-def load_reference(path: str | os.PathLike, fps: float = 30.0, start_s: float = 0.0,
-                   duration_s: float | None = None, skeleton_path: str | os.PathLike | None = None,
-                   character: Character | None = None, reader_options: dict | None = None) -> Reference:
+def load_reference(
+    path: str | os.PathLike,
+    fps: float = 30.0,
+    start_s: float = 0.0,
+    duration_s: float | None = None,
+    skeleton_path: str | os.PathLike | None = None,
+    character: Character | None = None,
+    reader_options: dict | None = None,
+) -> Reference:
     """A reference from a mocap file (any reader) or a converted REF.npz, optionally a segment.
 
     A mocap clip is cut before retargeting; a REF.npz keeps its own frame rate (`fps` unused).

@@ -37,8 +37,9 @@ def _measure(character: Character):
     meter, nq, nv, nu = PlausibilityMeter(character), character.nq, character.nv, character.num_actuators
 
     def one(pos, rot, vel, ang):
-        state = SimpleNamespace(x=SimpleNamespace(pos=pos, rot=rot), xd=SimpleNamespace(vel=vel, ang=ang),
-                                q=jnp.zeros(nq), qd=jnp.zeros(nv))
+        state = SimpleNamespace(
+            x=SimpleNamespace(pos=pos, rot=rot), xd=SimpleNamespace(vel=vel, ang=ang), q=jnp.zeros(nq), qd=jnp.zeros(nv)
+        )
         return meter.measure(state, jnp.zeros(nu), state)
 
     _MEASURES[character.mjcf] = jax.jit(jax.vmap(one))
@@ -63,14 +64,16 @@ def reference_feet(reference: Reference, character: Character | None = None) -> 
         return jnp.asarray(np.concatenate([array, np.repeat(array[-1:], padded - frames, axis=0)]))
 
     steps = _measure(character)(
-        pad(reference.body_pos), pad(reference.body_rot), pad(reference.body_vel), pad(reference.body_ang))
+        pad(reference.body_pos), pad(reference.body_rot), pad(reference.body_vel), pad(reference.body_ang)
+    )
     steps = jax.tree_util.tree_map(lambda a: np.asarray(a)[:frames], steps)
     summary = summarize(steps, np.ones(frames, bool))
     return {key: summary[key] for key in FOOT_KEYS}
 
 
-def retarget_report(path: str | os.PathLike, fps: float = 30.0, reader_options: dict | None = None,
-                    character: Character | None = None) -> dict:
+def retarget_report(
+    path: str | os.PathLike, fps: float = 30.0, reader_options: dict | None = None, character: Character | None = None
+) -> dict:
     """Reads and retargets the clip at `path` and reports what was done.
 
     Returns a dict: ``source``, ``format``, ``frames``, ``duration_s``, the reader's report for
@@ -89,6 +92,12 @@ def retarget_report(path: str | os.PathLike, fps: float = 30.0, reader_options: 
     else:
         motion = load_motion(path, reader_options=reader_options)
     reference = retarget(motion, character, fps=fps)
-    return {"source": str(path), "format": motion.format, "frames": reference.num_frames,
-            "duration_s": round(reference.duration_s, 3), **info,
-            "clamped_values": reference.clamped_values, **reference_feet(reference, character)}
+    return {
+        "source": str(path),
+        "format": motion.format,
+        "frames": reference.num_frames,
+        "duration_s": round(reference.duration_s, 3),
+        **info,
+        "clamped_values": reference.clamped_values,
+        **reference_feet(reference, character),
+    }

@@ -33,7 +33,10 @@ from scipy.spatial.transform import Rotation, Slerp
 
 from diffmimic import atomic
 from diffmimic.character.skeleton import (
-    NEUTRAL_REST_JOINTS_SMPL, NUM_JOINTS, SMPL_TO_CHARACTER, neutral_skeleton,
+    NEUTRAL_REST_JOINTS_SMPL,
+    NUM_JOINTS,
+    SMPL_TO_CHARACTER,
+    neutral_skeleton,
 )
 
 FPS = 120.0
@@ -59,6 +62,7 @@ _KNEE_SOFTNESS_M = 0.006
 
 # --------------------------------------------------------------------------------------------
 # Small rotation helpers (vectorised over frames, matrices act on column vectors).
+
 
 def _axis_rot(axis: int, angle) -> np.ndarray:
     angle = np.atleast_1d(np.asarray(angle, dtype=np.float64))
@@ -107,6 +111,7 @@ def _bump(t: np.ndarray, start: float, duration: float) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # Clip assembly.
 
+
 class _Builder:
     """Collects a clip's trajectories in the SMPL upright frame, then solves the legs."""
 
@@ -144,8 +149,9 @@ class _Builder:
         self.set(_L_ELBOW, _ry(-np.broadcast_to(elbow_l, self.t.shape)))
         self.set(_R_ELBOW, _ry(np.broadcast_to(elbow_r, self.t.shape)))
 
-    def spread(self, joints: tuple[int, ...], rotation_fn: Callable[[np.ndarray], np.ndarray],
-               angle: np.ndarray) -> None:
+    def spread(
+        self, joints: tuple[int, ...], rotation_fn: Callable[[np.ndarray], np.ndarray], angle: np.ndarray
+    ) -> None:
         """Splits ``angle`` evenly over ``joints`` (composed after their current rotations)."""
         part = rotation_fn(angle / len(joints))
         for joint in joints:
@@ -159,8 +165,12 @@ class _Builder:
         legs = (("l", _L_HIP, _L_KNEE, _L_ANKLE, _L_FOOT), ("r", _R_HIP, _R_KNEE, _R_ANKLE, _R_FOOT))
         for side, hip, knee, ankle, foot in legs:
             hip_pos = self.pelvis + P @ offsets[hip]
-            G, K = _leg_ik(offsets[knee], offsets[ankle], self.ankle[side] - hip_pos,
-                           hinge=_normalize(P[:, :, 0] + self.foot_orientation[side][:, :, 0]))
+            G, K = _leg_ik(
+                offsets[knee],
+                offsets[ankle],
+                self.ankle[side] - hip_pos,
+                hinge=_normalize(P[:, :, 0] + self.foot_orientation[side][:, :, 0]),
+            )
             self.local[:, hip] = np.swapaxes(P, 1, 2) @ G
             self.local[:, knee] = K
             self.local[:, ankle] = np.swapaxes(G @ K, 1, 2) @ self.foot_orientation[side]
@@ -191,12 +201,14 @@ def _leg_ik(thigh: np.ndarray, shin: np.ndarray, target: np.ndarray, hinge: np.n
       (G, K): (T, 3, 3) global thigh rotations and (T, 3, 3) local knee rotations (Rx).
     """
     dist = np.linalg.norm(target, axis=-1)
-    reach = np.sqrt(thigh @ thigh + shin @ shin + 2.0 * (thigh[0] * shin[0] + np.hypot(*thigh[1:]) * np.hypot(*shin[1:])))
+    reach = np.sqrt(
+        thigh @ thigh + shin @ shin + 2.0 * (thigh[0] * shin[0] + np.hypot(*thigh[1:]) * np.hypot(*shin[1:]))
+    )
     if np.any(dist > reach * (1.0 - 1e-6)):
         raise ValueError(f"sample clip: an ankle target is out of reach ({dist.max():.4f} > {reach:.4f} m)")
     # |thigh + Rx(k) shin| = dist; in the (y, z) plane Rx is a plain 2D rotation.
     u, v = thigh[1:], shin[1:]
-    c = 0.5 * (dist ** 2 - thigh @ thigh - shin @ shin) - thigh[0] * shin[0]
+    c = 0.5 * (dist**2 - thigh @ thigh - shin @ shin) - thigh[0] * shin[0]
     offset = np.arctan2(u[1], u[0]) - np.arctan2(v[1], v[0])
     offset = (offset + np.pi) % (2.0 * np.pi) - np.pi
     knee_angle = offset + np.arccos(np.clip(c / (np.linalg.norm(u) * np.linalg.norm(v)), -1.0, 1.0))
@@ -216,6 +228,7 @@ def _leg_ik(thigh: np.ndarray, shin: np.ndarray, target: np.ndarray, hinge: np.n
 # The clips. Angles follow SMPL conventions in the upright frame: +x rotation of the pelvis or
 # spine leans forward, -x at the hip flexes the thigh forward, +x at the knee flexes it.
 
+
 def _idle_sway() -> _Builder:
     """4 s loop: a relaxed standing weight shift side to side with small breathing motions."""
     b = _Builder(4.0)
@@ -232,8 +245,12 @@ def _idle_sway() -> _Builder:
     b.spread((_SPINE1, _SPINE2, _SPINE3), _rx, 0.015 * np.sin(2.0 * w * t))  # breathing
     b.set(_NECK, _rx(0.04 * np.sin(w * t + 1.3)))
     b.set(_HEAD, _ry(0.08 * np.sin(w * t + 2.0)))
-    b.set_arms_down(swing_l=0.05 * np.sin(w * t + 0.5), swing_r=0.05 * np.sin(w * t + 2.0),
-                    elbow_l=_ELBOW_REST + 0.05 * np.sin(w * t), elbow_r=_ELBOW_REST - 0.05 * np.sin(w * t))
+    b.set_arms_down(
+        swing_l=0.05 * np.sin(w * t + 0.5),
+        swing_r=0.05 * np.sin(w * t + 2.0),
+        elbow_l=_ELBOW_REST + 0.05 * np.sin(w * t),
+        elbow_r=_ELBOW_REST - 0.05 * np.sin(w * t),
+    )
     return b
 
 
@@ -252,8 +269,9 @@ def _squat() -> _Builder:
     b.set(_NECK, _rx(-0.25 * depth))
     b.set(_HEAD, _rx(-0.20 * depth))
     # Arms swing forward to about horizontal as a counterweight.
-    b.set_arms_down(swing_l=1.3 * depth, swing_r=1.3 * depth,
-                    elbow_l=_ELBOW_REST - 0.1 * depth, elbow_r=_ELBOW_REST - 0.1 * depth)
+    b.set_arms_down(
+        swing_l=1.3 * depth, swing_r=1.3 * depth, elbow_l=_ELBOW_REST - 0.1 * depth, elbow_r=_ELBOW_REST - 0.1 * depth
+    )
     return b
 
 
@@ -263,9 +281,12 @@ def _arm_swings() -> _Builder:
     t = b.t
     phase = 2.0 * np.pi * t / 2.0
     swing = 0.7 * np.sin(phase)
-    b.set_arms_down(swing_l=swing + 0.1, swing_r=-swing + 0.1,
-                    elbow_l=_ELBOW_REST + 0.15 * (1.0 + np.sin(phase)),
-                    elbow_r=_ELBOW_REST + 0.15 * (1.0 - np.sin(phase)))
+    b.set_arms_down(
+        swing_l=swing + 0.1,
+        swing_r=-swing + 0.1,
+        elbow_l=_ELBOW_REST + 0.15 * (1.0 + np.sin(phase)),
+        elbow_r=_ELBOW_REST + 0.15 * (1.0 - np.sin(phase)),
+    )
     b.spread((_SPINE1, _SPINE2, _SPINE3), _ry, -0.12 * np.sin(phase))
     b.set(_HEAD, _ry(0.06 * np.sin(phase)))
     b.pelvis[:, 1] -= 0.004 * (1.0 - np.cos(2.0 * phase))
@@ -293,9 +314,12 @@ def _march_in_place() -> _Builder:
     b.spread((_SPINE1, _SPINE2, _SPINE3), _rz, -roll)
     b.spread((_SPINE1, _SPINE2, _SPINE3), _ry, -0.07 * np.sin(phase))
     swing = 0.35 * np.sin(phase)
-    b.set_arms_down(swing_l=-swing, swing_r=swing,
-                    elbow_l=_ELBOW_REST + 0.2 + 0.15 * np.sin(phase),
-                    elbow_r=_ELBOW_REST + 0.2 - 0.15 * np.sin(phase))
+    b.set_arms_down(
+        swing_l=-swing,
+        swing_r=swing,
+        elbow_l=_ELBOW_REST + 0.2 + 0.15 * np.sin(phase),
+        elbow_r=_ELBOW_REST + 0.2 - 0.15 * np.sin(phase),
+    )
     return b
 
 
@@ -310,8 +334,7 @@ def _torso_twist() -> _Builder:
     b.set(_HEAD, _ry(-0.15 * np.sin(phase)))
     # The arms lag the trunk and open a little as it turns.
     lag = np.sin(phase - 0.5)
-    b.set_arms_down(swing_l=0.25 * lag, swing_r=-0.25 * lag,
-                    elbow_l=_ELBOW_REST + 0.1, elbow_r=_ELBOW_REST + 0.1)
+    b.set_arms_down(swing_l=0.25 * lag, swing_r=-0.25 * lag, elbow_l=_ELBOW_REST + 0.1, elbow_r=_ELBOW_REST + 0.1)
     open_ = 0.15 * np.abs(np.sin(phase)) ** 2
     b.local[:, _L_SHOULDER] = _rz(open_) @ b.local[:, _L_SHOULDER]
     b.local[:, _R_SHOULDER] = _rz(-open_) @ b.local[:, _R_SHOULDER]
@@ -370,6 +393,7 @@ def make_clip(name: str) -> tuple[np.ndarray, np.ndarray, float]:
 
 # --------------------------------------------------------------------------------------------
 # Writing the dataset.
+
 
 def sample_data_dir() -> Path:
     """Where the sample dataset lives: ``$DIFFMIMIC_SAMPLE_DIR`` or ``~/.cache/diffmimic/sample``."""
@@ -441,9 +465,14 @@ def generate(out_dir: str | os.PathLike) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m diffmimic.mocap.sample",
-        description="Write the synthetic sample clips as AMASS SMPL-H npz files.")
-    parser.add_argument("--out", type=Path, default=None,
-                        help=f"output directory (default: ${SAMPLE_DIR_ENV} or ~/.cache/diffmimic/sample)")
+        description="Write the synthetic sample clips as AMASS SMPL-H npz files.",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"output directory (default: ${SAMPLE_DIR_ENV} or ~/.cache/diffmimic/sample)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="rewrite files that are already up to date")
     args = parser.parse_args(argv)
     for path in write_sample_dataset(args.out, overwrite=args.overwrite):

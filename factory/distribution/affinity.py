@@ -17,7 +17,6 @@ import os
 import tempfile
 from pathlib import Path
 
-
 LOCK_DIR_ENV = "DIFFMIMIC_CORE_LOCK_DIR"
 
 

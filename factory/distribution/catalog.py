@@ -89,8 +89,12 @@ def _inspect(path: str) -> dict:
         return {"error": str(err), **({"transient": True} if err.transient else {})}
     except Exception as err:  # noqa: BLE001 - an unreadable header is a data error of that file
         return {"error": f"{path}: cannot read header: {type(err).__name__}: {err}"}
-    return {"format": info["format"], "frames": int(info["frames"]), "fps": float(info["fps"]),
-            "duration_s": float(info["duration_s"])}
+    return {
+        "format": info["format"],
+        "frames": int(info["frames"]),
+        "fps": float(info["fps"]),
+        "duration_s": float(info["duration_s"]),
+    }
 
 
 def _load_cache(path: Path | None) -> dict:
@@ -130,8 +134,13 @@ def walk(spec: DatasetSpec) -> tuple[list[Path], list[Skipped]]:
     return kept, skipped
 
 
-def build_catalog(spec: DatasetSpec, clips: str | None = None, max_clips: int | None = None,
-                  cache_path: str | os.PathLike | None = None, threads: int = 8) -> Catalog:
+def build_catalog(
+    spec: DatasetSpec,
+    clips: str | None = None,
+    max_clips: int | None = None,
+    cache_path: str | os.PathLike | None = None,
+    threads: int = 8,
+) -> Catalog:
     """The catalog of `spec`'s dataset.
 
     Args:
@@ -147,8 +156,11 @@ def build_catalog(spec: DatasetSpec, clips: str | None = None, max_clips: int | 
         clip_id = clip_id_for(spec.name, root, path)
         if clips is not None:
             relative = spec.relative(path)
-            if not (fnmatch.fnmatchcase(clip_id, clips) or fnmatch.fnmatchcase(relative, clips)
-                    or fnmatch.fnmatchcase(clip_id.rsplit("/", 1)[-1], clips)):
+            if not (
+                fnmatch.fnmatchcase(clip_id, clips)
+                or fnmatch.fnmatchcase(relative, clips)
+                or fnmatch.fnmatchcase(clip_id.rsplit("/", 1)[-1], clips)
+            ):
                 continue
         chosen.append((path, clip_id))
 
@@ -176,24 +188,38 @@ def build_catalog(spec: DatasetSpec, clips: str | None = None, max_clips: int | 
     for path, clip_id in chosen:
         info = infos[str(path)]
         if "error" not in info and not spec.accepts_duration(info["duration_s"]):
-            limit = f"{spec.min_duration_s:g}-{spec.max_duration_s:g} s" if spec.max_duration_s else \
-                f">= {spec.min_duration_s:g} s"
+            limit = (
+                f"{spec.min_duration_s:g}-{spec.max_duration_s:g} s"
+                if spec.max_duration_s
+                else f">= {spec.min_duration_s:g} s"
+            )
             skipped.append(Skipped(str(path), f"duration {info['duration_s']:.2f} s outside the spec's {limit}"))
             continue
         entries.append(CatalogEntry(clip_id=clip_id, path=str(path), **info))
     if max_clips is not None:
         entries = entries[:max_clips]  # `chosen` is sorted by path
     entries.sort(key=lambda e: (-(e.duration_s or 0.0), e.path))  # long clips first
-    return Catalog(dataset=spec.name, root=root, entries=entries, skipped=skipped, header_reads=len(to_read),
-                   reader_options=dict(spec.reader_options))
+    return Catalog(
+        dataset=spec.name,
+        root=root,
+        entries=entries,
+        skipped=skipped,
+        header_reads=len(to_read),
+        reader_options=dict(spec.reader_options),
+    )
 
 
 def summarize(catalog: Catalog) -> dict:
     """Counts and total duration of a catalog, as JSON-ready data."""
     trainable = [e for e in catalog.entries if e.error is None]
-    return {"dataset": catalog.dataset, "root": str(catalog.root), "clips": len(trainable),
-            "unreadable": len(catalog.entries) - len(trainable), "skipped": len(catalog.skipped),
-            "hours": round(sum(e.duration_s or 0.0 for e in trainable) / 3600, 3)}
+    return {
+        "dataset": catalog.dataset,
+        "root": str(catalog.root),
+        "clips": len(trainable),
+        "unreadable": len(catalog.entries) - len(trainable),
+        "skipped": len(catalog.skipped),
+        "hours": round(sum(e.duration_s or 0.0 for e in trainable) / 3600, 3),
+    }
 
 
 def skipped_reasons(skipped: Iterable[Skipped]) -> dict[str, int]:

@@ -26,7 +26,8 @@ attempt 3+  also the demonstration-replay threshold halved (rollouts are reset t
 Run length, seed, start sampling and the replay threshold are data of the compiled step, so every
 attempt shares one compile. The best policy over the attempts (no fall first, then the latest
 fall, then the lowest pose error) is stored as ``best_effort`` when none converges. A
-`MocapError` (unreadable file, NaN poses, a one-frame clip) fails the clip at once, never retried. A training exception counts as an attempt.
+`MocapError` (unreadable file, NaN poses, a one-frame clip) fails the clip at once, never retried.
+A training exception counts as an attempt.
 
 Faults: a call whose actor died (`RayActorError`: process killed, node lost, out of memory)
 re-queues its clip at the front without counting an attempt, and Ray restarts the actor
@@ -141,8 +142,12 @@ def escalate(base, attempt: int):
     start of attempts 2+ is the coordinator's: it sends the best policy with the task.)"""
     if attempt <= 1:
         return base
-    config = dataclasses.replace(base, seed=base.seed + 1000 * (attempt - 1),
-                                 start_sampling="adaptive", focus_share=max(base.focus_share, ESCALATED_FOCUS_SHARE))
+    config = dataclasses.replace(
+        base,
+        seed=base.seed + 1000 * (attempt - 1),
+        start_sampling="adaptive",
+        focus_share=max(base.focus_share, ESCALATED_FOCUS_SHARE),
+    )
     if attempt >= 3:
         env = dataclasses.replace(base.env, replay_threshold_m=base.env.replay_threshold_m / 2)
         config = dataclasses.replace(config, env=env, iterations=base.iterations * 2)
@@ -186,8 +191,15 @@ def driver_rss_mb() -> float:
 class Coordinator:
     """Trains the clips of `catalog` into `library` with Ray actors. Call `run()`."""
 
-    def __init__(self, library: PolicyLibrary, catalog: Catalog, base_config, options: FactoryOptions = FactoryOptions(),
-                 progress: Callable[[str], None] | None = print, train_fn=None):
+    def __init__(
+        self,
+        library: PolicyLibrary,
+        catalog: Catalog,
+        base_config,
+        options: FactoryOptions = FactoryOptions(),
+        progress: Callable[[str], None] | None = print,
+        train_fn=None,
+    ):
         """`train_fn`: a benchmark device that replaces the workers' loading and training (see
         `factory.distribution.worker.TrainFn`); None in product runs."""
         self.library = library
@@ -196,8 +208,9 @@ class Coordinator:
         self.options = options
         self.progress = progress or (lambda line: None)
         self.train_fn = train_fn
-        self.work_dir = Path(options.work_dir).expanduser().absolute() if options.work_dir else \
-            Path(library.root) / WORK_DIR
+        self.work_dir = (
+            Path(options.work_dir).expanduser().absolute() if options.work_dir else Path(library.root) / WORK_DIR
+        )
         self._published_at: float | None = None
         self.published: dict | None = None
         self.clips: dict[str, ClipState] = {e.clip_id: ClipState(e) for e in catalog.entries}
@@ -255,16 +268,22 @@ class Coordinator:
         count, gpus_per_worker = self._cluster_plan()
         count = min(count, max(1, len(self.queue)))
         self.clips_per_worker = self._resolve_clips_per_worker(gpus_per_worker)
-        self._actor_class = remote_trainer(num_gpus=gpus_per_worker, num_cpus=self.options.cpus_per_worker,
-                                           resources=self.options.worker_resources,
-                                           clips_per_worker=self.clips_per_worker)
+        self._actor_class = remote_trainer(
+            num_gpus=gpus_per_worker,
+            num_cpus=self.options.cpus_per_worker,
+            resources=self.options.worker_resources,
+            clips_per_worker=self.clips_per_worker,
+        )
         cache = self._compile_cache_dir()
-        self._pin_cores = (max(1, int(self.options.cpus_per_worker))
-                           if self.options.pin_cpus and gpus_per_worker == 0 else 0)
+        self._pin_cores = (
+            max(1, int(self.options.cpus_per_worker)) if self.options.pin_cpus and gpus_per_worker == 0 else 0
+        )
         self.workers = [self._new_worker(i) for i in range(count)]
         self.worker_load = [0] * count
-        self.progress(f"factory: {count} worker(s), {gpus_per_worker:g} GPU and "
-                      f"{self.options.cpus_per_worker:g} CPU each; compilation cache {cache or '(worker default)'}")
+        self.progress(
+            f"factory: {count} worker(s), {gpus_per_worker:g} GPU and "
+            f"{self.options.cpus_per_worker:g} CPU each; compilation cache {cache or '(worker default)'}"
+        )
 
     def _resolve_clips_per_worker(self, gpus_per_worker: float) -> int:
         """K: the option when given; with `auto` (0), 1 on CPU workers, else the probe's K."""
@@ -275,14 +294,25 @@ class Coordinator:
         from diffmimic.env import length_bucket
         from diffmimic.train import TrainConfig, compile_key
 
-        task = {k: v for k, v in self._task(self.queue[0], 1).items() if k in ("clip_id", "path", "config", "reader_options")}
+        task = {
+            k: v
+            for k, v in self._task(self.queue[0], 1).items()
+            if k in ("clip_id", "path", "config", "reader_options")
+        }
         config = TrainConfig.from_dict(task["config"])
-        cache_key = json.dumps({"config": compile_key(config).to_dict(), "gpus_per_worker": gpus_per_worker,
-                                "cpus_per_worker": self.options.cpus_per_worker,
-                                "resources": self.options.worker_resources or {},
-                                "bucket": length_bucket(int((self.clips[task["clip_id"]].entry.duration_s or 0)
-                                                            * config.env.control_hz) + 1),
-                                "max_slots": self.options.max_clips_per_worker}, sort_keys=True)
+        cache_key = json.dumps(
+            {
+                "config": compile_key(config).to_dict(),
+                "gpus_per_worker": gpus_per_worker,
+                "cpus_per_worker": self.options.cpus_per_worker,
+                "resources": self.options.worker_resources or {},
+                "bucket": length_bucket(
+                    int((self.clips[task["clip_id"]].entry.duration_s or 0) * config.env.control_hz) + 1
+                ),
+                "max_slots": self.options.max_clips_per_worker,
+            },
+            sort_keys=True,
+        )
         cache = self.work_dir / "clips_per_worker.json"
         try:
             known = json.loads(cache.read_text()) if cache.exists() else {}
@@ -290,32 +320,47 @@ class Coordinator:
             known = {}
         if cache_key in known:
             self.slots_probe = {**known[cache_key], "cached": True}
-            self.progress(f"factory: {self.slots_probe['slots']} clips per worker (measured before on "
-                          f"{self.slots_probe['device']}, {cache})")
+            self.progress(
+                f"factory: {self.slots_probe['slots']} clips per worker (measured before on "
+                f"{self.slots_probe['device']}, {cache})"
+            )
             return int(self.slots_probe["slots"])
-        self.progress(f"factory: measuring how many clips a worker trains at once on {gpus_per_worker:g} GPU "
-                      f"(K = 1, 2, 4, ... on {task['clip_id']}; compiles one step per K)")
-        probe = remote_probe(num_gpus=gpus_per_worker, num_cpus=self.options.cpus_per_worker,
-                             resources=self.options.worker_resources)
+        self.progress(
+            f"factory: measuring how many clips a worker trains at once on {gpus_per_worker:g} GPU "
+            f"(K = 1, 2, 4, ... on {task['clip_id']}; compiles one step per K)"
+        )
+        probe = remote_probe(
+            num_gpus=gpus_per_worker, num_cpus=self.options.cpus_per_worker, resources=self.options.worker_resources
+        )
         try:
             self.slots_probe = ray.get(probe.remote(task, self._compile_cache_dir(), self.options.max_clips_per_worker))
         except Exception as err:  # noqa: BLE001 - no measurement: train one clip at a time
-            self.progress(f"factory: the clips-per-worker probe failed ({type(err).__name__}: "
-                          f"{str(err).strip().splitlines()[-1] if str(err).strip() else ''}); 1 clip per worker")
+            self.progress(
+                f"factory: the clips-per-worker probe failed ({type(err).__name__}: "
+                f"{str(err).strip().splitlines()[-1] if str(err).strip() else ''}); 1 clip per worker"
+            )
             self.slots_probe = {"slots": 1, "error": f"{type(err).__name__}: {err}"[:500]}
             return 1
-        curve = ", ".join(f"K={p['slots']}: {p['samples_per_s']:.0f}" for p in self.slots_probe["curve"]
-                          if "samples_per_s" in p)
-        self.progress(f"factory: {self.slots_probe['slots']} clips per worker on {self.slots_probe['device']} "
-                      f"(samples/s {curve})")
+        curve = ", ".join(
+            f"K={p['slots']}: {p['samples_per_s']:.0f}" for p in self.slots_probe["curve"] if "samples_per_s" in p
+        )
+        self.progress(
+            f"factory: {self.slots_probe['slots']} clips per worker on {self.slots_probe['device']} (samples/s {curve})"
+        )
         known[cache_key] = self.slots_probe
         atomic.write_json(cache, known)
         return int(self.slots_probe["slots"])
 
     def _new_worker(self, index: int):
-        return self._actor_class.remote(index, str(self.work_dir), self._compile_cache_dir(),
-                                        self.options.checkpoint_every, self.train_fn, self._pin_cores,
-                                        self.clips_per_worker)
+        return self._actor_class.remote(
+            index,
+            str(self.work_dir),
+            self._compile_cache_dir(),
+            self.options.checkpoint_every,
+            self.train_fn,
+            self._pin_cores,
+            self.clips_per_worker,
+        )
 
     # ------------------------------------------------------------------------------------------
     def _plan(self) -> None:
@@ -323,8 +368,11 @@ class Coordinator:
         ones at once."""
         done = set()
         if not self.options.force:
-            done = {r.clip_id for r in self.library.query(dataset=self.catalog.dataset)
-                    if not (self.options.retry_failed and r.status == "failed")}
+            done = {
+                r.clip_id
+                for r in self.library.query(dataset=self.catalog.dataset)
+                if not (self.options.retry_failed and r.status == "failed")
+            }
         for clip_id, state in self.clips.items():
             if clip_id in done:
                 self.skipped_done += 1
@@ -338,8 +386,13 @@ class Coordinator:
     def _task(self, clip_id: str, attempt: int) -> dict:
         state = self.clips[clip_id]
         config = escalate(self.base_config, attempt)
-        task = {"clip_id": clip_id, "path": state.entry.path, "attempt": attempt, "config": config.to_dict(),
-                "target_pose_error_m": self.options.target_pose_error_m}
+        task = {
+            "clip_id": clip_id,
+            "path": state.entry.path,
+            "attempt": attempt,
+            "config": config.to_dict(),
+            "target_pose_error_m": self.options.target_pose_error_m,
+        }
         if self.catalog.reader_options:  # the spec's BVH joint_map, units, up_axis
             task["reader_options"] = self.catalog.reader_options
         if state.best is not None:  # a warm start from the best attempt so far
@@ -357,8 +410,13 @@ class Coordinator:
         if not self.options.warm_start_similar or self.train_fn is not None:
             return
         result = outcome["result"]
-        self.donors.append({"clip_id": clip_id, "signature": reference_signature(outcome["reference"]),
-                            "policy": ray.put((result.params, result.normaliser))})
+        self.donors.append(
+            {
+                "clip_id": clip_id,
+                "signature": reference_signature(outcome["reference"]),
+                "policy": ray.put((result.params, result.normaliser)),
+            }
+        )
         keep = prune_pool([d["signature"] for d in self.donors], max(1, self.options.donor_pool_size))
         self.donors = [self.donors[i] for i in keep]
 
@@ -371,9 +429,13 @@ class Coordinator:
         compatible = []
         for record in self.library.query(status="converged"):
             config, env = record.config or {}, (record.config or {}).get("env", {})
-            if (tuple(config.get("hidden", ())) == tuple(base.hidden) and record.path is not None
-                    and env.get("observation") == base.env.observation and env.get("action_mode") == base.env.action_mode
-                    and env.get("backend") == base.env.backend):
+            if (
+                tuple(config.get("hidden", ())) == tuple(base.hidden)
+                and record.path is not None
+                and env.get("observation") == base.env.observation
+                and env.get("action_mode") == base.env.action_mode
+                and env.get("backend") == base.env.backend
+            ):
                 compatible.append(record)
         if not compatible:
             return
@@ -390,10 +452,17 @@ class Coordinator:
                 policy = self.library.load_policy(kept[i].clip_id, kept[i].version)
             except Exception:  # noqa: BLE001 - as above
                 continue
-            self.donors.append({"clip_id": kept[i].clip_id, "signature": signatures[i],
-                                "policy": ray.put((policy.params, policy.normaliser))})
-        self._line(f"warm starts: {len(self.donors)} converged library polic{'y' if len(self.donors) == 1 else 'ies'}"
-                   f" can start similar clips")
+            self.donors.append(
+                {
+                    "clip_id": kept[i].clip_id,
+                    "signature": signatures[i],
+                    "policy": ray.put((policy.params, policy.normaliser)),
+                }
+            )
+        self._line(
+            f"warm starts: {len(self.donors)} converged library polic{'y' if len(self.donors) == 1 else 'ies'}"
+            f" can start similar clips"
+        )
 
     def _submit(self) -> None:
         warm_starts = self.options.warm_start_similar and self.train_fn is None  # (as in `run`)
@@ -424,13 +493,24 @@ class Coordinator:
     def _finish(self, state: ClipState, status: str, outcome: dict | None) -> None:
         state.status = status
         self.counts[status] += 1
-        record = {"clip_id": state.entry.clip_id, "status": status, "attempts": state.attempts,
-                  "lost": state.lost, "worker_s": round(state.wall_s, 3), "duration_s": state.entry.duration_s,
-                  "sent_s": state.sent_s, "finished_s": round(time.time() - self.start_time, 3)}
+        record = {
+            "clip_id": state.entry.clip_id,
+            "status": status,
+            "attempts": state.attempts,
+            "lost": state.lost,
+            "worker_s": round(state.wall_s, 3),
+            "duration_s": state.entry.duration_s,
+            "sent_s": state.sent_s,
+            "finished_s": round(time.time() - self.start_time, 3),
+        }
         if outcome is not None:
             metrics = outcome["result"].metrics
-            record.update(pose_error_m=metrics.pose_error_m, fell=bool(metrics.fell),
-                          iterations=outcome["result"].iterations, train_s=outcome["result"].train_s)
+            record.update(
+                pose_error_m=metrics.pose_error_m,
+                fell=bool(metrics.fell),
+                iterations=outcome["result"].iterations,
+                train_s=outcome["result"].train_s,
+            )
             if math.isfinite(metrics.pose_error_m):
                 self.pose_errors.append(metrics.pose_error_m)
         if state.error:
@@ -443,10 +523,16 @@ class Coordinator:
             record["nodes"] = list(state.nodes)
         self.finished_clips.append(record)
         self.publish()
-        self._line(f"{status:<11} {state.entry.clip_id}" + (
-            f"  pose error {record['pose_error_m']:.3f} m{' (fell)' if record['fell'] else ''}  attempts {state.attempts}"
-            f"  {state.wall_s / 60:.1f} worker-min"
-            if outcome is not None else f"  {state.error}"))
+        self._line(
+            f"{status:<11} {state.entry.clip_id}"
+            + (
+                f"  pose error {record['pose_error_m']:.3f} m{' (fell)' if record['fell'] else ''}"
+                f"  attempts {state.attempts}"
+                f"  {state.wall_s / 60:.1f} worker-min"
+                if outcome is not None
+                else f"  {state.error}"
+            )
+        )
 
     def publish(self, force: bool = False) -> None:
         """A snapshot to `options.publish_dir` when one is due (or `force`); a failure to publish is
@@ -462,21 +548,41 @@ class Coordinator:
         try:
             self.published = self._write(publish_snapshot, self.library, self.options.publish_dir)
         except Exception as err:  # noqa: BLE001 - shared storage trouble: said, retried next time
-            self._line(f"snapshot to {self.options.publish_dir} failed ({type(err).__name__}: {err}); "
-                       f"retried at the next one")
+            self._line(
+                f"snapshot to {self.options.publish_dir} failed ({type(err).__name__}: {err}); retried at the next one"
+            )
 
     def _fail(self, state: ClipState, error: str) -> None:
         state.error = error
-        self._write(self.library.put_failure, state.entry.clip_id, error, attempts=max(state.attempts, 1),
-                    source_path=state.entry.path)
+        self._write(
+            self.library.put_failure,
+            state.entry.clip_id,
+            error,
+            attempts=max(state.attempts, 1),
+            source_path=state.entry.path,
+        )
         self._finish(state, "failed", None)
 
     def _store(self, state: ClipState, outcome: dict, status: str) -> None:
         config = escalate(self.base_config, outcome["attempt"])
-        reason = None if status == "converged" else not_converged_reason(
-            outcome["result"].metrics, self.options.target_pose_error_m, config.robust_rollouts)
-        self._write(self.library.put_result, state.entry.clip_id, outcome["result"], config, outcome["reference"],
-                    status=status, attempts=state.attempts, source_path=state.entry.path, reason=reason)
+        reason = (
+            None
+            if status == "converged"
+            else not_converged_reason(
+                outcome["result"].metrics, self.options.target_pose_error_m, config.robust_rollouts
+            )
+        )
+        self._write(
+            self.library.put_result,
+            state.entry.clip_id,
+            outcome["result"],
+            config,
+            outcome["reference"],
+            status=status,
+            attempts=state.attempts,
+            source_path=state.entry.path,
+            reason=reason,
+        )
         self._finish(state, status, outcome)
 
     def _ping(self, index: int) -> None:
@@ -507,17 +613,25 @@ class Coordinator:
         state = self.clips[clip_id]
         try:
             outcome = ray.get(ref)
-        except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
-                ray.exceptions.ObjectLostError, ray.exceptions.OwnerDiedError) as err:
+        except (
+            ray.exceptions.RayActorError,
+            ray.exceptions.WorkerCrashedError,
+            ray.exceptions.ObjectLostError,
+            ray.exceptions.OwnerDiedError,
+        ) as err:
             self._ping(index)
             self.lost_calls += 1
             state.lost += 1
             if state.lost >= self.options.max_lost:
-                self._fail(state, f"its worker died {state.lost} times while training it "
-                                  f"(last: {type(err).__name__}); out of memory?")
+                self._fail(
+                    state,
+                    f"its worker died {state.lost} times while training it "
+                    f"(last: {type(err).__name__}); out of memory?",
+                )
             else:
-                self._line(f"requeued    {clip_id}  (worker {index} died: {type(err).__name__}; "
-                           f"attempt {attempt} not counted)")
+                self._line(
+                    f"requeued    {clip_id}  (worker {index} died: {type(err).__name__}; attempt {attempt} not counted)"
+                )
                 self.queue.appendleft(clip_id)
             return
         except ray.exceptions.RayTaskError as err:  # an exception outside train_clip's own handling
@@ -573,10 +687,12 @@ class Coordinator:
         # A worker trains one clip, or one per slot; the others wait in its queue.
         running = sum(min(load, self.clips_per_worker) for load in self.worker_load)
         queued = len(self.queue) + in_flight - running
-        return (f"done {done}/{total}  converged {self.counts['converged']}  best_effort {self.counts['best_effort']}  "
-                f"failed {self.counts['failed']}  running {running}  queued {queued}  "
-                f"{rate:.1f} clips/h  ETA {_format_duration(eta)}  median pose error {median}"
-                + "".join(f"\n    {line}" for line in self.worker_activity()))
+        return (
+            f"done {done}/{total}  converged {self.counts['converged']}  best_effort {self.counts['best_effort']}  "
+            f"failed {self.counts['failed']}  running {running}  queued {queued}  "
+            f"{rate:.1f} clips/h  ETA {_format_duration(eta)}  median pose error {median}"
+            + "".join(f"\n    {line}" for line in self.worker_activity())
+        )
 
     def worker_activity(self) -> list[str]:
         """One line per busy worker from its status file: the clip, and compiling or the
@@ -600,14 +716,20 @@ class Coordinator:
         clip = str(status.get("clip_id", "?")).rsplit("/", 1)[-1]
         if status["state"] == "compiling":
             waited = f", {(time.time() - status['since']) / 60:.1f} min so far" if status.get("since") else ""
-            what = (f"compiling the train step for length bucket {status.get('bucket', '?')} (minutes the "
-                    f"first time, ~7 on a 2-core CPU; later runs load it from the cache{waited})"
-                    if status.get("first", True) else "starting (train step already compiled)")
+            what = (
+                f"compiling the train step for length bucket {status.get('bucket', '?')} (minutes the "
+                f"first time, ~7 on a 2-core CPU; later runs load it from the cache{waited})"
+                if status.get("first", True)
+                else "starting (train step already compiled)"
+            )
         else:
             fell = status.get("fell_at_s")
-            last = ("" if status.get("pose_error_m") is None else
-                    f", last evaluation {status['pose_error_m']:.3f} m"
-                    + (f", fell at {fell:.1f} s" if fell is not None else ", no fall"))
+            last = (
+                ""
+                if status.get("pose_error_m") is None
+                else f", last evaluation {status['pose_error_m']:.3f} m"
+                + (f", fell at {fell:.1f} s" if fell is not None else ", no fall")
+            )
             what = f"iteration {status.get('iteration', 0)}{last}"
         return f"worker {index}: {clip} attempt {status.get('attempt', '?')}: {what}"
 
@@ -636,8 +758,11 @@ class Coordinator:
             tick = time.perf_counter()
             self._submit()
             self.scheduling_s += time.perf_counter() - tick
-            ready, _ = ray.wait(list(self.inflight) + list(self.pings), num_returns=1,
-                                timeout=max(0.5, min(self.options.progress_every_s, 30.0)))
+            ready, _ = ray.wait(
+                list(self.inflight) + list(self.pings),
+                num_returns=1,
+                timeout=max(0.5, min(self.options.progress_every_s, 30.0)),
+            )
             tick = time.perf_counter()
             library_before = self.library_s
             for ref in ready:
@@ -663,18 +788,28 @@ class Coordinator:
         elapsed = time.time() - self.start_time
         done = sum(self.counts.values())
         return {
-            "dataset": self.catalog.dataset, "library": str(self.library.root),
-            "target_pose_error_m": self.options.target_pose_error_m, "max_attempts": self.options.max_attempts,
-            "clips_in_catalog": len(self.catalog.entries), "skipped_by_spec": len(self.catalog.skipped),
-            "skipped_done": self.skipped_done, "written": done, "counts": dict(self.counts),
-            "elapsed_s": round(elapsed, 3), "clips_per_hour": round(done / max(elapsed, 1e-9) * 3600, 2),
+            "dataset": self.catalog.dataset,
+            "library": str(self.library.root),
+            "target_pose_error_m": self.options.target_pose_error_m,
+            "max_attempts": self.options.max_attempts,
+            "clips_in_catalog": len(self.catalog.entries),
+            "skipped_by_spec": len(self.catalog.skipped),
+            "skipped_done": self.skipped_done,
+            "written": done,
+            "counts": dict(self.counts),
+            "elapsed_s": round(elapsed, 3),
+            "clips_per_hour": round(done / max(elapsed, 1e-9) * 3600, 2),
             "median_pose_error_m": statistics.median(self.pose_errors) if self.pose_errors else None,
-            "lost_calls": self.lost_calls, "workers": len(self.workers),
+            "lost_calls": self.lost_calls,
+            "workers": len(self.workers),
             "worker_counters": {str(k): v for k, v in sorted(self.worker_counters.items())},
-            "clips_per_worker": self.clips_per_worker, "clips_per_worker_probe": self.slots_probe,
-            "scheduling_s": round(self.scheduling_s, 4), "library_write_s": round(self.library_s, 4),
+            "clips_per_worker": self.clips_per_worker,
+            "clips_per_worker_probe": self.slots_probe,
+            "scheduling_s": round(self.scheduling_s, 4),
+            "library_write_s": round(self.library_s, 4),
             "driver_peak_rss_mb": round(driver_rss_mb(), 1),
-            "work_dir": str(self.work_dir), "snapshot": self.published,
+            "work_dir": str(self.work_dir),
+            "snapshot": self.published,
             "clips": self.finished_clips,
         }
 

@@ -23,10 +23,15 @@ class LockHeld(RuntimeError):
 
     def __init__(self, path: Path, holder: dict):
         self.path, self.holder = path, holder
-        who = (f"host {holder.get('host', '?')}, pid {holder.get('pid', '?')}, since {holder.get('since', '?')}"
-               if holder else "a process that has not written its name yet")
-        super().__init__(f"{path.parent.parent}: another coordinator is running on this library ({who}); "
-                         f"wait for it or stop it (the lock goes with its process)")
+        who = (
+            f"host {holder.get('host', '?')}, pid {holder.get('pid', '?')}, since {holder.get('since', '?')}"
+            if holder
+            else "a process that has not written its name yet"
+        )
+        super().__init__(
+            f"{path.parent.parent}: another coordinator is running on this library ({who}); "
+            f"wait for it or stop it (the lock goes with its process)"
+        )
 
 
 class CoordinatorLock:

@@ -54,9 +54,16 @@ def _write_json(path: Path, data: dict, durable: bool = True) -> None:
 class ClipTrainer:
     """Trains one clip per `train_clip` call. Run as a Ray actor (`remote_trainer`)."""
 
-    def __init__(self, index: int, work_dir: str, compile_cache_dir: str | None = None,
-                 checkpoint_every: int = 50, train_fn: TrainFn | None = None, pin_cores: int = 0,
-                 clips_per_worker: int = 1):
+    def __init__(
+        self,
+        index: int,
+        work_dir: str,
+        compile_cache_dir: str | None = None,
+        checkpoint_every: int = 50,
+        train_fn: TrainFn | None = None,
+        pin_cores: int = 0,
+        clips_per_worker: int = 1,
+    ):
         # Pinned before JAX starts its thread pools, which then inherit the cores.
         self.cores, self._core_locks = claim_cores(pin_cores) if pin_cores else ([], [])
         from diffmimic.compile import use_cpu_cores
@@ -94,11 +101,18 @@ class ClipTrainer:
         """Who this worker is: pid, host, JAX devices, the compilation cache, counters."""
         import jax
 
-        return {"index": self.index, "pid": os.getpid(), "host": socket.gethostname(),
-                "devices": [str(d) for d in jax.devices()], "cache_dir": self.cache_dir,
-                "gpu_ids": [str(g) for g in ray.get_gpu_ids()], "cores": list(self.cores),
-                "gpu_memory_fraction": os.environ.get("XLA_PYTHON_CLIENT_MEM_FRACTION"),
-                "affinity": sorted(os.sched_getaffinity(0)), **self.counters()}
+        return {
+            "index": self.index,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "devices": [str(d) for d in jax.devices()],
+            "cache_dir": self.cache_dir,
+            "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
+            "cores": list(self.cores),
+            "gpu_memory_fraction": os.environ.get("XLA_PYTHON_CLIENT_MEM_FRACTION"),
+            "affinity": sorted(os.sched_getaffinity(0)),
+            **self.counters(),
+        }
 
     def counters(self) -> dict:
         """Clips trained, compiles (train-step traces: a compile or a persistent-cache load) and
@@ -109,10 +123,17 @@ class ClipTrainer:
         for key in list(self.compile_keys):
             traces += _compiled_functions(*key).trace_counts["train_step"]
             batch_traces += _compiled_functions(*key).trace_counts["train_step_batch"]
-        return {"clips": self.clips, "train_step_compiles": traces, "train_step_batch_compiles": batch_traces,
-                "clips_per_worker": self.clips_per_worker, "compile_keys": len(self.compile_keys),
-                "cores": list(self.cores), "cpu_devices": self.cpu_devices,
-                "idle_s": round(self.idle_s, 3), "alive_s": round(time.time() - self.started_at, 3)}
+        return {
+            "clips": self.clips,
+            "train_step_compiles": traces,
+            "train_step_batch_compiles": batch_traces,
+            "clips_per_worker": self.clips_per_worker,
+            "compile_keys": len(self.compile_keys),
+            "cores": list(self.cores),
+            "cpu_devices": self.cpu_devices,
+            "idle_s": round(self.idle_s, 3),
+            "alive_s": round(time.time() - self.started_at, 3),
+        }
 
     def _status(self, data: dict, clip_id: str | None = None) -> None:
         """Writes what the worker does; with K slots, the list of slots, after setting `clip_id`'s
@@ -127,8 +148,11 @@ class ClipTrainer:
                 slots = list(self._slots_status.values())
             data = {"state": "training" if slots else "idle", "slots": slots}
         try:
-            _write_json(self.status_file, {"index": self.index, "pid": os.getpid(), "host": socket.gethostname(),
-                                           "time": time.time(), **data}, durable=False)  # no fsync per evaluation
+            _write_json(
+                self.status_file,
+                {"index": self.index, "pid": os.getpid(), "host": socket.gethostname(), "time": time.time(), **data},
+                durable=False,
+            )  # no fsync per evaluation
         except OSError:
             pass  # the live view is best effort
 
@@ -146,13 +170,22 @@ class ClipTrainer:
         begin = time.time()
         if self.last_end is not None:
             self.idle_s += begin - self.last_end
-        out = {"clip_id": task["clip_id"], "attempt": task["attempt"], "worker": self.index,
-               "host": socket.gethostname(), "pid": os.getpid(), "resumed_from": 0,
-               "init_from": task.get("init_from"),
-               "node_id": ray.get_runtime_context().get_node_id(), "gpu_ids": [str(g) for g in ray.get_gpu_ids()]}
+        out = {
+            "clip_id": task["clip_id"],
+            "attempt": task["attempt"],
+            "worker": self.index,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "resumed_from": 0,
+            "init_from": task.get("init_from"),
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
+        }
         config = TrainConfig.from_dict(task["config"])
-        self._status({"state": "training", "clip_id": task["clip_id"], "attempt": task["attempt"], "iteration": 0},
-                     task["clip_id"])
+        self._status(
+            {"state": "training", "clip_id": task["clip_id"], "attempt": task["attempt"], "iteration": 0},
+            task["clip_id"],
+        )
         try:
             if self.train_fn is not None:
                 reference, result = self.train_fn(task, config)
@@ -175,21 +208,24 @@ class ClipTrainer:
             self.clips += 1
         out["timing"] = {"started_at": begin, "finished_at": end, "wall_s": end - begin, "load_s": load_s}
         out["counters"] = self.counters()
-        self._status(None if self.clips_per_worker > 1 else {"state": "idle", "last_clip": task["clip_id"]},
-                     task["clip_id"])
+        self._status(
+            None if self.clips_per_worker > 1 else {"state": "idle", "last_clip": task["clip_id"]}, task["clip_id"]
+        )
         return out
 
     def _train(self, task: dict, config):
-        from diffmimic.mocap.retarget import load_reference
-        from diffmimic.train import compile_key, train
-
         from diffmimic.mocap.motion import retry_transient
-
-        from diffmimic.train import simulated_character, simulated_character_config
+        from diffmimic.mocap.retarget import load_reference
+        from diffmimic.train import compile_key, simulated_character, simulated_character_config, train
 
         start = time.time()
-        reference = retry_transient(load_reference, task["path"], fps=config.env.control_hz,
-                                    character=simulated_character(config), reader_options=task.get("reader_options"))
+        reference = retry_transient(
+            load_reference,
+            task["path"],
+            fps=config.env.control_hz,
+            character=simulated_character(config),
+            reader_options=task.get("reader_options"),
+        )
         load_s = time.time() - start
 
         # The key of `compiled_functions`' cache: the counters read its trace counts.
@@ -203,13 +239,29 @@ class ClipTrainer:
 
         def on_checkpoint(snapshot) -> None:
             self._save_snapshot(key, snapshot)
-            self._status({"state": "training", "clip_id": task["clip_id"], "attempt": task["attempt"],
-                          "iteration": int(snapshot.state.iteration), "checkpointed": True}, task["clip_id"])
+            self._status(
+                {
+                    "state": "training",
+                    "clip_id": task["clip_id"],
+                    "attempt": task["attempt"],
+                    "iteration": int(snapshot.state.iteration),
+                    "checkpointed": True,
+                },
+                task["clip_id"],
+            )
 
         def on_evaluation(record: dict) -> None:
-            self._status({"state": "training", "clip_id": task["clip_id"], "attempt": task["attempt"],
-                          "iteration": record["iteration"], "pose_error_m": record["pose_error_m"],
-                          "fell_at_s": record["fell_at_s"]}, task["clip_id"])
+            self._status(
+                {
+                    "state": "training",
+                    "clip_id": task["clip_id"],
+                    "attempt": task["attempt"],
+                    "iteration": record["iteration"],
+                    "pose_error_m": record["pose_error_m"],
+                    "fell_at_s": record["fell_at_s"],
+                },
+                task["clip_id"],
+            )
 
         # Until the first evaluation the step is being compiled (or loaded from the cache), the
         # first time in this process for this config and length bucket.
@@ -217,12 +269,26 @@ class ClipTrainer:
         from diffmimic.train import compiled_functions
 
         counter = "train_step" if self.clips_per_worker == 1 else "train_step_batch"
-        self._status({"state": "compiling", "clip_id": task["clip_id"], "attempt": task["attempt"], "iteration": 0,
-                      "bucket": length_bucket(reference.num_frames), "since": time.time(),
-                      "first": compiled_functions(config).trace_counts[counter] == 0}, task["clip_id"])
-        arguments = dict(stop_at_pose_error_m=task.get("target_pose_error_m"), checkpoint_every=self.checkpoint_every,
-                         on_checkpoint=on_checkpoint, resume=resume, init_policy=init_policy,
-                         on_evaluation=on_evaluation)
+        self._status(
+            {
+                "state": "compiling",
+                "clip_id": task["clip_id"],
+                "attempt": task["attempt"],
+                "iteration": 0,
+                "bucket": length_bucket(reference.num_frames),
+                "since": time.time(),
+                "first": compiled_functions(config).trace_counts[counter] == 0,
+            },
+            task["clip_id"],
+        )
+        arguments = dict(
+            stop_at_pose_error_m=task.get("target_pose_error_m"),
+            checkpoint_every=self.checkpoint_every,
+            on_checkpoint=on_checkpoint,
+            resume=resume,
+            init_policy=init_policy,
+            on_evaluation=on_evaluation,
+        )
         if self.clips_per_worker > 1:
             from diffmimic.multiclip import ClipTask
 
@@ -302,8 +368,9 @@ class ClipTrainer:
         ((its clip, distance)), or (None, None) when none is near enough."""
         from diffmimic.warmstart import MAX_DONOR_DISTANCE_M, nearest_donor, reference_signature
 
-        donor, distance = nearest_donor(reference_signature(reference), task["donors"],
-                                        task.get("max_donor_distance_m", MAX_DONOR_DISTANCE_M))
+        donor, distance = nearest_donor(
+            reference_signature(reference), task["donors"], task.get("max_donor_distance_m", MAX_DONOR_DISTANCE_M)
+        )
         if donor is None:
             return None, None
         return ray.get(donor["policy"]), (f"similar clip {donor['clip_id']}", distance)
@@ -312,13 +379,19 @@ class ClipTrainer:
     def _save_snapshot(self, key: str, snapshot) -> None:
         from flax import serialization
 
-        tree = {"state": snapshot.state, "best_params": snapshot.best_params,
-                "best_normaliser": snapshot.best_normaliser}
-        meta = {"best_metrics": snapshot.best_metrics.to_dict(per_frame=True),
-                "initial_metrics": snapshot.initial_metrics.to_dict(per_frame=True),
-                "last_metrics": None if snapshot.last_metrics is None else snapshot.last_metrics.to_dict(per_frame=True),
-                "history": snapshot.history, "train_s": snapshot.train_s,
-                "iteration": int(snapshot.state.iteration)}
+        tree = {
+            "state": snapshot.state,
+            "best_params": snapshot.best_params,
+            "best_normaliser": snapshot.best_normaliser,
+        }
+        meta = {
+            "best_metrics": snapshot.best_metrics.to_dict(per_frame=True),
+            "initial_metrics": snapshot.initial_metrics.to_dict(per_frame=True),
+            "last_metrics": None if snapshot.last_metrics is None else snapshot.last_metrics.to_dict(per_frame=True),
+            "history": snapshot.history,
+            "train_s": snapshot.train_s,
+            "iteration": int(snapshot.state.iteration),
+        }
         data = self.checkpoint_dir / f"{key}.msgpack"
         atomic.write_bytes(data, serialization.to_bytes(tree))
         # The JSON is written last and names the iteration of the state: a reader that finds both
@@ -338,8 +411,11 @@ class ClipTrainer:
         try:
             meta = json.loads(meta_file.read_text())
             template_state = compiled_functions(config).init(jax.random.PRNGKey(config.seed), config.iterations)
-            template = {"state": template_state, "best_params": template_state.params,
-                        "best_normaliser": template_state.normaliser}
+            template = {
+                "state": template_state,
+                "best_params": template_state.params,
+                "best_normaliser": template_state.normaliser,
+            }
             tree = serialization.from_bytes(template, data.read_bytes())
             if int(tree["state"].iteration) != meta["iteration"]:
                 return None  # killed between the two writes: start the attempt afresh
@@ -350,11 +426,16 @@ class ClipTrainer:
                     d[name] = tuple(d.get(name, ()))
                 return EvalMetrics(**d)
 
-            return TrainSnapshot(state=tree["state"], best_params=tree["best_params"],
-                                 best_normaliser=tree["best_normaliser"], best_metrics=metrics(meta["best_metrics"]),
-                                 initial_metrics=metrics(meta["initial_metrics"]), history=meta["history"],
-                                 train_s=float(meta["train_s"]),
-                                 last_metrics=metrics(meta["last_metrics"]) if meta.get("last_metrics") else None)
+            return TrainSnapshot(
+                state=tree["state"],
+                best_params=tree["best_params"],
+                best_normaliser=tree["best_normaliser"],
+                best_metrics=metrics(meta["best_metrics"]),
+                initial_metrics=metrics(meta["initial_metrics"]),
+                history=meta["history"],
+                train_s=float(meta["train_s"]),
+                last_metrics=metrics(meta["last_metrics"]) if meta.get("last_metrics") else None,
+            )
         except Exception:  # noqa: BLE001 - a bad scratch checkpoint only costs the iterations it held
             return None
 
@@ -363,8 +444,9 @@ def _to_numpy(result):
     """The TrainResult with its arrays on the host, so it travels to the coordinator as numpy."""
     import jax
 
-    return dataclasses.replace(result, params=jax.device_get(result.params),
-                               normaliser=jax.device_get(result.normaliser))
+    return dataclasses.replace(
+        result, params=jax.device_get(result.params), normaliser=jax.device_get(result.normaliser)
+    )
 
 
 def gpu_memory_env(num_gpus: float) -> dict[str, str]:
@@ -382,8 +464,13 @@ def _gpu_options(num_gpus: float) -> dict:
     return {"runtime_env": {"env_vars": env}} if env else {}
 
 
-def remote_trainer(num_gpus: float = 0.0, num_cpus: float = 1.0, max_restarts: int = -1,
-                   resources: dict | None = None, clips_per_worker: int = 1):
+def remote_trainer(
+    num_gpus: float = 0.0,
+    num_cpus: float = 1.0,
+    max_restarts: int = -1,
+    resources: dict | None = None,
+    clips_per_worker: int = 1,
+):
     """The Ray actor class of `ClipTrainer` with its resources.
 
     An actor that dies is restarted by Ray (`max_restarts`, -1: always); its in-flight calls fail
@@ -391,9 +478,15 @@ def remote_trainer(num_gpus: float = 0.0, num_cpus: float = 1.0, max_restarts: i
     it is a threaded actor: K `train_clip` calls run at once (their clips share the batching
     thread's compiled step), with room beside them for `counters` pings."""
     concurrency = {} if clips_per_worker <= 1 else {"max_concurrency": int(clips_per_worker) + 2}
-    return ray.remote(ClipTrainer).options(num_gpus=num_gpus, num_cpus=num_cpus, max_restarts=max_restarts,
-                                           max_task_retries=0, resources=resources or None, **concurrency,
-                                           **_gpu_options(num_gpus))
+    return ray.remote(ClipTrainer).options(
+        num_gpus=num_gpus,
+        num_cpus=num_cpus,
+        max_restarts=max_restarts,
+        max_task_retries=0,
+        resources=resources or None,
+        **concurrency,
+        **_gpu_options(num_gpus),
+    )
 
 
 def probe_clips_per_worker(task: dict, compile_cache_dir: str | None = None, max_slots: int = 64) -> dict:
@@ -409,8 +502,13 @@ def probe_clips_per_worker(task: dict, compile_cache_dir: str | None = None, max
 
     enable_compilation_cache(compile_cache_dir)  # the chosen K's compile is then the workers' to load
     config = TrainConfig.from_dict(task["config"])
-    reference = retry_transient(load_reference, task["path"], fps=config.env.control_hz,
-                                character=simulated_character(config), reader_options=task.get("reader_options"))
+    reference = retry_transient(
+        load_reference,
+        task["path"],
+        fps=config.env.control_hz,
+        character=simulated_character(config),
+        reader_options=task.get("reader_options"),
+    )
     slots, curve = measure_slots(config, reference, max_slots=max_slots)
     return {"slots": slots, "curve": curve, "device": str(jax.devices()[0].device_kind), "clip_id": task["clip_id"]}
 
@@ -418,5 +516,11 @@ def probe_clips_per_worker(task: dict, compile_cache_dir: str | None = None, max
 def remote_probe(num_gpus: float = 0.0, num_cpus: float = 1.0, resources: dict | None = None):
     """`probe_clips_per_worker` as a Ray task on a worker's resources, in a process of its own
     that exits after it (`max_calls=1`), so the device memory it used is free for the workers."""
-    return ray.remote(num_gpus=num_gpus, num_cpus=num_cpus, max_calls=1, max_retries=0,
-                      resources=resources or None, **_gpu_options(num_gpus))(probe_clips_per_worker)
+    return ray.remote(
+        num_gpus=num_gpus,
+        num_cpus=num_cpus,
+        max_calls=1,
+        max_retries=0,
+        resources=resources or None,
+        **_gpu_options(num_gpus),
+    )(probe_clips_per_worker)

@@ -39,19 +39,57 @@ No pickle anywhere: parameters through Orbax, references as npz without objects,
 JSON and SQLite.
 """
 
-from factory.library.files import (DEFAULT_ROOT, check_clip_id, clip_id_for, current_code_version, default_root,
-                                   sha256_file)
-from factory.library.index import (BUSY_TIMEOUT_S, INDEX_FILE, MIGRATIONS, POLICIES_DIR, STAGING_DIR, STATUSES,
-                                   AmbiguousNameError, LibraryError, NotALibraryError, PolicyRecord,
-                                   UnknownNameError, schema_version)
+from factory.library.files import (
+    DEFAULT_ROOT,
+    check_clip_id,
+    clip_id_for,
+    current_code_version,
+    default_root,
+    sha256_file,
+)
+from factory.library.index import (
+    BUSY_TIMEOUT_S,
+    INDEX_FILE,
+    MIGRATIONS,
+    POLICIES_DIR,
+    STAGING_DIR,
+    STATUSES,
+    AmbiguousNameError,
+    LibraryError,
+    NotALibraryError,
+    PolicyRecord,
+    UnknownNameError,
+    schema_version,
+)
 from factory.library.runtime import Policy, character_config_from_dict, character_dict, load_policy_directory
 from factory.library.snapshot import publish_snapshot
 from factory.library.store import PUT_HOOKS, PolicyLibrary, VerifyReport
 
 __all__ = [
-    "AmbiguousNameError", "BUSY_TIMEOUT_S", "DEFAULT_ROOT", "INDEX_FILE", "LibraryError", "MIGRATIONS",
-    "NotALibraryError", "POLICIES_DIR", "PUT_HOOKS", "Policy", "PolicyLibrary", "PolicyRecord", "STAGING_DIR",
-    "STATUSES", "UnknownNameError", "VerifyReport", "character_config_from_dict", "character_dict",
-    "check_clip_id", "clip_id_for", "current_code_version", "default_root", "load_policy_directory",
-    "publish_snapshot", "schema_version", "sha256_file",
+    "AmbiguousNameError",
+    "BUSY_TIMEOUT_S",
+    "DEFAULT_ROOT",
+    "INDEX_FILE",
+    "LibraryError",
+    "MIGRATIONS",
+    "NotALibraryError",
+    "POLICIES_DIR",
+    "PUT_HOOKS",
+    "Policy",
+    "PolicyLibrary",
+    "PolicyRecord",
+    "STAGING_DIR",
+    "STATUSES",
+    "UnknownNameError",
+    "VerifyReport",
+    "character_config_from_dict",
+    "character_dict",
+    "check_clip_id",
+    "clip_id_for",
+    "current_code_version",
+    "default_root",
+    "load_policy_directory",
+    "publish_snapshot",
+    "schema_version",
+    "sha256_file",
 ]

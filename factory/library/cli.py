@@ -10,13 +10,13 @@ from typing import Sequence
 
 from factory.library import snapshot
 from factory.library.files import default_root
-from factory.library.index import LibraryError, STATUSES
+from factory.library.index import STATUSES, LibraryError
 from factory.library.runtime import character_dict
 from factory.library.store import PolicyLibrary
 
-
 # --------------------------------------------------------------------------------------------
 # Command line.
+
 
 def _fmt(value, spec: str = "") -> str:
     if value is None:
@@ -34,15 +34,28 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def _cmd_list(library: PolicyLibrary, args) -> int:
-    records = library.query(dataset=args.dataset, status=args.status, name_glob=args.glob,
-                            all_versions=args.all_versions)
+    records = library.query(
+        dataset=args.dataset, status=args.status, name_glob=args.glob, all_versions=args.all_versions
+    )
     if args.json:
         print(json.dumps([r.to_dict(history=False) for r in records], indent=2))
         return 0
-    rows = [[r.clip_id, str(r.version), r.status, _fmt(r.pose_error_m, ".4f"), _fmt(r.fell), _robust_cell(r),
-             _fmt(r.frames), _fmt(r.duration_s, ".2f"), str(r.attempts), r.created_at[:19]] for r in records]
-    print(_table(rows, ["clip", "ver", "status", "pose_err_m", "fell", "robust", "frames", "secs", "tries",
-                        "created"]))
+    rows = [
+        [
+            r.clip_id,
+            str(r.version),
+            r.status,
+            _fmt(r.pose_error_m, ".4f"),
+            _fmt(r.fell),
+            _robust_cell(r),
+            _fmt(r.frames),
+            _fmt(r.duration_s, ".2f"),
+            str(r.attempts),
+            r.created_at[:19],
+        ]
+        for r in records
+    ]
+    print(_table(rows, ["clip", "ver", "status", "pose_err_m", "fell", "robust", "frames", "secs", "tries", "created"]))
     print(f"{len(records)} clip(s)" + (" (all versions)" if args.all_versions else ""))
     return 0
 
@@ -61,9 +74,11 @@ def _cmd_robustness(library: PolicyLibrary, args) -> int:
         print(json.dumps(data, indent=2))
         return 0
     falls = ", ".join(f"{t:.2f} s" for t in result.fell_at_s) or "none"
-    print(f"{policy.record.ref}: {result.survived}/{result.rollouts} perturbed and pushed rollouts without a fall "
-          f"({'passes' if result.passed else 'fails'} {result.min_survival:.0%}); falls at: {falls}; "
-          f"median pose error {data['median_pose_error_m']:.4f} m")
+    print(
+        f"{policy.record.ref}: {result.survived}/{result.rollouts} perturbed and pushed rollouts without a fall "
+        f"({'passes' if result.passed else 'fails'} {result.min_survival:.0%}); falls at: {falls}; "
+        f"median pose error {data['median_pose_error_m']:.4f} m"
+    )
     return 0
 
 
@@ -78,17 +93,28 @@ def _cmd_transitions(library: PolicyLibrary, args) -> int:
         print(json.dumps([t.to_dict() for t in best.values()], indent=2))
         return 0
     if not best:
-        print(f"{clip}: no transitions simulated yet; build them with `python -m factory.compose --library "
-              f"{library.root} --transitions --out edges.json`")
+        print(
+            f"{clip}: no transitions simulated yet; build them with `python -m factory.compose --library "
+            f"{library.root} --transitions --out edges.json`"
+        )
         return 0
-    rows = [[library.get(t.from_clip if args.into else t.to_clip).name, "yes" if t.survived else "no",
-             str(t.exit_frame), str(t.entry_frame), f"{t.cost_m:.3f}",
-             "-" if t.fell_at_s is None else f"{t.fell_at_s:.2f}"]
-            for t in sorted(best.values(), key=lambda t: (not t.survived, t.cost_m))]
+    rows = [
+        [
+            library.get(t.from_clip if args.into else t.to_clip).name,
+            "yes" if t.survived else "no",
+            str(t.exit_frame),
+            str(t.entry_frame),
+            f"{t.cost_m:.3f}",
+            "-" if t.fell_at_s is None else f"{t.fell_at_s:.2f}",
+        ]
+        for t in sorted(best.values(), key=lambda t: (not t.survived, t.cost_m))
+    ]
     print(_table(rows, ["from" if args.into else "to", "survives", "exit", "entry", "cost_m", "fell_at_s"]))
     ok = sum(t.survived for t in best.values())
-    print(f"{ok}/{len(best)} hand-overs {'into' if args.into else 'out of'} {clip} survive "
-          f"(simulated, {next(iter(best.values())).window_s:g} s after the switch)")
+    print(
+        f"{ok}/{len(best)} hand-overs {'into' if args.into else 'out of'} {clip} survive "
+        f"(simulated, {next(iter(best.values())).window_s:g} s after the switch)"
+    )
     return 0
 
 
@@ -96,9 +122,17 @@ def _cmd_show(library: PolicyLibrary, args) -> int:
     record = library.get(args.name, args.version)
     files = library.files(record) if record.path else {}
     if args.json:
-        print(json.dumps({**record.to_dict(), "directory": str(library.root / record.path) if record.path else None,
-                          "files": {k: {"size": s, "sha256": d} for k, (s, d) in files.items()},
-                          "versions": [r.version for r in library.versions(record.clip_id)]}, indent=2))
+        print(
+            json.dumps(
+                {
+                    **record.to_dict(),
+                    "directory": str(library.root / record.path) if record.path else None,
+                    "files": {k: {"size": s, "sha256": d} for k, (s, d) in files.items()},
+                    "versions": [r.version for r in library.versions(record.clip_id)],
+                },
+                indent=2,
+            )
+        )
         return 0
     data = record.to_dict(history=False)
     for key in ("config", "character"):
@@ -115,9 +149,18 @@ def _cmd_show(library: PolicyLibrary, args) -> int:
     history = record.history or []
     print(f"history ({len(history)} evaluations)")
     if history:
-        rows = [[_fmt(h.get("iteration")), _fmt(h.get("loss"), ".5f"), _fmt(h.get("pose_error_m"), ".4f"),
-                 _fmt(h.get("replay_rate"), ".2f"), _fmt(h.get("fell")), _fmt(h.get("samples")),
-                 _fmt(h.get("train_s"), ".1f")] for h in history]
+        rows = [
+            [
+                _fmt(h.get("iteration")),
+                _fmt(h.get("loss"), ".5f"),
+                _fmt(h.get("pose_error_m"), ".4f"),
+                _fmt(h.get("replay_rate"), ".2f"),
+                _fmt(h.get("fell")),
+                _fmt(h.get("samples")),
+                _fmt(h.get("train_s"), ".1f"),
+            ]
+            for h in history
+        ]
         print(_table(rows, ["iter", "loss", "pose_err_m", "replay", "fell", "samples", "train_s"]))
     return 0
 
@@ -126,18 +169,28 @@ def _cmd_rollout(library: PolicyLibrary, args) -> int:
     policy = library.load_policy(args.name, args.version)
     last = policy.reference.num_frames - 2  # a rollout needs at least one step inside the clip
     if not 0 <= args.start_frame <= last:
-        raise LibraryError(f"{policy.record.ref}: --start-frame {args.start_frame} is outside the clip "
-                           f"(frames 0..{last} can start a rollout)")
+        raise LibraryError(
+            f"{policy.record.ref}: --start-frame {args.start_frame} is outside the clip "
+            f"(frames 0..{last} can start a rollout)"
+        )
     if args.seconds is not None and not args.seconds > 0:
         raise LibraryError(f"--seconds must be positive, got {args.seconds}")
     trajectory = policy.rollout(seconds=args.seconds, start_frame=args.start_frame)
-    out = trajectory.save(args.out, meta={"title": f"{policy.record.clip_id} v{policy.record.version}",
-                                          "kind": "rollout", "character": character_dict(policy.character_config)})
+    out = trajectory.save(
+        args.out,
+        meta={
+            "title": f"{policy.record.clip_id} v{policy.record.version}",
+            "kind": "rollout",
+            "character": character_dict(policy.character_config),
+        },
+    )
     m = trajectory.metrics
     fell = f"yes, at {m.fell_at_s:.2f} s" if m.fell else "no"
-    print(f"{policy.record.ref}: {trajectory.steps} steps ({trajectory.seconds:.2f} s) from frame "
-          f"{args.start_frame}: pose error {m.pose_error_m:.4f} m, worst 5% {m.absurdity['worst_5pct']:.4f} m, "
-          f"fell: {fell}; wrote {out}")
+    print(
+        f"{policy.record.ref}: {trajectory.steps} steps ({trajectory.seconds:.2f} s) from frame "
+        f"{args.start_frame}: pose error {m.pose_error_m:.4f} m, worst 5% {m.absurdity['worst_5pct']:.4f} m, "
+        f"fell: {fell}; wrote {out}"
+    )
     return 0
 
 
@@ -208,8 +261,14 @@ def _cmd_report(library: PolicyLibrary, args) -> int:
         from diffmimic.train import enable_compilation_cache
 
         enable_compilation_cache()
-    path = write_library_report(library, args.out, dataset=args.dataset, renders=renders,
-                                render_seconds=args.seconds, progress=lambda line: print(line, flush=True))
+    path = write_library_report(
+        library,
+        args.out,
+        dataset=args.dataset,
+        renders=renders,
+        render_seconds=args.seconds,
+        progress=lambda line: print(line, flush=True),
+    )
     print(f"wrote {path}")
     return 0
 
@@ -228,8 +287,9 @@ def _cmd_verify(library: PolicyLibrary, args) -> int:
     if args.remove_leftovers and report.leftovers:
         for path in library.remove_leftovers():
             print(f"removed {path.relative_to(library.root)}")
-    print(f"{report.checked} checkpoint(s) checked: {len(report.broken)} problem(s), "
-          f"{len(report.leftovers)} leftover(s)")
+    print(
+        f"{report.checked} checkpoint(s) checked: {len(report.broken)} problem(s), {len(report.leftovers)} leftover(s)"
+    )
     return 0 if report.ok else 1
 
 
@@ -255,17 +315,23 @@ def _cmd_put(library: PolicyLibrary, args) -> int:
 
 def _cmd_publish(library: PolicyLibrary, args) -> int:
     info = snapshot.publish_snapshot(library, args.dir)
-    print(f"published {info['rows']} rows to {Path(args.dir).expanduser().absolute()} "
-          f"({info['version_directories_copied']} new version directories, {info['seconds']:.1f} s); "
-          f"readers: python -m factory.library --library {args.dir} list")
+    print(
+        f"published {info['rows']} rows to {Path(args.dir).expanduser().absolute()} "
+        f"({info['version_directories_copied']} new version directories, {info['seconds']:.1f} s); "
+        f"readers: python -m factory.library --library {args.dir} list"
+    )
     return 0
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m factory.library", description=__doc__.splitlines()[0])
-    parser.add_argument("--library", "--root", dest="root", default=default_root(),
-                        help="the library directory (default $DIFFMIMIC_LIBRARY or ~/diffmimic-library; "
-                             "--root is the old spelling)")
+    parser.add_argument(
+        "--library",
+        "--root",
+        dest="root",
+        default=default_root(),
+        help="the library directory (default $DIFFMIMIC_LIBRARY or ~/diffmimic-library; --root is the old spelling)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("list", help="clips in the library (newest version of each)")
@@ -276,9 +342,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=_cmd_list)
 
-    for command, help_text, run in (("show", "one clip's row, metric history and paths", _cmd_show),
-                                    ("rollout", "simulate a policy and save the trajectory", _cmd_rollout),
-                                    ("export", "copy one policy into a self-contained directory", _cmd_export)):
+    for command, help_text, run in (
+        ("show", "one clip's row, metric history and paths", _cmd_show),
+        ("rollout", "simulate a policy and save the trajectory", _cmd_rollout),
+        ("export", "copy one policy into a self-contained directory", _cmd_export),
+    ):
         p = commands.add_parser(command, help=help_text)
         p.add_argument("name", help="clip id or unique short name")
         p.add_argument("--version", type=int, help="default: the newest")
@@ -292,8 +360,11 @@ def _parser() -> argparse.ArgumentParser:
         else:
             p.add_argument("dir", help="target directory (new or empty)")
 
-    p = commands.add_parser("robustness", help="roll a policy out from perturbed starts, each pushed once, and "
-                                               "count the falls (the check convergence requires)")
+    p = commands.add_parser(
+        "robustness",
+        help="roll a policy out from perturbed starts, each pushed once, and "
+        "count the falls (the check convergence requires)",
+    )
     p.add_argument("name", help="clip id or unique short name")
     p.add_argument("--version", type=int, help="default: the newest")
     p.add_argument("--rollouts", type=int, help="default: the policy's config (robust_rollouts)")
@@ -302,15 +373,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=_cmd_robustness)
 
-    p = commands.add_parser("transitions", help="where a policy can hand over to (simulated hand-overs of the "
-                                                "transition graph)")
+    p = commands.add_parser(
+        "transitions", help="where a policy can hand over to (simulated hand-overs of the transition graph)"
+    )
     p.add_argument("name", help="clip id or unique short name")
     p.add_argument("--into", action="store_true", help="the hand-overs into NAME instead of out of it")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=_cmd_transitions)
 
-    p = commands.add_parser("render", help="draw a policy (or a trajectory .npz) beside its reference: "
-                                           "HTML viewer, GIF or MP4")
+    p = commands.add_parser(
+        "render", help="draw a policy (or a trajectory .npz) beside its reference: HTML viewer, GIF or MP4"
+    )
     p.add_argument("name", help="clip name, or a trajectory .npz from `rollout` or `python -m factory.compose`")
     p.add_argument("--out", required=True, help="FILE.html (offline viewer), FILE.gif or FILE.mp4")
     p.add_argument("--version", type=int, help="default: the newest")
@@ -318,8 +391,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--start-frame", type=int, default=0)
     p.set_defaults(run=_cmd_render, needs_library=False)
 
-    p = commands.add_parser("export-motion", help="the simulated motion of a policy (or a trajectory .npz) as "
-                                                  "BVH (SMPL skeleton, Y-up) or an AMASS SMPL-H .npz")
+    p = commands.add_parser(
+        "export-motion",
+        help="the simulated motion of a policy (or a trajectory .npz) as "
+        "BVH (SMPL skeleton, Y-up) or an AMASS SMPL-H .npz",
+    )
     p.add_argument("name", help="clip name, or a trajectory .npz from `rollout` or `python -m factory.compose`")
     p.add_argument("--format", required=True, choices=("bvh", "amass"))
     p.add_argument("--out", required=True, help="FILE.bvh or FILE.npz")
@@ -329,12 +405,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--start-frame", type=int, default=0)
     p.set_defaults(run=_cmd_export_motion, needs_library=False)
 
-    p = commands.add_parser("report", help="one HTML page for the whole library (sortable table, histogram, "
-                                           "failures, renders)")
+    p = commands.add_parser(
+        "report", help="one HTML page for the whole library (sortable table, histogram, failures, renders)"
+    )
     p.add_argument("--out", required=True, help="directory for index.html and renders/")
     p.add_argument("--dataset", help="only this dataset")
-    p.add_argument("--renders", default="all", help="render policies without a render in DIR/renders: all (default), "
-                                                   "none, or at most N new ones")
+    p.add_argument(
+        "--renders",
+        default="all",
+        help="render policies without a render in DIR/renders: all (default), none, or at most N new ones",
+    )
     p.add_argument("--seconds", type=float, help="render length (default: each clip's length)")
     p.set_defaults(run=_cmd_report)
 
@@ -354,8 +434,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--attempts", type=int, default=1)
     p.set_defaults(run=_cmd_put)
 
-    p = commands.add_parser("publish", help="copy a read-only snapshot of the library to DIR (shared storage), "
-                                            "safe to read on NFS; run again to update it")
+    p = commands.add_parser(
+        "publish",
+        help="copy a read-only snapshot of the library to DIR (shared storage), "
+        "safe to read on NFS; run again to update it",
+    )
     p.add_argument("dir")
     p.set_defaults(run=_cmd_publish)
     return parser

@@ -14,7 +14,6 @@ from typing import Iterable
 
 from factory.library.index import LibraryError
 
-
 # --------------------------------------------------------------------------------------------
 # Helpers.
 
@@ -37,8 +36,10 @@ def check_clip_id(clip_id: str) -> str:
         raise LibraryError(f"clip id {clip_id!r}: expected 'dataset/relative/path' (e.g. amass/CMU/75/75_09_poses)")
     for part in parts:
         if part in ("", ".", "..") or not _CLIP_COMPONENT.match(part) or _VERSION_DIR.match(part):
-            raise LibraryError(f"clip id {clip_id!r}: bad component {part!r} (letters, digits, ' _.+=,()-'; "
-                               "not empty, '.', '..' or like 'v0001')")
+            raise LibraryError(
+                f"clip id {clip_id!r}: bad component {part!r} (letters, digits, ' _.+=,()-'; "
+                "not empty, '.', '..' or like 'v0001')"
+            )
     return clip_id
 
 
@@ -66,10 +67,17 @@ def current_code_version() -> str:
     version."""
     here = Path(__file__).resolve().parent
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
-                                timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
         return commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         from importlib import metadata

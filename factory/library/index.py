@@ -8,7 +8,6 @@ import json
 import sqlite3
 from typing import Callable
 
-
 INDEX_FILE = "index.sqlite"
 POLICIES_DIR = "policies"
 STAGING_DIR = ".staging"
@@ -83,6 +82,7 @@ CREATE TABLE files (
 );
 """
 
+
 # MIGRATIONS[i] takes a database at schema version i to version i + 1, inside one transaction.
 def _migrate_to_v1(db: sqlite3.Connection) -> None:
     # executescript would COMMIT the surrounding transaction: run the statements one by one.
@@ -114,6 +114,7 @@ def migrate(db: sqlite3.Connection, current: int) -> None:
 
 # --------------------------------------------------------------------------------------------
 # Records.
+
 
 @dataclasses.dataclass(frozen=True)
 class PolicyRecord:
@@ -194,7 +195,6 @@ def _row_values(record: PolicyRecord) -> dict:
             value = int(bool(value))
         values[field] = value
     return values
-
 
 
 def _one_line(err: BaseException) -> str:

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from factory.library.index import LibraryError, PolicyRecord, _FIELDS, _one_line
+from factory.library.index import _FIELDS, LibraryError, PolicyRecord, _one_line
 
 
 def _network_sizes(params) -> tuple[int, int, list[int]]:
@@ -46,6 +46,7 @@ def _metrics_dict(metrics) -> dict:
 
 # --------------------------------------------------------------------------------------------
 # Policies.
+
 
 @functools.lru_cache(maxsize=8)
 def _jitted_apply(observation_size: int, action_size: int, hidden: tuple[int, ...]):
@@ -91,8 +92,9 @@ class Policy:
 
         obs = np.asarray(obs, np.float32)
         if obs.shape[-1] != self.observation_size:
-            raise ValueError(f"{self.record.ref}: observations must have {self.observation_size} features, "
-                             f"got shape {obs.shape}")
+            raise ValueError(
+                f"{self.record.ref}: observations must have {self.observation_size} features, got shape {obs.shape}"
+            )
         apply = _jitted_apply(self.observation_size, self.action_size, tuple(self.config.hidden))
         return np.asarray(apply(self.params, self.normaliser, obs))
 
@@ -102,9 +104,15 @@ class Policy:
         positions (N + 1, 24, 3) and per-frame pose error (N,)."""
         from diffmimic.rollout import rollout_policy
 
-        return rollout_policy(self.config, self.params, self.normaliser, self.reference, seconds=seconds,
-                              start_frame=start_frame, character_config=self.character_config)
-
+        return rollout_policy(
+            self.config,
+            self.params,
+            self.normaliser,
+            self.reference,
+            seconds=seconds,
+            start_frame=start_frame,
+            character_config=self.character_config,
+        )
 
     def check_robustness(self, rollouts: int | None = None, min_survival: float | None = None, seed: int = 0):
         """The perturbed-rollout check training applies (`diffmimic.robustness`): `rollouts`
@@ -115,10 +123,16 @@ class Policy:
         from diffmimic.train import compiled_functions
 
         functions = compiled_functions(self.config, self.character_config)
-        return check_robustness(functions, self.params, self.normaliser, ref_arrays(self.reference),
-                                rollouts if rollouts is not None else self.config.robust_rollouts,
-                                min_survival if min_survival is not None else self.config.robust_min_survival,
-                                seed=seed, control_hz=self.config.env.control_hz)
+        return check_robustness(
+            functions,
+            self.params,
+            self.normaliser,
+            ref_arrays(self.reference),
+            rollouts if rollouts is not None else self.config.robust_rollouts,
+            min_survival if min_survival is not None else self.config.robust_min_survival,
+            seed=seed,
+            control_hz=self.config.env.control_hz,
+        )
 
 
 def load_policy_directory(directory: str | os.PathLike, record: PolicyRecord | None = None) -> Policy:
@@ -142,15 +156,29 @@ def load_policy_directory(directory: str | os.PathLike, record: PolicyRecord | N
             data = json.loads(meta_path.read_text())
             record = PolicyRecord(**{k: data.get(k) for k in _FIELDS})
         else:
-            record = PolicyRecord(clip_id=f"local/{directory.name}", version=0, name=directory.name,
-                                  dataset="local", status="best_effort", attempts=1, created_at="",
-                                  path=str(directory))
+            record = PolicyRecord(
+                clip_id=f"local/{directory.name}",
+                version=0,
+                name=directory.name,
+                dataset="local",
+                status="best_effort",
+                attempts=1,
+                created_at="",
+                path=str(directory),
+            )
     from diffmimic.train import simulated_character_config
 
     # Rows before the simulated body was recorded hold the untuned config: tuned here alike.
     character_config = simulated_character_config(config, character_config_from_dict(record.character))
     params, normaliser = load_policy(directory, sizes["observation_size"], sizes["action_size"], sizes["hidden"])
     reference = Reference.load(directory / "reference.npz")
-    return Policy(record=record, params=params, normaliser=normaliser, reference=reference, config=config,
-                  character_config=character_config, observation_size=int(meta["observation_size"]),
-                  action_size=int(meta["action_size"]))
+    return Policy(
+        record=record,
+        params=params,
+        normaliser=normaliser,
+        reference=reference,
+        config=config,
+        character_config=character_config,
+        observation_size=int(meta["observation_size"]),
+        action_size=int(meta["action_size"]),
+    )

@@ -25,12 +25,12 @@ SMB, ...) do not provide reliably: an index there can be corrupted or deadlock. 
 from __future__ import annotations
 
 import datetime
-from contextlib import closing
 import os
 import shutil
 import socket
 import sqlite3
 import time
+from contextlib import closing
 from pathlib import Path
 
 from factory.library.index import INDEX_FILE, POLICIES_DIR, LibraryError
@@ -38,11 +38,32 @@ from factory.library.index import INDEX_FILE, POLICIES_DIR, LibraryError
 SNAPSHOT_FILE = "SNAPSHOT.json"
 
 # Filesystem types (as /proc/mounts names them) on which SQLite's locking is not to be trusted.
-NETWORK_FILESYSTEMS = frozenset({
-    "nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "afs", "ceph", "fuse.ceph", "glusterfs",
-    "fuse.glusterfs", "lustre", "gpfs", "beegfs", "fuse.sshfs", "fuse.s3fs", "fuse.gcsfuse",
-    "fuse.rclone", "fuse.mountpoint-s3", "fuse.juicefs", "fuse.goofys", "efs",
-})
+NETWORK_FILESYSTEMS = frozenset(
+    {
+        "nfs",
+        "nfs4",
+        "cifs",
+        "smb3",
+        "smbfs",
+        "9p",
+        "afs",
+        "ceph",
+        "fuse.ceph",
+        "glusterfs",
+        "fuse.glusterfs",
+        "lustre",
+        "gpfs",
+        "beegfs",
+        "fuse.sshfs",
+        "fuse.s3fs",
+        "fuse.gcsfuse",
+        "fuse.rclone",
+        "fuse.mountpoint-s3",
+        "fuse.juicefs",
+        "fuse.goofys",
+        "efs",
+    }
+)
 ALLOW_NETWORK_ENV = "DIFFMIMIC_ALLOW_NETWORK_INDEX"
 
 
@@ -119,8 +140,9 @@ def publish_snapshot(library, dest: str | os.PathLike) -> dict:
             if target.is_dir():
                 continue  # version directories never change once published
             target.parent.mkdir(parents=True, exist_ok=True)
-            atomic.replace_directory(target, lambda tmp, src=library.root / relpath:
-                                     shutil.copytree(src, tmp, dirs_exist_ok=True))
+            atomic.replace_directory(
+                target, lambda tmp, src=library.root / relpath: shutil.copytree(src, tmp, dirs_exist_ok=True)
+            )
             copied += 1
         (dest / POLICIES_DIR).mkdir(exist_ok=True)
 
@@ -130,8 +152,12 @@ def publish_snapshot(library, dest: str | os.PathLike) -> dict:
                 out.execute("PRAGMA journal_mode = DELETE")
 
         atomic.write_with(dest / INDEX_FILE, write_index)
-    info = {**source_info, "published_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "rows": int(rows), "version_directories_copied": copied,
-            "seconds": round(time.perf_counter() - start, 3)}
+    info = {
+        **source_info,
+        "published_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "rows": int(rows),
+        "version_directories_copied": copied,
+        "seconds": round(time.perf_counter() - start, 3),
+    }
     atomic.write_json(dest / SNAPSHOT_FILE, info)
     return info

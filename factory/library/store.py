@@ -17,15 +17,34 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from factory.library import snapshot
-from factory.library.files import (_VERSION_DIR, _fsync_dir, _fsync_tree, _manifest, _utc_now, check_clip_id,
-                                   current_code_version, sha256_file)
-from factory.library.index import (AmbiguousNameError, BUSY_TIMEOUT_S, INDEX_FILE, LibraryError,
-                                   NotALibraryError, POLICIES_DIR, PolicyRecord, STAGING_DIR, STATUSES,
-                                   UnknownNameError, _one_line, _record_from_row, _row_values, migrate,
-                                   schema_version)
-from factory.library.runtime import (Policy, _metrics_dict, _network_sizes, character_dict,
-                                     load_policy_directory)
-
+from factory.library.files import (
+    _VERSION_DIR,
+    _fsync_dir,
+    _fsync_tree,
+    _manifest,
+    _utc_now,
+    check_clip_id,
+    current_code_version,
+    sha256_file,
+)
+from factory.library.index import (
+    BUSY_TIMEOUT_S,
+    INDEX_FILE,
+    POLICIES_DIR,
+    STAGING_DIR,
+    STATUSES,
+    AmbiguousNameError,
+    LibraryError,
+    NotALibraryError,
+    PolicyRecord,
+    UnknownNameError,
+    _one_line,
+    _record_from_row,
+    _row_values,
+    migrate,
+    schema_version,
+)
+from factory.library.runtime import Policy, _metrics_dict, _network_sizes, character_dict, load_policy_directory
 
 # Test hooks: called with the staging/version directory at each stage of `put` (a test kills the
 # writer there). Empty in normal use.
@@ -34,6 +53,7 @@ PUT_HOOKS: dict[str, Callable[[Path], None]] = {}
 
 # --------------------------------------------------------------------------------------------
 # The library.
+
 
 @dataclasses.dataclass
 class VerifyReport:
@@ -61,8 +81,10 @@ class PolicyLibrary:
     def __init__(self, root: str | os.PathLike, create: bool = False):
         text = os.fspath(root)
         if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", text):
-            raise NotALibraryError(f"{text}: a library root must be a filesystem path (the SQLite index needs "
-                                   "POSIX file locks); object-store URIs are not supported")
+            raise NotALibraryError(
+                f"{text}: a library root must be a filesystem path (the SQLite index needs "
+                "POSIX file locks); object-store URIs are not supported"
+            )
         self.root = Path(text).expanduser().absolute()
         self.index_path = self.root / INDEX_FILE
         self.snapshot = None
@@ -71,10 +93,12 @@ class PolicyLibrary:
             return
         network = snapshot.network_filesystem(self.root)
         if network and not os.environ.get(snapshot.ALLOW_NETWORK_ENV):
-            raise LibraryError(f"{self.root}: on a network filesystem ({network}), where SQLite's locks and WAL are "
-                               f"unreliable; keep the library on a local disk and publish read-only snapshots to "
-                               f"shared storage (factory/run.py --publish DIR); {snapshot.ALLOW_NETWORK_ENV}=1 "
-                               f"overrides")
+            raise LibraryError(
+                f"{self.root}: on a network filesystem ({network}), where SQLite's locks and WAL are "
+                f"unreliable; keep the library on a local disk and publish read-only snapshots to "
+                f"shared storage (factory/run.py --publish DIR); {snapshot.ALLOW_NETWORK_ENV}=1 "
+                f"overrides"
+            )
         if not self.index_path.is_file():
             if not create:
                 what = "does not exist" if not self.root.exists() else f"has no {INDEX_FILE}"
@@ -90,16 +114,19 @@ class PolicyLibrary:
         except (OSError, ValueError) as err:
             raise NotALibraryError(f"{self.root / snapshot.SNAPSHOT_FILE}: unreadable ({_one_line(err)})") from None
         if not self.index_path.is_file():
-            raise NotALibraryError(f"{self.root}: a snapshot still being published for the first time (no "
-                                   f"{INDEX_FILE} yet)")
+            raise NotALibraryError(
+                f"{self.root}: a snapshot still being published for the first time (no {INDEX_FILE} yet)"
+            )
         try:
             with self._connect() as db:
                 version = self._schema_version(db)
         except sqlite3.DatabaseError as err:
             raise NotALibraryError(f"{self.index_path}: not a policy library index ({err})") from err
         if version != schema_version():
-            raise LibraryError(f"{self.root}: snapshot index schema {version}, this code reads {schema_version()}: "
-                               f"publish it again with this code")
+            raise LibraryError(
+                f"{self.root}: snapshot index schema {version}, this code reads {schema_version()}: "
+                f"publish it again with this code"
+            )
 
     @property
     def read_only(self) -> bool:
@@ -107,8 +134,10 @@ class PolicyLibrary:
 
     def _check_writable(self) -> None:
         if self.snapshot is not None:
-            raise LibraryError(f"{self.root}: a read-only snapshot published from {self.snapshot.get('source_host')}:"
-                               f"{self.snapshot.get('source_root')}; write to that library")
+            raise LibraryError(
+                f"{self.root}: a read-only snapshot published from {self.snapshot.get('source_host')}:"
+                f"{self.snapshot.get('source_root')}; write to that library"
+            )
 
     # -- connections -------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -146,8 +175,10 @@ class PolicyLibrary:
                 if current == schema_version() and mode == "wal":
                     return
                 if current > schema_version():
-                    raise LibraryError(f"{self.index_path}: index schema version {current} is newer than this "
-                                       f"code supports ({schema_version()}); upgrade diffmimic-factory")
+                    raise LibraryError(
+                        f"{self.index_path}: index schema version {current} is newer than this "
+                        f"code supports ({schema_version()}); upgrade diffmimic-factory"
+                    )
                 if current == 0 and not create:
                     raise NotALibraryError(f"{self.root}: not a policy library ({INDEX_FILE} has no schema)")
                 db.execute("PRAGMA journal_mode = WAL")
@@ -175,8 +206,9 @@ class PolicyLibrary:
 
     # -- reading -----------------------------------------------------------------------------
     def _newest_rows_sql(self) -> str:
-        return ("SELECT * FROM policies p WHERE version = "
-                "(SELECT MAX(version) FROM policies q WHERE q.clip_id = p.clip_id)")
+        return (
+            "SELECT * FROM policies p WHERE version = (SELECT MAX(version) FROM policies q WHERE q.clip_id = p.clip_id)"
+        )
 
     def versions(self, clip_id: str) -> list[PolicyRecord]:
         """Every version of a clip id (exact), oldest first."""
@@ -193,21 +225,30 @@ class PolicyLibrary:
             if db.execute("SELECT 1 FROM policies WHERE clip_id = ? LIMIT 1", (name,)).fetchone():
                 return name
             short = name.rsplit("/", 1)[-1]
-            candidates = [r[0] for r in db.execute(
-                "SELECT DISTINCT clip_id FROM policies WHERE name = ? ORDER BY clip_id", (short,))]
+            candidates = [
+                r[0]
+                for r in db.execute("SELECT DISTINCT clip_id FROM policies WHERE name = ? ORDER BY clip_id", (short,))
+            ]
             if "/" in name:  # a partial path: keep the candidates that end with it
                 candidates = [c for c in candidates if c.endswith("/" + name)]
             if len(candidates) == 1:
                 return candidates[0]
             if candidates:
-                raise AmbiguousNameError(f"name {name!r} is ambiguous: {len(candidates)} clips match: "
-                                         + ", ".join(candidates) + " (give the full clip id)")
+                raise AmbiguousNameError(
+                    f"name {name!r} is ambiguous: {len(candidates)} clips match: "
+                    + ", ".join(candidates)
+                    + " (give the full clip id)"
+                )
             ids = [r[0] for r in db.execute("SELECT DISTINCT clip_id FROM policies")]
         names = sorted({c.rsplit("/", 1)[-1] for c in ids})
         close = [c for c in sorted(ids) if name.lower() in c.lower()]
         close += [c for c in difflib.get_close_matches(name, ids, n=5, cutoff=0.5) if c not in close]
-        close += [c for n in difflib.get_close_matches(short, names, n=5, cutoff=0.5)
-                  for c in sorted(ids) if c.rsplit("/", 1)[-1] == n and c not in close]
+        close += [
+            c
+            for n in difflib.get_close_matches(short, names, n=5, cutoff=0.5)
+            for c in sorted(ids)
+            if c.rsplit("/", 1)[-1] == n and c not in close
+        ]
         hint = f"; did you mean {', '.join(close[:5])}?" if close else ""
         raise UnknownNameError(f"no clip named {name!r} in {self.root} ({len(ids)} clips){hint}")
 
@@ -217,19 +258,27 @@ class PolicyLibrary:
         clip_id = self.resolve(name)
         with self._connect() as db:
             if version is None:
-                row = db.execute("SELECT * FROM policies WHERE clip_id = ? ORDER BY version DESC LIMIT 1",
-                                 (clip_id,)).fetchone()
+                row = db.execute(
+                    "SELECT * FROM policies WHERE clip_id = ? ORDER BY version DESC LIMIT 1", (clip_id,)
+                ).fetchone()
             else:
-                row = db.execute("SELECT * FROM policies WHERE clip_id = ? AND version = ?",
-                                 (clip_id, int(version))).fetchone()
+                row = db.execute(
+                    "SELECT * FROM policies WHERE clip_id = ? AND version = ?", (clip_id, int(version))
+                ).fetchone()
         if row is None:
             have = [r.version for r in self.versions(clip_id)]
             raise UnknownNameError(f"{clip_id} has no version {version} (versions: {have})")
         return _record_from_row(row)
 
-    def query(self, dataset: str | None = None, status: str | Sequence[str] | None = None,
-              max_pose_error_m: float | None = None, name_glob: str | None = None, limit: int | None = None,
-              all_versions: bool = False) -> list[PolicyRecord]:
+    def query(
+        self,
+        dataset: str | None = None,
+        status: str | Sequence[str] | None = None,
+        max_pose_error_m: float | None = None,
+        name_glob: str | None = None,
+        limit: int | None = None,
+        all_versions: bool = False,
+    ) -> list[PolicyRecord]:
         """Rows matching every given filter, by clip id: the newest version of each clip (all
         versions with `all_versions`). `name_glob` is a shell pattern over the clip id or the short
         name (`*walk*`, `amass/CMU/*`)."""
@@ -272,9 +321,11 @@ class PolicyLibrary:
     def files(self, record: PolicyRecord) -> dict[str, tuple[int, str]]:
         """relpath -> (size, sha256) of a version's files, as the index recorded them."""
         with self._connect() as db:
-            rows = db.execute("SELECT f.relpath, f.size, f.sha256 FROM files f JOIN policies p ON p.id = f.policy_id "
-                              "WHERE p.clip_id = ? AND p.version = ? ORDER BY f.relpath",
-                              (record.clip_id, record.version)).fetchall()
+            rows = db.execute(
+                "SELECT f.relpath, f.size, f.sha256 FROM files f JOIN policies p ON p.id = f.policy_id "
+                "WHERE p.clip_id = ? AND p.version = ? ORDER BY f.relpath",
+                (record.clip_id, record.version),
+            ).fetchall()
         return {r[0]: (int(r[1]), r[2]) for r in rows}
 
     def load_policy(self, name: str, version: int | None = None) -> Policy:
@@ -282,17 +333,36 @@ class PolicyLibrary:
         record = self.get(name, version)
         if record.path is None:
             usable = [r.version for r in self.versions(record.clip_id) if r.path is not None]
-            raise LibraryError(f"{record.ref} failed ({record.error}); it has no checkpoint"
-                               + (f"; versions with one: {usable}" if usable else ""))
+            raise LibraryError(
+                f"{record.ref} failed ({record.error}); it has no checkpoint"
+                + (f"; versions with one: {usable}" if usable else "")
+            )
         return load_policy_directory(self.path_of(record), record)
 
     # -- writing -----------------------------------------------------------------------------
-    def put(self, clip_id: str, *, reference, params, normaliser, config, status: str, metrics=None,
-            initial_metrics=None, history: Sequence[dict] = (), samples: int | None = None,
-            train_s: float | None = None, iterations: int | None = None, attempts: int = 1,
-            source_path: str | os.PathLike | None = None, source_sha256: str | None = None,
-            character_config=None, code_version: str | None = None, error: str | None = None,
-            reason: str | None = None) -> PolicyRecord:
+    def put(
+        self,
+        clip_id: str,
+        *,
+        reference,
+        params,
+        normaliser,
+        config,
+        status: str,
+        metrics=None,
+        initial_metrics=None,
+        history: Sequence[dict] = (),
+        samples: int | None = None,
+        train_s: float | None = None,
+        iterations: int | None = None,
+        attempts: int = 1,
+        source_path: str | os.PathLike | None = None,
+        source_sha256: str | None = None,
+        character_config=None,
+        code_version: str | None = None,
+        error: str | None = None,
+        reason: str | None = None,
+    ) -> PolicyRecord:
         """Adds a trained policy as the clip's next version, atomically; returns its row.
 
         Args:
@@ -309,8 +379,9 @@ class PolicyLibrary:
             rollouts fell"); its robustness figures come with `metrics` (`EvalMetrics.robustness`).
         """
         if status not in ("converged", "best_effort"):
-            raise LibraryError(f"put: status must be 'converged' or 'best_effort' (failed clips: put_failure), "
-                               f"got {status!r}")
+            raise LibraryError(
+                f"put: status must be 'converged' or 'best_effort' (failed clips: put_failure), got {status!r}"
+            )
         from diffmimic.character.mjcf import CharacterConfig
         from diffmimic.policy import save_policy
         from diffmimic.train import simulated_character_config
@@ -325,39 +396,67 @@ class PolicyLibrary:
             source_sha256 = sha256_file(source_path)
         observation_size, action_size, hidden = _network_sizes(params)
         if tuple(hidden) != tuple(config.hidden):
-            raise LibraryError(f"put {clip_id}: parameters have hidden widths {hidden}, config.hidden is "
-                               f"{list(config.hidden)}")
+            raise LibraryError(
+                f"put {clip_id}: parameters have hidden widths {hidden}, config.hidden is {list(config.hidden)}"
+            )
 
         record = PolicyRecord(
-            clip_id=clip_id, version=0, name=clip_id.rsplit("/", 1)[-1], dataset=clip_id.split("/", 1)[0],
-            status=status, attempts=int(attempts), created_at="", source_path=source_path,
-            source_sha256=source_sha256, character=character_dict(character_config),
-            skeleton=reference.skeleton, frames=reference.num_frames, fps=float(reference.fps),
-            duration_s=float(reference.duration_s), pose_error_m=_float(metrics.get("pose_error_m")),
+            clip_id=clip_id,
+            version=0,
+            name=clip_id.rsplit("/", 1)[-1],
+            dataset=clip_id.split("/", 1)[0],
+            status=status,
+            attempts=int(attempts),
+            created_at="",
+            source_path=source_path,
+            source_sha256=source_sha256,
+            character=character_dict(character_config),
+            skeleton=reference.skeleton,
+            frames=reference.num_frames,
+            fps=float(reference.fps),
+            duration_s=float(reference.duration_s),
+            pose_error_m=_float(metrics.get("pose_error_m")),
             initial_pose_error_m=_float(initial.get("pose_error_m")),
             global_error_m=_float(metrics.get("global_error_m")),
             fell=None if metrics.get("fell") is None else bool(metrics["fell"]),
-            fell_at_s=_float(metrics.get("fell_at_s")), pose_absurdity=metrics.get("absurdity"),
-            samples=None if samples is None else int(samples), train_s=_float(train_s),
-            iterations=int(iterations if iterations is not None else config.iterations), seed=int(config.seed),
-            backend=config.env.backend, config=json.loads(json.dumps(config.to_dict())),
-            code_version=code_version or current_code_version(), error=error, history=[dict(h) for h in history],
-            robustness=metrics.get("robustness") or None, reason=reason)
+            fell_at_s=_float(metrics.get("fell_at_s")),
+            pose_absurdity=metrics.get("absurdity"),
+            samples=None if samples is None else int(samples),
+            train_s=_float(train_s),
+            iterations=int(iterations if iterations is not None else config.iterations),
+            seed=int(config.seed),
+            backend=config.env.backend,
+            config=json.loads(json.dumps(config.to_dict())),
+            code_version=code_version or current_code_version(),
+            error=error,
+            history=[dict(h) for h in history],
+            robustness=metrics.get("robustness") or None,
+            reason=reason,
+        )
 
         staging = self._new_staging()
         try:
-            save_policy(staging, params, normaliser, {"observation_size": observation_size,
-                                                      "action_size": action_size, "hidden": hidden})
+            save_policy(
+                staging,
+                params,
+                normaliser,
+                {"observation_size": observation_size, "action_size": action_size, "hidden": hidden},
+            )
             reference.save(staging / "reference.npz")
             (staging / "config.json").write_text(json.dumps(record.config, indent=2))
             with open(staging / "metrics.jsonl", "w") as f:
                 for h in record.history:
                     f.write(json.dumps(h) + "\n")
-            result = {**{k: v for k, v in metrics.items() if k != "per_frame_pose_error_m"},
-                      "pose_absurdity_m": metrics.get("absurdity"),
-                      "initial_pose_error_m": record.initial_pose_error_m, "samples": record.samples,
-                      "train_s": record.train_s, "iterations": record.iterations, "backend": record.backend,
-                      "source": source_path}
+            result = {
+                **{k: v for k, v in metrics.items() if k != "per_frame_pose_error_m"},
+                "pose_absurdity_m": metrics.get("absurdity"),
+                "initial_pose_error_m": record.initial_pose_error_m,
+                "samples": record.samples,
+                "train_s": record.train_s,
+                "iterations": record.iterations,
+                "backend": record.backend,
+                "source": source_path,
+            }
             (staging / "result.json").write_text(json.dumps(result, indent=2))
             manifest = _manifest(staging)
             _call_hook("staged", staging)
@@ -366,17 +465,47 @@ class PolicyLibrary:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
 
-    def put_result(self, clip_id: str, result, config, reference, *, status: str, attempts: int = 1,
-                   source_path: str | os.PathLike | None = None, **kwargs) -> PolicyRecord:
+    def put_result(
+        self,
+        clip_id: str,
+        result,
+        config,
+        reference,
+        *,
+        status: str,
+        attempts: int = 1,
+        source_path: str | os.PathLike | None = None,
+        **kwargs,
+    ) -> PolicyRecord:
         """`put` of a `diffmimic.train.TrainResult`."""
-        return self.put(clip_id, reference=reference, params=result.params, normaliser=result.normaliser,
-                        config=config, status=status, metrics=result.metrics,
-                        initial_metrics=result.initial_metrics, history=result.history, samples=result.samples,
-                        train_s=result.train_s, iterations=result.iterations, attempts=attempts,
-                        source_path=source_path, **kwargs)
+        return self.put(
+            clip_id,
+            reference=reference,
+            params=result.params,
+            normaliser=result.normaliser,
+            config=config,
+            status=status,
+            metrics=result.metrics,
+            initial_metrics=result.initial_metrics,
+            history=result.history,
+            samples=result.samples,
+            train_s=result.train_s,
+            iterations=result.iterations,
+            attempts=attempts,
+            source_path=source_path,
+            **kwargs,
+        )
 
-    def put_directory(self, clip_id: str, directory: str | os.PathLike, *, status: str, attempts: int = 1,
-                      source_path: str | os.PathLike | None = None, **kwargs) -> PolicyRecord:
+    def put_directory(
+        self,
+        clip_id: str,
+        directory: str | os.PathLike,
+        *,
+        status: str,
+        attempts: int = 1,
+        source_path: str | os.PathLike | None = None,
+        **kwargs,
+    ) -> PolicyRecord:
         """`put` of a `python -m diffmimic.train` output directory (checkpoint, config.json,
         result.json, metrics.jsonl, reference.npz)."""
         from diffmimic.mocap.retarget import Reference
@@ -396,25 +525,55 @@ class PolicyLibrary:
             raise LibraryError(f"{directory}: not a training output directory ({_one_line(err)})") from None
         params, normaliser = load_policy(directory, sizes["observation_size"], sizes["action_size"], sizes["hidden"])
         reference = Reference.load(directory / "reference.npz")
-        metrics = {"pose_error_m": summary.get("pose_error_m"), "global_error_m": summary.get("global_error_m"),
-                   "fell": summary.get("fell"), "fell_at_s": summary.get("fell_at_s"),
-                   "absurdity": summary.get("pose_absurdity_m")}
-        return self.put(clip_id, reference=reference, params=params, normaliser=normaliser, config=config,
-                        status=status, metrics=metrics,
-                        initial_metrics={"pose_error_m": summary.get("initial_pose_error_m")}, history=history,
-                        samples=summary.get("samples"), train_s=summary.get("train_s"),
-                        iterations=summary.get("iterations"), attempts=attempts,
-                        source_path=source_path or summary.get("source"), **kwargs)
+        metrics = {
+            "pose_error_m": summary.get("pose_error_m"),
+            "global_error_m": summary.get("global_error_m"),
+            "fell": summary.get("fell"),
+            "fell_at_s": summary.get("fell_at_s"),
+            "absurdity": summary.get("pose_absurdity_m"),
+        }
+        return self.put(
+            clip_id,
+            reference=reference,
+            params=params,
+            normaliser=normaliser,
+            config=config,
+            status=status,
+            metrics=metrics,
+            initial_metrics={"pose_error_m": summary.get("initial_pose_error_m")},
+            history=history,
+            samples=summary.get("samples"),
+            train_s=summary.get("train_s"),
+            iterations=summary.get("iterations"),
+            attempts=attempts,
+            source_path=source_path or summary.get("source"),
+            **kwargs,
+        )
 
-    def put_failure(self, clip_id: str, error: str, *, attempts: int = 1, config=None, reference=None,
-                    source_path: str | os.PathLike | None = None, history: Sequence[dict] = (),
-                    code_version: str | None = None) -> PolicyRecord:
+    def put_failure(
+        self,
+        clip_id: str,
+        error: str,
+        *,
+        attempts: int = 1,
+        config=None,
+        reference=None,
+        source_path: str | os.PathLike | None = None,
+        history: Sequence[dict] = (),
+        code_version: str | None = None,
+    ) -> PolicyRecord:
         """Records a clip that could not be trained (status `failed`, no checkpoint)."""
         check_clip_id(clip_id)
         source_path = os.fspath(source_path) if source_path is not None else getattr(reference, "source", None)
         record = PolicyRecord(
-            clip_id=clip_id, version=0, name=clip_id.rsplit("/", 1)[-1], dataset=clip_id.split("/", 1)[0],
-            status="failed", attempts=int(attempts), created_at="", source_path=source_path,
+            clip_id=clip_id,
+            version=0,
+            name=clip_id.rsplit("/", 1)[-1],
+            dataset=clip_id.split("/", 1)[0],
+            status="failed",
+            attempts=int(attempts),
+            created_at="",
+            source_path=source_path,
             source_sha256=sha256_file(source_path) if source_path and os.path.isfile(source_path) else None,
             skeleton=getattr(reference, "skeleton", None),
             frames=None if reference is None else reference.num_frames,
@@ -423,7 +582,10 @@ class PolicyLibrary:
             seed=None if config is None else int(config.seed),
             backend=None if config is None else config.env.backend,
             config=None if config is None else json.loads(json.dumps(config.to_dict())),
-            code_version=code_version or current_code_version(), error=str(error), history=[dict(h) for h in history])
+            code_version=code_version or current_code_version(),
+            error=str(error),
+            history=[dict(h) for h in history],
+        )
         return self._publish(record, None, {})
 
     def _new_staging(self) -> Path:
@@ -472,10 +634,13 @@ class PolicyLibrary:
                 _call_hook("published", target)
             values = _row_values(record)
             columns = ", ".join(values)
-            cursor = db.execute(f"INSERT INTO policies ({columns}) VALUES ({', '.join('?' * len(values))})",
-                                list(values.values()))
-            db.executemany("INSERT INTO files (policy_id, relpath, size, sha256) VALUES (?, ?, ?, ?)",
-                           [(cursor.lastrowid, rel, size, digest) for rel, (size, digest) in manifest.items()])
+            cursor = db.execute(
+                f"INSERT INTO policies ({columns}) VALUES ({', '.join('?' * len(values))})", list(values.values())
+            )
+            db.executemany(
+                "INSERT INTO files (policy_id, relpath, size, sha256) VALUES (?, ?, ?, ?)",
+                [(cursor.lastrowid, rel, size, digest) for rel, (size, digest) in manifest.items()],
+            )
         return record
 
     # -- checking ----------------------------------------------------------------------------
@@ -544,8 +709,12 @@ class PolicyLibrary:
         missing = [rel for rel in expected if not (directory / rel).is_file()]
         if missing:
             problems.append(f"{len(missing)} file(s) missing: {', '.join(missing[:3])}")
-        altered = [rel for rel, (size, digest) in expected.items() if rel not in missing and (
-            (directory / rel).stat().st_size != size or sha256_file(directory / rel) != digest)]
+        altered = [
+            rel
+            for rel, (size, digest) in expected.items()
+            if rel not in missing
+            and ((directory / rel).stat().st_size != size or sha256_file(directory / rel) != digest)
+        ]
         if altered:
             problems.append(f"{len(altered)} file(s) differ from their index hash: {', '.join(altered[:3])}")
         return problems
@@ -559,14 +728,21 @@ class PolicyLibrary:
         for r in rows:
             counts[r.status] += 1
         errors = np.array([r.pose_error_m for r in rows if r.pose_error_m is not None and r.status != "failed"])
-        quantiles = ({f"p{q}": float(np.quantile(errors, q / 100)) for q in (10, 50, 90, 99)}
-                     | {"min": float(errors.min()), "max": float(errors.max()), "mean": float(errors.mean())}
-                     if errors.size else {})
+        quantiles = (
+            {f"p{q}": float(np.quantile(errors, q / 100)) for q in (10, 50, 90, 99)}
+            | {"min": float(errors.min()), "max": float(errors.max()), "mean": float(errors.mean())}
+            if errors.size
+            else {}
+        )
         with self._connect() as db:
             versions = int(db.execute("SELECT COUNT(*) FROM policies").fetchone()[0])
-        return {"clips": len(rows), "versions": versions, "by_status": counts,
-                "fell": sum(bool(r.fell) for r in rows if r.status != "failed"),
-                "pose_error_m": quantiles}
+        return {
+            "clips": len(rows),
+            "versions": versions,
+            "by_status": counts,
+            "fell": sum(bool(r.fell) for r in rows if r.status != "failed"),
+            "pose_error_m": quantiles,
+        }
 
     def export(self, name: str, directory: str | os.PathLike, version: int | None = None) -> Path:
         """Copies one policy into `directory` (new or empty): checkpoint, reference, configs,

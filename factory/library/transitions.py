@@ -82,17 +82,22 @@ class TransitionGraph:
         return db
 
     def _is_current(self, t: Transition) -> bool:
-        return self.current is None or (self.current.get(t.from_clip) == t.from_version
-                                        and self.current.get(t.to_clip) == t.to_version)
+        return self.current is None or (
+            self.current.get(t.from_clip) == t.from_version and self.current.get(t.to_clip) == t.to_version
+        )
 
     def put(self, transitions: Iterable[Transition]) -> int:
         """Writes (or replaces) rows; returns how many."""
         now = time.strftime("%Y-%m-%dT%H:%M:%S")
-        rows = [tuple(getattr(dataclasses.replace(t, created_at=t.created_at or now), f) for f in _FIELDS)
-                for t in transitions]
+        rows = [
+            tuple(getattr(dataclasses.replace(t, created_at=t.created_at or now), f) for f in _FIELDS)
+            for t in transitions
+        ]
         with self._connect() as db:
-            db.executemany(f"INSERT OR REPLACE INTO transitions ({', '.join(_FIELDS)}) "
-                           f"VALUES ({', '.join('?' * len(_FIELDS))})", rows)
+            db.executemany(
+                f"INSERT OR REPLACE INTO transitions ({', '.join(_FIELDS)}) VALUES ({', '.join('?' * len(_FIELDS))})",
+                rows,
+            )
         return len(rows)
 
     def all(self) -> list[Transition]:
@@ -102,18 +107,25 @@ class TransitionGraph:
         with self._connect() as db:
             rows = db.execute(f"SELECT {', '.join(_FIELDS)} FROM transitions").fetchall()
         found = [Transition(*row[:7], bool(row[7]), *row[8:]) for row in rows]
-        return sorted((t for t in found if self._is_current(t)),
-                      key=lambda t: (t.from_clip, t.to_clip, not t.survived, t.cost_m))
+        return sorted(
+            (t for t in found if self._is_current(t)), key=lambda t: (t.from_clip, t.to_clip, not t.survived, t.cost_m)
+        )
 
     def simulated_pairs(self) -> set[tuple[str, int, str, int]]:
         """(from clip, version, to clip, version) of every pair with rows."""
         return {(t.from_clip, t.from_version, t.to_clip, t.to_version) for t in self.all()}
 
-    def edges(self, from_clip: str | None = None, to_clip: str | None = None,
-              survived_only: bool = False) -> list[Transition]:
+    def edges(
+        self, from_clip: str | None = None, to_clip: str | None = None, survived_only: bool = False
+    ) -> list[Transition]:
         """The rows from and/or to a clip (best first within a pair)."""
-        return [t for t in self.all() if (from_clip is None or t.from_clip == from_clip)
-                and (to_clip is None or t.to_clip == to_clip) and (t.survived or not survived_only)]
+        return [
+            t
+            for t in self.all()
+            if (from_clip is None or t.from_clip == from_clip)
+            and (to_clip is None or t.to_clip == to_clip)
+            and (t.survived or not survived_only)
+        ]
 
     def best(self) -> dict[tuple[str, str], Transition]:
         """The best row of each ordered pair (a surviving one if any, then the lowest cost)."""

@@ -32,8 +32,14 @@ def render_file_name(record: PolicyRecord) -> str:
     return re.sub(r"[^A-Za-z0-9_.+=,-]+", "_", record.clip_id.replace("/", "__")) + f"__v{record.version}.html"
 
 
-def make_renders(library: PolicyLibrary, records: list[PolicyRecord], directory: Path, limit: int | None,
-                 seconds: float | None = None, progress=print) -> dict[str, str]:
+def make_renders(
+    library: PolicyLibrary,
+    records: list[PolicyRecord],
+    directory: Path,
+    limit: int | None,
+    seconds: float | None = None,
+    progress=print,
+) -> dict[str, str]:
     """Renders (HTML viewer) every record with a policy that has no render in `directory` yet, at
     most `limit` new ones (None: all). Returns {clip_id: file name} of the renders that exist."""
     from factory.presentation.render import scene_for_policy, write_html
@@ -49,7 +55,7 @@ def make_renders(library: PolicyLibrary, records: list[PolicyRecord], directory:
         else:
             todo.append((record, name))
     if limit is not None:
-        todo = todo[:max(0, limit)]
+        todo = todo[: max(0, limit)]
     started = time.perf_counter()
     for i, (record, name) in enumerate(todo, 1):
         try:
@@ -77,8 +83,11 @@ def _failure_key(record: PolicyRecord) -> str:
 
 
 def _histogram_svg(records: list[PolicyRecord], width: int = 640, height: int = 220) -> str:
-    ok = [r for r in records if r.status in ("converged", "best_effort") and r.pose_error_m is not None
-          and np.isfinite(r.pose_error_m)]
+    ok = [
+        r
+        for r in records
+        if r.status in ("converged", "best_effort") and r.pose_error_m is not None and np.isfinite(r.pose_error_m)
+    ]
     if not ok:
         return "<p>No trained policies yet.</p>"
     errors_cm = np.array([r.pose_error_m for r in ok]) * 100
@@ -86,37 +95,51 @@ def _histogram_svg(records: list[PolicyRecord], width: int = 640, height: int = 
     top = max(top * 1.05, 5.0)  # at least 0-5 cm, so a few good clips do not fill the axis
     bins = min(40, max(8, int(np.sqrt(len(ok)) * 2)))
     edges = np.linspace(0, top, bins + 1)
-    counts = {s: np.histogram(np.clip([r.pose_error_m * 100 for r in ok if r.status == s], 0, top), edges)[0]
-              for s in ("converged", "best_effort")}
+    counts = {
+        s: np.histogram(np.clip([r.pose_error_m * 100 for r in ok if r.status == s], 0, top), edges)[0]
+        for s in ("converged", "best_effort")
+    }
     total = counts["converged"] + counts["best_effort"]
     peak = max(1, int(total.max()))
     left, bottom, right, top_pad = 44, 34, 10, 10
     plot_w, plot_h = width - left - right, height - bottom - top_pad
     bar_w = plot_w / bins
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
-             f'aria-label="pose error histogram">']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+        f'aria-label="pose error histogram">'
+    ]
     for k in range(bins):
         y = height - bottom
         for status in ("converged", "best_effort"):
             h = plot_h * counts[status][k] / peak
             if h > 0:
                 y -= h
-                parts.append(f'<rect x="{left + k * bar_w + 0.5:.1f}" y="{y:.1f}" width="{max(bar_w - 1, 1):.1f}" '
-                             f'height="{h:.1f}" fill="{STATUS_COLOURS[status]}"><title>{edges[k]:.1f}-'
-                             f'{edges[k + 1]:.1f} cm: {counts[status][k]} {status}</title></rect>')
+                parts.append(
+                    f'<rect x="{left + k * bar_w + 0.5:.1f}" y="{y:.1f}" width="{max(bar_w - 1, 1):.1f}" '
+                    f'height="{h:.1f}" fill="{STATUS_COLOURS[status]}"><title>{edges[k]:.1f}-'
+                    f"{edges[k + 1]:.1f} cm: {counts[status][k]} {status}</title></rect>"
+                )
     for tick in np.linspace(0, top, 6):
         x = left + plot_w * tick / top
-        parts.append(f'<text x="{x:.1f}" y="{height - bottom + 14}" font-size="11" text-anchor="middle">{tick:.1f}</text>')
+        parts.append(
+            f'<text x="{x:.1f}" y="{height - bottom + 14}" font-size="11" text-anchor="middle">{tick:.1f}</text>'
+        )
     for tick in np.unique(np.linspace(0, peak, min(peak, 4) + 1).round().astype(int)):
         y = height - bottom - plot_h * tick / peak
-        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end">{tick}</text>'
-                     f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e4e7ec"/>')
-    parts.append(f'<text x="{left + plot_w / 2}" y="{height - 4}" font-size="12" text-anchor="middle">pose error (cm, '
-                 f'root-relative, evaluation rollout){" — clipped at the 99th percentile" if len(ok) > 20 else ""}</text>')
+        parts.append(
+            f'<text x="{left - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end">{tick}</text>'
+            f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e4e7ec"/>'
+        )
+    parts.append(
+        f'<text x="{left + plot_w / 2}" y="{height - 4}" font-size="12" text-anchor="middle">pose error (cm, '
+        f"root-relative, evaluation rollout){' — clipped at the 99th percentile' if len(ok) > 20 else ''}</text>"
+    )
     for k, status in enumerate(("converged", "best_effort")):
         x = width - right - 200 + 100 * k
-        parts.append(f'<rect x="{x}" y="{top_pad}" width="10" height="10" fill="{STATUS_COLOURS[status]}"/>'
-                     f'<text x="{x + 14}" y="{top_pad + 9}" font-size="11">{status}</text>')
+        parts.append(
+            f'<rect x="{x}" y="{top_pad}" width="10" height="10" fill="{STATUS_COLOURS[status]}"/>'
+            f'<text x="{x + 14}" y="{top_pad + 9}" font-size="11">{status}</text>'
+        )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -256,13 +279,17 @@ def _failures_html(records: list[PolicyRecord]) -> str:
     groups: dict[str, list[PolicyRecord]] = defaultdict(list)
     for r in failed:
         groups[_failure_key(r)].append(r)
-    parts = [f"<p class=\"muted\">{len(failed)} failed clip(s) in {len(groups)} kind(s) of failure.</p>"]
+    parts = [f'<p class="muted">{len(failed)} failed clip(s) in {len(groups)} kind(s) of failure.</p>']
     for key, members in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
-        items = "".join(f"<li><code>{html.escape(r.clip_id)}</code> ({r.attempts} attempt(s)): "
-                        f"{html.escape(r.error or '')}</li>" for r in members[:500])
+        items = "".join(
+            f"<li><code>{html.escape(r.clip_id)}</code> ({r.attempts} attempt(s)): {html.escape(r.error or '')}</li>"
+            for r in members[:500]
+        )
         more = f"<li>... and {len(members) - 500} more</li>" if len(members) > 500 else ""
-        parts.append(f"<details{' open' if len(groups) <= 3 and len(members) <= 20 else ''}><summary><b>{len(members)}</b> "
-                     f"&times; {html.escape(key)}</summary><ul>{items}{more}</ul></details>")
+        parts.append(
+            f"<details{' open' if len(groups) <= 3 and len(members) <= 20 else ''}><summary><b>{len(members)}</b> "
+            f"&times; {html.escape(key)}</summary><ul>{items}{more}</ul></details>"
+        )
     return "".join(parts)
 
 
@@ -278,14 +305,22 @@ def plausibility_columns(library: PolicyLibrary, record: PolicyRecord) -> dict:
         return empty
     if not plausibility:
         return empty
-    return {"at_limit_pct": 100.0 * plausibility["at_limit_share"],
-            "peak_of_limit": max(g["peak_of_limit"] for g in plausibility["torque"].values()),
-            "foot_skate_m_s": plausibility["foot_skate_m_s"],
-            "foot_penetration_cm": 100.0 * plausibility["foot_penetration_max_m"]}
+    return {
+        "at_limit_pct": 100.0 * plausibility["at_limit_share"],
+        "peak_of_limit": max(g["peak_of_limit"] for g in plausibility["torque"].values()),
+        "foot_skate_m_s": plausibility["foot_skate_m_s"],
+        "foot_penetration_cm": 100.0 * plausibility["foot_penetration_max_m"],
+    }
 
 
-def write_library_report(library: PolicyLibrary, out_dir: str | os.PathLike, dataset: str | None = None,
-                         renders: str | int = "all", render_seconds: float | None = None, progress=print) -> Path:
+def write_library_report(
+    library: PolicyLibrary,
+    out_dir: str | os.PathLike,
+    dataset: str | None = None,
+    renders: str | int = "all",
+    render_seconds: float | None = None,
+    progress=print,
+) -> Path:
     """Writes `out_dir/index.html` (and renders into `out_dir/renders/`). Returns the page's path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -301,31 +336,62 @@ def write_library_report(library: PolicyLibrary, out_dir: str | os.PathLike, dat
     counts = {s: sum(r.status == s for r in records) for s in STATUS_COLOURS}
     trained = [r for r in records if r.status != "failed" and r.pose_error_m is not None]
     errors = np.array([r.pose_error_m for r in trained], float)
-    quantiles = ("pose error (m) over trained clips: " + ", ".join(
-        f"{name} {np.quantile(errors, q):.4f}" for name, q in (("min", 0), ("p10", .1), ("median", .5), ("p90", .9),
-                                                              ("p99", .99), ("max", 1)))) if errors.size else ""
+    quantiles = (
+        (
+            "pose error (m) over trained clips: "
+            + ", ".join(
+                f"{name} {np.quantile(errors, q):.4f}"
+                for name, q in (("min", 0), ("p10", 0.1), ("median", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1))
+            )
+        )
+        if errors.size
+        else ""
+    )
     fell = sum(bool(r.fell) for r in trained)
     samples = sum(r.samples or 0 for r in records)
     train_s = sum(r.train_s or 0 for r in records)
-    cards = [("clips", len(records))] + [(s, counts[s]) for s in STATUS_COLOURS] + [
-        ("fell (trained)", fell), ("samples", f"{samples:,}"), ("training hours", f"{train_s / 3600:.1f}")]
-    cards_html = "".join(f'<div class="card"><span class="muted">{html.escape(k)}</span><b>{v}</b></div>'
-                         for k, v in cards)
-    rows = [{"clip_id": r.clip_id, "status": r.status, "pose_error_m": r.pose_error_m, "fell": r.fell,
-             "samples": r.samples, "train_s": r.train_s, "attempts": r.attempts, "version": r.version,
-             "error": r.error, "reason": r.reason,
-             "robust": f"{r.robustness['survived']}/{r.robustness['rollouts']}" if r.robustness else None,
-             "robust_survival": r.robustness["survival"] if r.robustness else None, "render": f"renders/{rendered[r.clip_id]}" if r.clip_id in rendered else None,
-             **plausibility_columns(library, r)}
-            for r in records]
+    cards = (
+        [("clips", len(records))]
+        + [(s, counts[s]) for s in STATUS_COLOURS]
+        + [("fell (trained)", fell), ("samples", f"{samples:,}"), ("training hours", f"{train_s / 3600:.1f}")]
+    )
+    cards_html = "".join(
+        f'<div class="card"><span class="muted">{html.escape(k)}</span><b>{v}</b></div>' for k, v in cards
+    )
+    rows = [
+        {
+            "clip_id": r.clip_id,
+            "status": r.status,
+            "pose_error_m": r.pose_error_m,
+            "fell": r.fell,
+            "samples": r.samples,
+            "train_s": r.train_s,
+            "attempts": r.attempts,
+            "version": r.version,
+            "error": r.error,
+            "reason": r.reason,
+            "robust": f"{r.robustness['survived']}/{r.robustness['rollouts']}" if r.robustness else None,
+            "robust_survival": r.robustness["survival"] if r.robustness else None,
+            "render": f"renders/{rendered[r.clip_id]}" if r.clip_id in rendered else None,
+            **plausibility_columns(library, r),
+        }
+        for r in records
+    ]
     title = f"Policy library{'' if dataset is None else f': {dataset}'}"
-    subtitle = (f"{html.escape(str(library.root))} · {len(records)} clips · "
-                f"{len(rendered)} render(s) · written {time.strftime('%Y-%m-%d %H:%M:%S')}")
+    subtitle = (
+        f"{html.escape(str(library.root))} · {len(records)} clips · "
+        f"{len(rendered)} render(s) · written {time.strftime('%Y-%m-%d %H:%M:%S')}"
+    )
     replacements = {
-        "__TITLE__": html.escape(title), "__SUBTITLE__": subtitle, "__CARDS__": cards_html,
-        "__HISTOGRAM__": _histogram_svg(records), "__QUANTILES__": html.escape(quantiles),
-        "__FAILURES__": _failures_html(records), "__COLOURS__": json.dumps(STATUS_COLOURS),
-        "__ROWS__": json.dumps(rows, separators=(",", ":")).replace("</", "<\\/")}
+        "__TITLE__": html.escape(title),
+        "__SUBTITLE__": subtitle,
+        "__CARDS__": cards_html,
+        "__HISTOGRAM__": _histogram_svg(records),
+        "__QUANTILES__": html.escape(quantiles),
+        "__FAILURES__": _failures_html(records),
+        "__COLOURS__": json.dumps(STATUS_COLOURS),
+        "__ROWS__": json.dumps(rows, separators=(",", ":")).replace("</", "<\\/"),
+    }
     page = re.sub("|".join(map(re.escape, replacements)), lambda m: replacements[m.group(0)], _PAGE)
     path = out_dir / "index.html"
     return atomic.write_text(path, page)

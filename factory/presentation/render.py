@@ -127,22 +127,34 @@ class Scene:
         return [-np.sin(yaw) * REFERENCE_BESIDE_M, np.cos(yaw) * REFERENCE_BESIDE_M, 0.0]
 
 
-def scene_from_trajectory(trajectory, title: str, subtitle: str = "", segments=None,
-                          character_config: CharacterConfig = CharacterConfig(),
-                          target_pose_error_m: float | None = None) -> Scene:
+def scene_from_trajectory(
+    trajectory,
+    title: str,
+    subtitle: str = "",
+    segments=None,
+    character_config: CharacterConfig = CharacterConfig(),
+    target_pose_error_m: float | None = None,
+) -> Scene:
     """A scene from a `diffmimic.rollout.Trajectory` (a policy rollout or a composition)."""
     fell = np.asarray(trajectory.fell, bool)
     steps = trajectory.steps
     if not segments:
         segments = ({"index": 1, "name": title, "start_step": 0, "end_step": steps},)
     segments = tuple({k: s[k] for k in ("index", "name", "start_step", "end_step") if k in s} for s in segments)
-    return Scene(title=title, subtitle=subtitle, fps=float(trajectory.fps),
-                 body_pos=np.asarray(trajectory.body_pos, np.float32), body_rot=np.asarray(trajectory.body_rot, np.float32),
-                 reference_pos=np.asarray(trajectory.reference_body_pos, np.float32),
-                 reference_rot=np.asarray(trajectory.reference_body_rot, np.float32),
-                 pose_error_m=np.asarray(trajectory.pose_error_m, np.float32),
-                 fell_at_step=int(np.argmax(fell)) if fell.any() else None, segments=segments,
-                 geoms=character_geoms(character_config), target_pose_error_m=target_pose_error_m)
+    return Scene(
+        title=title,
+        subtitle=subtitle,
+        fps=float(trajectory.fps),
+        body_pos=np.asarray(trajectory.body_pos, np.float32),
+        body_rot=np.asarray(trajectory.body_rot, np.float32),
+        reference_pos=np.asarray(trajectory.reference_body_pos, np.float32),
+        reference_rot=np.asarray(trajectory.reference_body_rot, np.float32),
+        pose_error_m=np.asarray(trajectory.pose_error_m, np.float32),
+        fell_at_step=int(np.argmax(fell)) if fell.any() else None,
+        segments=segments,
+        geoms=character_geoms(character_config),
+        target_pose_error_m=target_pose_error_m,
+    )
 
 
 def _packed(pos: np.ndarray, rot: np.ndarray) -> str:
@@ -154,13 +166,22 @@ def scene_json(scene: Scene) -> dict:
     """The scene as the viewer's JSON."""
     error = [round(float(e), 5) if np.isfinite(e) else None for e in scene.pose_error_m]
     return {
-        "title": scene.title, "subtitle": scene.subtitle, "fps": scene.fps, "frames": scene.frames,
-        "bodies": int(scene.body_pos.shape[1]), "sim": _packed(scene.body_pos, scene.body_rot),
-        "ref": _packed(scene.reference_pos, scene.reference_rot), "pose_error_m": error,
-        "fell_at_step": scene.fell_at_step, "segments": list(scene.segments),
-        "geoms": [g.to_dict() for g in scene.geoms], "camera": scene.camera(),
-        "reference_offset": scene.reference_offset(), "target_pose_error_m": scene.target_pose_error_m,
-        "colours": {"simulated": SIMULATED_COLOUR, "reference": REFERENCE_COLOUR}}
+        "title": scene.title,
+        "subtitle": scene.subtitle,
+        "fps": scene.fps,
+        "frames": scene.frames,
+        "bodies": int(scene.body_pos.shape[1]),
+        "sim": _packed(scene.body_pos, scene.body_rot),
+        "ref": _packed(scene.reference_pos, scene.reference_rot),
+        "pose_error_m": error,
+        "fell_at_step": scene.fell_at_step,
+        "segments": list(scene.segments),
+        "geoms": [g.to_dict() for g in scene.geoms],
+        "camera": scene.camera(),
+        "reference_offset": scene.reference_offset(),
+        "target_pose_error_m": scene.target_pose_error_m,
+        "colours": {"simulated": SIMULATED_COLOUR, "reference": REFERENCE_COLOUR},
+    }
 
 
 def _asset(name: str) -> str:
@@ -189,6 +210,7 @@ def write_html(scene: Scene, path: str | os.PathLike) -> Path:
 # --------------------------------------------------------------------------------------------
 # Videos: the viewer's drawing in numpy + Pillow.
 
+
 class _Camera:
     def __init__(self, target, yaw: float, pitch: float, distance: float, width: int, height: int):
         target = np.asarray(target, float)
@@ -207,8 +229,9 @@ class _Camera:
         return np.stack([d @ self.r, d @ self.u, d @ self.f], -1)
 
     def project(self, cam: np.ndarray) -> np.ndarray:
-        return np.stack([self.cx + self.focal * cam[..., 0] / cam[..., 2],
-                         self.cy - self.focal * cam[..., 1] / cam[..., 2]], -1)
+        return np.stack(
+            [self.cx + self.focal * cam[..., 0] / cam[..., 2], self.cy - self.focal * cam[..., 1] / cam[..., 2]], -1
+        )
 
 
 _NEAR = 0.05
@@ -243,11 +266,22 @@ def _world_shapes(scene: Scene, pos: np.ndarray, rot: np.ndarray, shift) -> list
     for g in scene.geoms:
         p, q = pos[g.body] + shift, rot[g.body]
         if g.kind == "box":
-            shapes.append({"kind": "box", "c": p + _rotate(q, np.asarray(g.center)),
-                           "axes": _rotate(np.broadcast_to(q, (3, 4)), np.asarray(g.axes))})
+            shapes.append(
+                {
+                    "kind": "box",
+                    "c": p + _rotate(q, np.asarray(g.center)),
+                    "axes": _rotate(np.broadcast_to(q, (3, 4)), np.asarray(g.axes)),
+                }
+            )
         else:
-            shapes.append({"kind": "capsule", "a": p + _rotate(q, np.asarray(g.a)),
-                           "b": p + _rotate(q, np.asarray(g.b)), "radius": g.radius})
+            shapes.append(
+                {
+                    "kind": "capsule",
+                    "a": p + _rotate(q, np.asarray(g.a)),
+                    "b": p + _rotate(q, np.asarray(g.b)),
+                    "radius": g.radius,
+                }
+            )
     return shapes
 
 
@@ -269,7 +303,9 @@ def _draw_frame(scene: Scene, frame: int, width: int, height: int, supersample: 
     # sky gradient
     for y in range(0, H, 4):
         k = y / H
-        draw.rectangle([0, y, W, y + 4], fill=tuple(int(a + (b - a) * k) for a, b in zip((223, 231, 239), (247, 248, 250))))
+        draw.rectangle(
+            [0, y, W, y + 4], fill=tuple(int(a + (b - a) * k) for a, b in zip((223, 231, 239), (247, 248, 250)))
+        )
     # floor
     tile, reach = 0.5, 8.0
     cx, cy = int(np.floor(target[0] / tile)), int(np.floor(target[1] / tile))
@@ -286,10 +322,14 @@ def _draw_frame(scene: Scene, frame: int, width: int, height: int, supersample: 
             v = int(round(255 * (light * fade + 0.97 * (1 - fade))))
             draw.polygon([tuple(p) for p in cam.project(np.array(poly))], fill=(v, v, min(255, v + 4)))
     fell = scene.fell_at_step is not None and frame > scene.fell_at_step
-    shapes = [(s, FELL_COLOUR if fell else SIMULATED_COLOUR, 255)
-              for s in _world_shapes(scene, scene.body_pos[frame], scene.body_rot[frame], np.zeros(3))]
-    shapes += [(s, REFERENCE_COLOUR, 235)
-               for s in _world_shapes(scene, scene.reference_pos[frame], scene.reference_rot[frame], offset)]
+    shapes = [
+        (s, FELL_COLOUR if fell else SIMULATED_COLOUR, 255)
+        for s in _world_shapes(scene, scene.body_pos[frame], scene.body_rot[frame], np.zeros(3))
+    ]
+    shapes += [
+        (s, REFERENCE_COLOUR, 235)
+        for s in _world_shapes(scene, scene.reference_pos[frame], scene.reference_rot[frame], offset)
+    ]
 
     def capsule(a, b, radius, colour, alpha, grow=0.0, target=None):
         ca, cb = cam.to_camera(np.stack([a, b]))
@@ -338,8 +378,11 @@ def _draw_frame(scene: Scene, frame: int, width: int, height: int, supersample: 
                 if (normal @ (cam.eye - centre)) * outward <= 0:
                     continue
                 lit = 0.65 + 0.45 * max(0.0, outward * normal @ _LIGHT)
-                draw.polygon([tuple(screen[k]) for k in face], fill=_rgb(colour, lit) + (alpha,),
-                             outline=_rgb(colour, 0.55) + (alpha,))
+                draw.polygon(
+                    [tuple(screen[k]) for k in face],
+                    fill=_rgb(colour, lit) + (alpha,),
+                    outline=_rgb(colour, 0.55) + (alpha,),
+                )
         else:
             capsule(s["a"], s["b"], s["radius"], _rgb(colour, 0.55), alpha, grow=2 * supersample)
             capsule(s["a"], s["b"], s["radius"], _rgb(colour), alpha)
@@ -357,8 +400,9 @@ def _draw_frame(scene: Scene, frame: int, width: int, height: int, supersample: 
         lines.append(f"fell at {scene.fell_at_step / scene.fps:.2f} s")
     for k, line in enumerate(lines):
         text.text((10, 8 + 17 * k), line, fill=(34, 34, 51), font=font)
-    text.text((width - 10, height - 22), "simulated (blue)  reference (orange)", fill=(80, 80, 100), font=font,
-              anchor="ra")
+    text.text(
+        (width - 10, height - 22), "simulated (blue)  reference (orange)", fill=(80, 80, 100), font=font, anchor="ra"
+    )
     return image
 
 
@@ -369,8 +413,14 @@ def video_frames(scene: Scene, fps: float, width: int, height: int):
         yield _draw_frame(scene, min(scene.frames - 1, int(round(k * scene.fps / fps))), width, height)
 
 
-def write_video(scene: Scene, path: str | os.PathLike, width: int | None = None, height: int | None = None,
-                fps: float | None = None, progress=None) -> Path:
+def write_video(
+    scene: Scene,
+    path: str | os.PathLike,
+    width: int | None = None,
+    height: int | None = None,
+    fps: float | None = None,
+    progress=None,
+) -> Path:
     """Writes a GIF (default 480x270, 15 frames/s) or an MP4 (default 960x540 at the scene's rate)
     by the file suffix."""
     path = Path(path)
@@ -390,6 +440,7 @@ def write_video(scene: Scene, path: str | os.PathLike, width: int | None = None,
             yield image
 
     if suffix == ".gif":
+
         def write(tmp: Path):
             from PIL import Image
 
@@ -398,21 +449,38 @@ def write_video(scene: Scene, path: str | os.PathLike, width: int | None = None,
                 if palette is None:
                     palette = image.quantize(colors=96, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
                 images.append(image.quantize(palette=palette, dither=Image.Dither.NONE))
-            images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
-                           duration=int(round(1000 / fps)), loop=0, optimize=False)
+            images[0].save(
+                tmp,
+                format="GIF",
+                save_all=True,
+                append_images=images[1:],
+                duration=int(round(1000 / fps)),
+                loop=0,
+                optimize=False,
+            )
     else:
+
         def write(tmp: Path):
             import imageio_ffmpeg
 
-            writer = imageio_ffmpeg.write_frames(str(tmp), (width, height), fps=fps, codec="libx264",
-                                                 pix_fmt_out="yuv420p", quality=7, macro_block_size=8,
-                                                 ffmpeg_log_level="error", output_params=["-f", "mp4"])
+            writer = imageio_ffmpeg.write_frames(
+                str(tmp),
+                (width, height),
+                fps=fps,
+                codec="libx264",
+                pix_fmt_out="yuv420p",
+                quality=7,
+                macro_block_size=8,
+                ffmpeg_log_level="error",
+                output_params=["-f", "mp4"],
+            )
             writer.send(None)
             try:
                 for image in counted(frames):
                     writer.send(np.asarray(image.convert("RGB")).tobytes())
             finally:
                 writer.close()
+
     return _atomic_write(path, write)
 
 
@@ -429,16 +497,23 @@ def render(scene: Scene, path: str | os.PathLike, progress=None) -> Path:
 # --------------------------------------------------------------------------------------------
 # Scenes from the library and from files.
 
+
 def scene_for_policy(policy, seconds: float | None = None, start_frame: int = 0) -> tuple[Scene, object]:
     """Rolls a library `Policy` out and returns (scene, trajectory)."""
     trajectory = policy.rollout(seconds=seconds, start_frame=start_frame)
     record, m = policy.record, trajectory.metrics
     fell = f"fell at {m.fell_at_s:.2f} s" if m.fell else "no fall"
     trained = "" if record.pose_error_m is None else f"; training evaluation {record.pose_error_m:.3f} m"
-    subtitle = (f"{record.status}, {record.attempts} attempt(s){trained}. This rollout: {trajectory.seconds:.1f} s "
-                f"from frame {start_frame}, pose error {m.pose_error_m:.3f} m, {fell}.")
-    scene = scene_from_trajectory(trajectory, title=f"{record.clip_id} v{record.version}", subtitle=subtitle,
-                                  character_config=policy.character_config)
+    subtitle = (
+        f"{record.status}, {record.attempts} attempt(s){trained}. This rollout: {trajectory.seconds:.1f} s "
+        f"from frame {start_frame}, pose error {m.pose_error_m:.3f} m, {fell}."
+    )
+    scene = scene_from_trajectory(
+        trajectory,
+        title=f"{record.clip_id} v{record.version}",
+        subtitle=subtitle,
+        character_config=policy.character_config,
+    )
     return scene, trajectory
 
 
@@ -456,5 +531,10 @@ def scene_from_file(path: str | os.PathLike) -> Scene:
         subtitle += f"; transitions without a fall: {n - meta.get('failed_transitions', 0)}/{n}"
         if meta.get("not_run"):
             subtitle += f"; not run after the fall: {', '.join(meta['not_run'])}"
-    return scene_from_trajectory(trajectory, title=meta.get("title") or Path(path).stem, subtitle=subtitle,
-                                 segments=meta.get("segments"), character_config=character_config_from_dict(meta.get("character")))
+    return scene_from_trajectory(
+        trajectory,
+        title=meta.get("title") or Path(path).stem,
+        subtitle=subtitle,
+        segments=meta.get("segments"),
+        character_config=character_config_from_dict(meta.get("character")),
+    )

@@ -42,8 +42,9 @@ def test_each_setting_limits_the_library_fusions_and_computes_the_same(setting, 
     default = jax.jit(_work).lower(x, y).compile()
     project = jit(_work).lower(x, y).compile()
     default_fusions, fusions = _fusions(default.as_text()), _fusions(project.as_text())
-    assert any("reduce" in ops for ops in default_fusions.values()), \
+    assert any("reduce" in ops for ops in default_fusions.values()), (
         f"XLA's default is expected to hand the reduction to YNNPACK: {default_fusions}"
+    )
     if setting == "none":
         assert not fusions
     else:  # the dot stays a library fusion, the reduction does not
@@ -58,8 +59,9 @@ def test_other_backends_xla_setting_and_bad_settings(monkeypatch):
     assert library_fusions() == compile_module.DEFAULT_LIBRARY_FUSIONS
     monkeypatch.setenv(ENV_VAR, "xla")
     x, y = _args()
-    assert _fusions(jit(_work).lower(x, y).compile().as_text()) == \
-        _fusions(jax.jit(_work).lower(x, y).compile().as_text())
+    assert _fusions(jit(_work).lower(x, y).compile().as_text()) == _fusions(
+        jax.jit(_work).lower(x, y).compile().as_text()
+    )
     monkeypatch.setenv(ENV_VAR, "fast")
     with pytest.raises(ValueError, match=ENV_VAR):
         library_fusions()

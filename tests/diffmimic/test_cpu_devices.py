@@ -74,8 +74,14 @@ print(json.dumps({"batch_loss": batch_loss, "lapack": lapack,
 
 def _run(devices: int, *extra: str) -> dict:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    done = subprocess.run([sys.executable, "-c", SCRIPT, str(devices), *extra], capture_output=True, text=True,
-                          env=env, cwd=REPO_ROOT, timeout=900)
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(devices), *extra],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO_ROOT,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 

@@ -48,7 +48,7 @@ def test_starts_move_to_just_before_the_trouble():
     trouble_late[95] = 1.0
     late = start_probabilities(length, bucket, horizon, trouble_late, focus_share=1.0)
     assert late[85:95].sum() == pytest.approx(1.0)
-    assert not late[length - 1:].any()  # never start at the last frame or in the padding
+    assert not late[length - 1 :].any()  # never start at the last frame or in the padding
 
 
 def test_no_trouble_or_no_focus_is_plain_rsi():
@@ -65,8 +65,15 @@ def test_no_trouble_or_no_focus_is_plain_rsi():
 def _evaluation(pose_error_m: float, fell_at_s: float | None = None):
     from diffmimic.metrics import EvalMetrics
 
-    return EvalMetrics(pose_error_m=pose_error_m, global_error_m=pose_error_m, fell=fell_at_s is not None,
-                       fell_at_s=fell_at_s, absurdity={}, nonfinite_steps=0, frames=10)
+    return EvalMetrics(
+        pose_error_m=pose_error_m,
+        global_error_m=pose_error_m,
+        fell=fell_at_s is not None,
+        fell_at_s=fell_at_s,
+        absurdity={},
+        nonfinite_steps=0,
+        frames=10,
+    )
 
 
 def test_polishing_goes_on_past_convergence_until_the_polish_target_or_budget():

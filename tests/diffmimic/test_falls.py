@@ -53,8 +53,9 @@ def test_a_body_lying_on_its_back_rests_on_pelvis_back_head_and_hands():
     @jax.jit
     def settle(q):
         state = pipe.init(sys, q, jnp.zeros(sys.qd_size()))
-        state, lowest = jax.lax.scan(lambda s, _: (pipe.step(sys, s, jnp.zeros(sys.act_size())),
-                                                   s.x.pos[:, 2].min()), state, None, length=steps)
+        state, lowest = jax.lax.scan(
+            lambda s, _: (pipe.step(sys, s, jnp.zeros(sys.act_size())), s.x.pos[:, 2].min()), state, None, length=steps
+        )
         return state.x.pos, lowest
 
     pos, lowest = (np.asarray(a) for a in settle(q))

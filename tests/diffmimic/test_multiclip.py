@@ -47,18 +47,34 @@ def test_clips_trained_together_match_each_trained_alone(references):
     no_replay = 1e3
     # Every iteration's training state (but the last's) comes out through the checkpoint hook.
     states_alone: dict[str, list] = {name: [] for name in plan}
-    alone = {name: train(references[name], configs[name], progress=None, replay_threshold_m=no_replay,
-                         checkpoint_every=1,
-                         on_checkpoint=lambda snap, n=name: states_alone[n].append(snap.state))
-             for name in plan}
+    alone = {
+        name: train(
+            references[name],
+            configs[name],
+            progress=None,
+            replay_threshold_m=no_replay,
+            checkpoint_every=1,
+            on_checkpoint=lambda snap, n=name: states_alone[n].append(snap.state),
+        )
+        for name in plan
+    }
 
     base = make_config("cpu", **calm)
     before = dict(compiled_functions(base).trace_counts)
     records: dict[str, list] = {name: [] for name in plan}
     states_together: dict[str, list] = {name: [] for name in plan}
-    tasks = [ClipTask(references[name], configs[name], tag=name, on_evaluation=records[name].append,
-                      replay_threshold_m=no_replay, checkpoint_every=1,
-                      on_checkpoint=lambda snap, n=name: states_together[n].append(snap.state)) for name in plan]
+    tasks = [
+        ClipTask(
+            references[name],
+            configs[name],
+            tag=name,
+            on_evaluation=records[name].append,
+            replay_threshold_m=no_replay,
+            checkpoint_every=1,
+            on_checkpoint=lambda snap, n=name: states_together[n].append(snap.state),
+        )
+        for name in plan
+    ]
     finished = list(train_many(tasks, base, slots=2))
     counts = compiled_functions(base).trace_counts
 
@@ -69,7 +85,9 @@ def test_clips_trained_together_match_each_trained_alone(references):
         assert together.iterations == single.iterations == plan[task.tag][0]
         assert together.samples == single.samples
         assert [r["iteration"] for r in together.history] == [r["iteration"] for r in single.history]
-        assert [int(s.iteration) for s in states_together[task.tag]] == [int(s.iteration) for s in states_alone[task.tag]]
+        assert [int(s.iteration) for s in states_together[task.tag]] == [
+            int(s.iteration) for s in states_alone[task.tag]
+        ]
         assert len(states_together[task.tag]) == plan[task.tag][0] - 1
         # The first iteration starts from the same state: its rollouts (the slot's own keys,
         # reference and start distribution) give what they give alone, to rounding. Rounding is
@@ -105,7 +123,7 @@ def test_a_task_that_cannot_join_the_batch_is_reported_not_raised(references):
 def test_choose_slots_takes_the_last_k_that_still_paid():
     from diffmimic.multiclip import choose_slots
 
-    curve = lambda *rates: [{"slots": 2 ** i, "samples_per_s": r} for i, r in enumerate(rates)]
+    curve = lambda *rates: [{"slots": 2**i, "samples_per_s": r} for i, r in enumerate(rates)]
     assert choose_slots(curve(100, 190, 300, 310)) == 4  # 8 slots gained 3 %: not worth its memory
     assert choose_slots(curve(100, 105)) == 1
     assert choose_slots(curve(100, 200, 150, 400)) == 2  # the first K that stopped paying ends it

@@ -66,8 +66,11 @@ def test_a_hard_push_makes_the_still_policy_fall_where_the_plain_rollout_does_no
     start = EnvState(physics=first, t=jnp.int32(0), key=jax.random.PRNGKey(0))
     _, (_, _, _, plain) = functions.rollout(still, normaliser, ref, start, jnp.int32(steps))
     assert not np.asarray(plain.fell)[:steps].any()
-    shoved = start.replace(physics=functions.perturb(first, jax.random.PRNGKey(1), jnp.float32(0.0),
-                                                     jnp.float32(2.0 / config.env.push_mps)))  # 2 m/s
+    shoved = start.replace(
+        physics=functions.perturb(
+            first, jax.random.PRNGKey(1), jnp.float32(0.0), jnp.float32(2.0 / config.env.push_mps)
+        )
+    )  # 2 m/s
     _, (_, _, _, metrics) = functions.rollout(still, normaliser, ref, shoved, jnp.int32(steps))
     assert np.asarray(metrics.fell)[:steps].any()
 
@@ -87,26 +90,42 @@ def test_check_counts_real_rollouts_and_is_repeatable(setup):
 
 
 def _metrics(pose_error_m=0.03, fell=False, robustness=None) -> EvalMetrics:
-    return EvalMetrics(pose_error_m=pose_error_m, global_error_m=0.05, fell=fell, fell_at_s=1.0 if fell else None,
-                       absurdity={}, nonfinite_steps=0, frames=100, robustness=robustness or {})
+    return EvalMetrics(
+        pose_error_m=pose_error_m,
+        global_error_m=0.05,
+        fell=fell,
+        fell_at_s=1.0 if fell else None,
+        absurdity={},
+        nonfinite_steps=0,
+        frames=100,
+        robustness=robustness or {},
+    )
 
 
 def test_convergence_needs_robustness_and_says_why_not():
-    fragile = Robustness(rollouts=10, survived=7, fell_at_s=(2.5, 3.1, 4.0), pose_error_m=(0.03,) * 10,
-                         min_survival=0.9).to_dict()
-    sturdy = Robustness(rollouts=10, survived=9, fell_at_s=(4.0,), pose_error_m=(0.03,) * 10,
-                        min_survival=0.9).to_dict()
+    fragile = Robustness(
+        rollouts=10, survived=7, fell_at_s=(2.5, 3.1, 4.0), pose_error_m=(0.03,) * 10, min_survival=0.9
+    ).to_dict()
+    sturdy = Robustness(
+        rollouts=10, survived=9, fell_at_s=(4.0,), pose_error_m=(0.03,) * 10, min_survival=0.9
+    ).to_dict()
     assert converged(_metrics(robustness=sturdy), 0.04, 10)
     assert not converged(_metrics(robustness=fragile), 0.04, 10)
     assert not converged(_metrics(), 0.04, 10)  # never checked
     assert converged(_metrics(), 0.04, 0)  # no check required
-    assert not_converged_reason(_metrics(robustness=fragile), 0.04, 10) == \
-        "fragile: 3 of 10 perturbed rollouts fell, first at 2.5 s"
+    assert (
+        not_converged_reason(_metrics(robustness=fragile), 0.04, 10)
+        == "fragile: 3 of 10 perturbed rollouts fell, first at 2.5 s"
+    )
     assert not_converged_reason(_metrics(fell=True), 0.04, 10) == "fell at 1.00 s"
     assert "over the target" in not_converged_reason(_metrics(pose_error_m=0.05), 0.04, 10)
     # The kept policy: robust first, even when a fragile one tracks a little closer.
-    candidates = [_metrics(0.029, robustness=fragile), _metrics(0.033, robustness=sturdy),
-                  _metrics(0.02, fell=True), _metrics(0.05)]
+    candidates = [
+        _metrics(0.029, robustness=fragile),
+        _metrics(0.033, robustness=sturdy),
+        _metrics(0.02, fell=True),
+        _metrics(0.05),
+    ]
     ordered = sorted(candidates, key=lambda m: selection_key(m, 0.04, 10))
     assert [m.pose_error_m for m in ordered] == [0.033, 0.029, 0.05, 0.02]
     assert sorted(candidates, key=lambda m: selection_key(m, None, 10))[0].pose_error_m == 0.029
@@ -120,11 +139,19 @@ def test_training_checks_what_meets_the_target_and_keeps_the_checked_policy(setu
 
     config, functions, ref, still, normaliser = setup
     reference = load_reference(write_sample_dataset(tmp_path)[0].parent / "arm_swings_poses.npz")
-    run_config = dataclasses.replace(config, iterations=4, eval_every=1, polish_eval_every=1, robust_rollouts=2,
-                                     robust_check_every=2, polish_pose_error_m=0.0)
+    run_config = dataclasses.replace(
+        config,
+        iterations=4,
+        eval_every=1,
+        polish_eval_every=1,
+        robust_rollouts=2,
+        robust_check_every=2,
+        polish_pose_error_m=0.0,
+    )
     lines = []
-    result = train(reference, run_config, progress=lines.append, stop_at_pose_error_m=1.0,
-                   init_policy=(still, normaliser))
+    result = train(
+        reference, run_config, progress=lines.append, stop_at_pose_error_m=1.0, init_policy=(still, normaliser)
+    )
     checks = [line for line in lines if "robustness:" in line]
     assert 1 <= len(checks) <= 2, lines  # due at most every 2 of the 4 evaluations
     assert result.metrics.robustness["rollouts"] == 2

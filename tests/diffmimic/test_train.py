@@ -17,7 +17,8 @@ from diffmimic.env import ref_arrays
 from diffmimic.evaluate import main as evaluate_main
 from diffmimic.mocap.retarget import load_reference
 from diffmimic.mocap.sample import write_sample_dataset
-from diffmimic.train import compiled_functions, main as train_main, make_config, make_curriculum, train
+from diffmimic.train import compiled_functions, make_config, make_curriculum, train
+from diffmimic.train import main as train_main
 
 TINY = dict(num_envs=2, horizon=4, hidden=(32, 32), eval_every=2, iterations=2)
 
@@ -63,10 +64,10 @@ def test_two_clips_share_one_compiled_step(sample_references, tiny_config):
     assert counts["train_step"] - before.get("train_step", 0) <= 1
 
 
-
 @pytest.mark.slow
 def test_the_reference_physics_is_prepared_once_and_control_steps_only_index_it(
-        sample_references, tiny_config, monkeypatch):
+    sample_references, tiny_config, monkeypatch
+):
     references, _ = sample_references
     env = compiled_functions(tiny_config).env
     ref = ref_arrays(references["squat"])
@@ -76,24 +77,30 @@ def test_the_reference_physics_is_prepared_once_and_control_steps_only_index_it(
     # Same starts, observations and replayed steps as building each frame on the fly.
     start, start_p = (env.reset(r, jax.random.PRNGKey(1), frame=7) for r in (ref, prepared))
     np.testing.assert_allclose(np.asarray(start_p.physics.x.pos), np.asarray(start.physics.x.pos), atol=1e-6)
-    np.testing.assert_allclose(np.asarray(env.observe(start_p, prepared)), np.asarray(env.observe(start, ref)),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(env.observe(start_p, prepared)), np.asarray(env.observe(start, ref)), atol=1e-5
+    )
     action = 0.3 * jnp.ones(env.action_size)
-    (moved, metrics), (moved_p, metrics_p) = (env.step(start, action, r, replay_threshold_m=0.0)
-                                              for r in (ref, prepared))
+    (moved, metrics), (moved_p, metrics_p) = (
+        env.step(start, action, r, replay_threshold_m=0.0) for r in (ref, prepared)
+    )
     assert bool(metrics.replayed) and bool(metrics_p.replayed)  # replay really took the reference state
     np.testing.assert_allclose(np.asarray(moved_p.physics.q), np.asarray(moved.physics.q), atol=1e-5)
     np.testing.assert_allclose(float(metrics_p.loss), float(metrics.loss), rtol=1e-5)
     # Traced: a step on the prepared reference builds no physics state (it indexes one).
     pipe = env._pipeline
     built = []
-    counting = type("Counting", (), {"init": staticmethod(lambda *a: built.append(1) or pipe.init(*a)),
-                                     "step": staticmethod(pipe.step)})
+    counting = type(
+        "Counting",
+        (),
+        {"init": staticmethod(lambda *a: built.append(1) or pipe.init(*a)), "step": staticmethod(pipe.step)},
+    )
     monkeypatch.setattr(env, "_pipeline", counting)
     jax.make_jaxpr(lambda s: env.step(s, action, prepared))(start)
     assert built == []
     jax.make_jaxpr(lambda s: env.step(s, action, ref))(start)
     assert built == [1]
+
 
 @pytest.mark.slow
 def test_nan_physics_is_detected_replaced_and_counted(sample_references, tiny_config):
@@ -115,11 +122,23 @@ def test_cli_writes_outputs_and_evaluate_reads_them(sample_references, tmp_path,
     _, clips = sample_references
     monkeypatch.setattr("diffmimic.train.PRESETS", {"cpu": TINY, "paper": {}})
     out = tmp_path / "run"
-    assert train_main([str(clips["idle_sway"]), "--out", str(out), "--preset", "cpu",
-                       "--duration-s", "3.0", "--seed", "3"]) == 0  # 91 frames: the bucket (128) of the other tests
+    assert (
+        train_main(
+            [str(clips["idle_sway"]), "--out", str(out), "--preset", "cpu", "--duration-s", "3.0", "--seed", "3"]
+        )
+        == 0
+    )  # 91 frames: the bucket (128) of the other tests
     result = json.loads((out / "result.json").read_text())
-    for key in ("pose_error_m", "initial_pose_error_m", "fell", "samples", "train_s", "compile_s",
-                "iterations", "backend"):
+    for key in (
+        "pose_error_m",
+        "initial_pose_error_m",
+        "fell",
+        "samples",
+        "train_s",
+        "compile_s",
+        "iterations",
+        "backend",
+    ):
         assert key in result
     assert result["samples"] == 2 * 2 * 4
     assert (out / "checkpoint").is_dir() and (out / "reference.npz").is_file()
@@ -179,8 +198,9 @@ def test_start_distribution_is_data_and_moves_rollouts_to_the_trouble(sample_ref
 
     means = {}
     for sampling in ("uniform", "adaptive"):
-        config = make_config("cpu", **{**TINY, "iterations": 4, "eval_every": 2, "start_sampling": sampling,
-                                       "focus_share": 1.0})
+        config = make_config(
+            "cpu", **{**TINY, "iterations": 4, "eval_every": 2, "start_sampling": sampling, "focus_share": 1.0}
+        )
         result = train(reference, config, progress=None)
         means[sampling] = [r["start_frame_mean"] for r in result.history]
     uniform_mean = (reference.num_frames - 1 - TINY["horizon"]) / 2
@@ -194,8 +214,12 @@ def test_warm_start_begins_where_the_given_policy_is(sample_references, tiny_con
     references, _ = sample_references
     reference = references["arm_swings"]
     first = train(reference, make_config("cpu", **{**TINY, "iterations": 2}), progress=None)
-    warm = train(reference, make_config("cpu", **{**TINY, "iterations": 2, "seed": 5}), progress=None,
-                 init_policy=(first.params, first.normaliser))
+    warm = train(
+        reference,
+        make_config("cpu", **{**TINY, "iterations": 2, "seed": 5}),
+        progress=None,
+        init_policy=(first.params, first.normaliser),
+    )
     # The warm start's "initial" evaluation is the given policy's, not a fresh network's.
     assert warm.initial_metrics.pose_error_m == pytest.approx(first.metrics.pose_error_m, rel=1e-5)
     with pytest.raises(ValueError, match="shapes"):
@@ -237,22 +261,31 @@ def test_polishing_evaluates_at_its_cadence_and_learning_rate(sample_references,
 
     references, _ = sample_references
     reference = references["arm_swings"]
-    config = make_config("cpu", **{**TINY, "iterations": 12, "eval_every": 3, "polish_eval_every": 1,
-                                   "polish_pose_error_m": 0.0, "polish_learning_rate_scale": 0.25})
+    config = make_config(
+        "cpu",
+        **{
+            **TINY,
+            "iterations": 12,
+            "eval_every": 3,
+            "polish_eval_every": 1,
+            "polish_pose_error_m": 0.0,
+            "polish_learning_rate_scale": 0.25,
+        },
+    )
     functions = compiled_functions(config)
     state = functions.init(jax.random.PRNGKey(0), config.iterations)
     # A policy whose actions are zero holds the reference's PD targets: it tracks this in-place
     # clip without falling, so the first evaluation (iteration 3) meets a loose target.
     still = jax.tree.map(jnp.zeros_like, state.params)
-    result = train(reference, config, progress=None, stop_at_pose_error_m=1.0,
-                   init_policy=(still, state.normaliser))
+    result = train(reference, config, progress=None, stop_at_pose_error_m=1.0, init_policy=(still, state.normaliser))
     history = [(r["iteration"], r["fell"], r["polishing"], r["learning_rate_scale"]) for r in result.history]
     # The tiny config simulates 2 x 4 steps per iteration, the evaluations 2 x 119: every 30th.
     cadence = polish_eval_cadence(config, reference.num_frames)
     assert cadence == 30 and [i for i, *_ in history] == [3, 12], history
     warm_and_polishing = config.warm_start_learning_rate_scale * 0.25
-    assert all(not fell and polishing and scale == pytest.approx(warm_and_polishing)
-               for _, fell, polishing, scale in history), history
+    assert all(
+        not fell and polishing and scale == pytest.approx(warm_and_polishing) for _, fell, polishing, scale in history
+    ), history
 
     ref = functions.prepared(ref_arrays(reference))
     moved = {}

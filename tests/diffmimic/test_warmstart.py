@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from diffmimic.warmstart import (motion_signature, nearest_donor, prune_pool, root_motion_distance,
-                                 signature_distance)
+from diffmimic.warmstart import motion_signature, nearest_donor, prune_pool, root_motion_distance, signature_distance
 
 FPS = 30.0
 
@@ -20,11 +19,21 @@ def _motion(frames=90, speed=(1.0, 0.0), yaw0=0.0, offset=(0.0, 0.0), yaw_rate=0
     pelvis_xy = np.asarray(offset) + np.cumsum(velocity_world, 0) / FPS
     pelvis = np.concatenate([pelvis_xy, np.full((frames, 1), 0.9 - crouch)], -1)
     swing = 0.2 * np.sin(2 * np.pi * t)
-    legs_local = np.stack([np.stack([swing, np.full(frames, 0.1), np.full(frames, -0.8 + crouch)], -1),
-                           np.stack([-swing, np.full(frames, -0.1), np.full(frames, -0.8 + crouch)], -1)], 1)
-    legs_world = np.stack([c[:, None] * legs_local[..., 0] - s[:, None] * legs_local[..., 1],
-                           s[:, None] * legs_local[..., 0] + c[:, None] * legs_local[..., 1],
-                           legs_local[..., 2]], -1)
+    legs_local = np.stack(
+        [
+            np.stack([swing, np.full(frames, 0.1), np.full(frames, -0.8 + crouch)], -1),
+            np.stack([-swing, np.full(frames, -0.1), np.full(frames, -0.8 + crouch)], -1),
+        ],
+        1,
+    )
+    legs_world = np.stack(
+        [
+            c[:, None] * legs_local[..., 0] - s[:, None] * legs_local[..., 1],
+            s[:, None] * legs_local[..., 0] + c[:, None] * legs_local[..., 1],
+            legs_local[..., 2],
+        ],
+        -1,
+    )
     pos = np.concatenate([pelvis[:, None], pelvis[:, None] + legs_world], 1)
     quat = np.zeros((frames, 3, 4))
     quat[..., 0], quat[..., 3] = np.cos(yaw / 2)[:, None], np.sin(yaw / 2)[:, None]  # yaw about z
@@ -53,11 +62,14 @@ def test_signature_separates_direction_turning_and_crouching():
 
 def test_nearest_donor_within_the_distance_limit():
     forward = motion_signature(*_motion(), FPS)
-    donors = [{"clip_id": "back", "signature": motion_signature(*_motion(speed=(-1.0, 0.0)), FPS)},
-              {"clip_id": "slower", "signature": motion_signature(*_motion(speed=(0.9, 0.0)), FPS)}]
+    donors = [
+        {"clip_id": "back", "signature": motion_signature(*_motion(speed=(-1.0, 0.0)), FPS)},
+        {"clip_id": "slower", "signature": motion_signature(*_motion(speed=(0.9, 0.0)), FPS)},
+    ]
     donor, distance = nearest_donor(forward, donors, max_distance_m=1.0)
     assert donor["clip_id"] == "slower" and distance == pytest.approx(
-        signature_distance(forward, donors[1]["signature"]))
+        signature_distance(forward, donors[1]["signature"])
+    )
     assert nearest_donor(forward, donors, max_distance_m=distance / 2) == (None, distance)
     assert nearest_donor(forward, [])[0] is None
     with pytest.raises(ValueError):
@@ -68,7 +80,7 @@ def test_a_donor_moving_another_way_is_refused_however_near_its_poses():
     forward = motion_signature(*_motion(), FPS)
     backward = motion_signature(*_motion(speed=(-1.0, 0.0)), FPS)
     donors = [{"clip_id": "back", "signature": backward}]
-    assert root_motion_distance(forward, backward) == pytest.approx(np.sqrt(2.0 ** 2 / 10))
+    assert root_motion_distance(forward, backward) == pytest.approx(np.sqrt(2.0**2 / 10))
     assert nearest_donor(forward, donors, max_distance_m=10.0) == (None, float("inf"))
     donor, _ = nearest_donor(forward, donors, max_distance_m=10.0, max_root_distance_m=1.0)
     assert donor["clip_id"] == "back"

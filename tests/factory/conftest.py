@@ -53,15 +53,17 @@ def trained(sample_clips, tiny_config, tmp_path_factory) -> dict[str, Trained]:
         reference = load_reference(sample_clips[name], fps=config.env.control_hz)
         result = train(reference, config, progress=None)
         out_dir = write_outputs(tmp_path_factory.mktemp(f"train_{name}"), result, config, reference)
-        runs[name] = Trained(name=name, source=sample_clips[name], reference=reference, result=result,
-                             config=config, out_dir=out_dir)
+        runs[name] = Trained(
+            name=name, source=sample_clips[name], reference=reference, result=result, config=config, out_dir=out_dir
+        )
     return runs
 
 
 def _put_trained(library, clip_id: str, run: Trained, status: str = "best_effort", **kwargs):
     """Puts a trained run into `library` under `clip_id`."""
-    return library.put_result(clip_id, run.result, run.config, run.reference, status=status,
-                              source_path=run.source, **kwargs)
+    return library.put_result(
+        clip_id, run.result, run.config, run.reference, status=status, source_path=run.source, **kwargs
+    )
 
 
 @pytest.fixture(scope="session")
@@ -81,8 +83,12 @@ def small_library(tmp_path, trained):
     put_trained(library, "sample/squat_poses", trained["squat"], status="converged", attempts=2)
     put_trained(library, "sample/wave_poses", trained["wave"], status="converged")
     put_trained(library, "other/mocap/squat_poses", trained["squat"], status="best_effort")
-    library.put_failure("sample/torso_twist_poses", "non-finite loss in every attempt", attempts=3,
-                        source_path=trained["squat"].source.with_name("torso_twist_poses.npz"))
+    library.put_failure(
+        "sample/torso_twist_poses",
+        "non-finite loss in every attempt",
+        attempts=3,
+        source_path=trained["squat"].source.with_name("torso_twist_poses.npz"),
+    )
     return library
 
 
@@ -122,13 +128,24 @@ def browser(tmp_path_factory):
     profile = tmp_path_factory.mktemp("chromium-profile")
 
     def run(page: Path, *flags: str, width: int, height: int) -> subprocess.CompletedProcess:
-        command = [executable, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                   "--no-first-run", f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
-                   f"--window-size={width},{height}", "--virtual-time-budget=3000",
-                   # Frames follow virtual time even when the CPU is busy (two test processes
-                   # compiling): without it a loaded machine drew one animation frame in 3 s.
-                   "--run-all-compositor-stages-before-draw", *flags,
-                   Path(page).resolve().as_uri()]
+        command = [
+            executable,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--no-first-run",
+            f"--user-data-dir={profile}",
+            "--enable-logging=stderr",
+            "--v=0",
+            f"--window-size={width},{height}",
+            "--virtual-time-budget=3000",
+            # Frames follow virtual time even when the CPU is busy (two test processes
+            # compiling): without it a loaded machine drew one animation frame in 3 s.
+            "--run-all-compositor-stages-before-draw",
+            *flags,
+            Path(page).resolve().as_uri(),
+        ]
         return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
 
     def load(page: Path, width: int = 1000, height: int = 700) -> PageLoad:
@@ -137,8 +154,9 @@ def browser(tmp_path_factory):
         assert dom.returncode == 0, dom.stderr[-2000:]
         shots = run(page, f"--screenshot={shot}", width=width, height=height)
         assert shots.returncode == 0 and shot.is_file(), shots.stderr[-2000:]
-        console = [line for out in (dom.stderr, shots.stderr) for line in out.splitlines()
-                   if re.search(r":CONSOLE[:(]", line)]
+        console = [
+            line for out in (dom.stderr, shots.stderr) for line in out.splitlines() if re.search(r":CONSOLE[:(]", line)
+        ]
         return PageLoad(dom=dom.stdout, console=console, screenshot=shot)
 
     return load

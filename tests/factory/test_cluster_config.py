@@ -28,8 +28,9 @@ def test_cluster_yaml_has_cpu_head_gpu_workers_and_shared_library(cluster_config
     head = types[cluster_config["head_node_type"]]
     assert head["resources"].get("GPU", 0) == 0
     gpu_types = [t for name, t in types.items() if name != cluster_config["head_node_type"]]
-    assert gpu_types and all(t["resources"]["GPU"] >= 1 and t["min_workers"] == 0 and t["max_workers"] > 0
-                             for t in gpu_types)  # autoscaling GPU workers
+    assert gpu_types and all(
+        t["resources"]["GPU"] >= 1 and t["min_workers"] == 0 and t["max_workers"] > 0 for t in gpu_types
+    )  # autoscaling GPU workers
     setup = "\n".join(cluster_config["setup_commands"])
     assert "pip install" in setup and "[cuda]" in setup and "/mnt/shared" in setup
     # The index on the head's local disk, never on NFS; scratch and the published snapshot shared.

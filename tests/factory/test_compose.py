@@ -36,8 +36,11 @@ def test_reanchor_moves_the_clip_rigidly(trained):
     assert heading_yaw(moved.qpos[frame, 3:7]) == pytest.approx(2.5)
     np.testing.assert_allclose(moved.body_pos[..., 2], reference.body_pos[..., 2])  # heights kept
     # one rigid motion for every frame: root-relative, heading-aligned poses are unchanged
-    np.testing.assert_allclose(heading_frame_pose(moved.body_pos, moved.body_rot),
-                               heading_frame_pose(reference.body_pos, reference.body_rot), atol=1e-6)
+    np.testing.assert_allclose(
+        heading_frame_pose(moved.body_pos, moved.body_rot),
+        heading_frame_pose(reference.body_pos, reference.body_rot),
+        atol=1e-6,
+    )
     turn = _yaw_rotation(2.5 - heading_yaw(reference.body_rot[frame, 0]))
     np.testing.assert_allclose(moved.body_vel, reference.body_vel @ turn.T, atol=1e-6)
     np.testing.assert_allclose(moved.qvel[:, :3], reference.qvel[:, :3] @ turn.T, atol=1e-6)
@@ -54,10 +57,11 @@ def test_compose_hands_over_the_simulated_state(library):
 
     # The nearest-pose rule, whose choice the trajectory alone shows (the state rule also weighs
     # velocities and feet: tests/factory/test_transitions.py).
-    composition = compose(library, ["squat_poses", "wave_poses", "squat_poses"], seconds=[0.5, None, 0.5],
-                          handover="pose")
+    composition = compose(
+        library, ["squat_poses", "wave_poses", "squat_poses"], seconds=[0.5, None, 0.5], handover="pose"
+    )
     trajectory, segments = composition.trajectory, composition.segments
-    assert [s.name for s in segments] == ["squat_poses", "wave_poses", "squat_poses"][:len(segments)]
+    assert [s.name for s in segments] == ["squat_poses", "wave_poses", "squat_poses"][: len(segments)]
     assert segments[0].start_step == 0 and segments[0].entry_frame == 0
     for before, after in zip(segments, segments[1:]):
         assert after.start_step == before.end_step
@@ -66,7 +70,7 @@ def test_compose_hands_over_the_simulated_state(library):
 
     # The first segment is the policy's own rollout from frame 0.
     single = library.load_policy("squat_poses").rollout(seconds=segments[0].end_s)
-    np.testing.assert_allclose(trajectory.body_pos[:segments[0].end_step + 1], single.body_pos, atol=1e-5)
+    np.testing.assert_allclose(trajectory.body_pos[: segments[0].end_step + 1], single.body_pos, atol=1e-5)
 
     assert len(segments) >= 2 and not segments[0].fell  # 0.5 s of the squat: no fall before the switch
     second = segments[1]
@@ -75,14 +79,16 @@ def test_compose_hands_over_the_simulated_state(library):
     # entered at the nearest phase (within the frames that leave min_segment_s)
     wave = library.load_policy("wave_poses").reference
     allowed = wave.num_frames - 1 - 30
-    distances = pose_distances(pos, rot, wave)[:allowed + 1]
+    distances = pose_distances(pos, rot, wave)[: allowed + 1]
     assert second.entry_frame == int(np.argmin(distances))
     assert second.entry_distance_m == pytest.approx(float(distances.min()), abs=1e-6)
     # the reference was re-anchored at the character: its next frame is one step from the hand-over
     ref_root = trajectory.reference_body_pos[handover + 1, 0]
     assert np.linalg.norm(ref_root[:2] - pos[0, :2]) < 0.1
-    assert abs(np.angle(np.exp(1j * (heading_yaw(trajectory.reference_body_rot[handover + 1, 0])
-                                     - heading_yaw(rot[0]))))) < 0.2
+    assert (
+        abs(np.angle(np.exp(1j * (heading_yaw(trajectory.reference_body_rot[handover + 1, 0]) - heading_yaw(rot[0])))))
+        < 0.2
+    )
     # the physics continued from the hand-over state (no reset): one 1/30 s step of motion
     step_motion = np.linalg.norm(trajectory.body_pos[handover + 1] - trajectory.body_pos[handover], axis=-1)
     assert step_motion.max() < 0.15
@@ -166,8 +172,12 @@ def test_a_policy_tracks_its_reanchored_clip_like_the_original(library):
 
     policy = library.load_policy("squat_poses")
     moved = reanchor(policy.reference, 0, np.array([2.0, -1.0]), yaw=2.0)
-    runs = [rollout_policy(policy.config, policy.params, policy.normaliser, ref, seconds=0.5,
-                           character_config=policy.character_config) for ref in (policy.reference, moved)]
+    runs = [
+        rollout_policy(
+            policy.config, policy.params, policy.normaliser, ref, seconds=0.5, character_config=policy.character_config
+        )
+        for ref in (policy.reference, moved)
+    ]
     np.testing.assert_allclose(runs[1].pose_error_m, runs[0].pose_error_m, atol=5e-3)
     # the simulated root ends where the original run's root ends, carried by the same rigid motion
     from factory.compose import heading_yaw

@@ -32,8 +32,9 @@ def _character_positions(qpos: np.ndarray) -> np.ndarray:
 
 def test_export_motion_round_trips_through_the_readers(small_library, tmp_path, capsys):
     root = small_library.root
-    code, out, _ = _run(capsys, "--library", root, "rollout", "wave_poses", "--seconds", "1.0",
-                        "--out", tmp_path / "wave.npz")
+    code, out, _ = _run(
+        capsys, "--library", root, "rollout", "wave_poses", "--seconds", "1.0", "--out", tmp_path / "wave.npz"
+    )
     assert code == 0
     trajectory, _ = Trajectory.load(tmp_path / "wave.npz")
     expected = _character_positions(trajectory.qpos)
@@ -43,8 +44,17 @@ def test_export_motion_round_trips_through_the_readers(small_library, tmp_path, 
     assert np.abs(expected - trajectory.body_pos[:, SMPL_ORDER]).max() < 0.1
 
     # from the trajectory file: AMASS, read back by the AMASS reader, FK on the SMPL skeleton, to 1 mm
-    code, out, _ = _run(capsys, "--library", root, "export-motion", tmp_path / "wave.npz", "--format", "amass",
-                        "--out", tmp_path / "wave_poses.npz")
+    code, out, _ = _run(
+        capsys,
+        "--library",
+        root,
+        "export-motion",
+        tmp_path / "wave.npz",
+        "--format",
+        "amass",
+        "--out",
+        tmp_path / "wave_poses.npz",
+    )
     assert code == 0 and "as amass" in out
     assert detect_format(tmp_path / "wave_poses.npz") == "amass_smplh"
     motion = load_amass_smplh(tmp_path / "wave_poses.npz")
@@ -56,8 +66,21 @@ def test_export_motion_round_trips_through_the_readers(small_library, tmp_path, 
         assert str(data["gender"]) == "neutral" and float(data["mocap_framerate"]) == trajectory.fps
 
     # from the library by name: a fresh rollout of the policy, as BVH, read back by the BVH reader
-    code, out, _ = _run(capsys, "--library", root, "export-motion", "wave_poses", "--seconds", "1.0",
-                        "--format", "bvh", "--units", "cm", "--out", tmp_path / "wave.bvh")
+    code, out, _ = _run(
+        capsys,
+        "--library",
+        root,
+        "export-motion",
+        "wave_poses",
+        "--seconds",
+        "1.0",
+        "--format",
+        "bvh",
+        "--units",
+        "cm",
+        "--out",
+        tmp_path / "wave.bvh",
+    )
     assert code == 0 and "sample/wave_poses@1" in out
     text = (tmp_path / "wave.bvh").read_text()
     assert text.startswith("HIERARCHY\nROOT pelvis") and "Frames: 31" in text
@@ -69,10 +92,28 @@ def test_export_motion_round_trips_through_the_readers(small_library, tmp_path, 
 
 def test_export_motion_bad_input_exits_2(small_library, tmp_path, capsys):
     root = small_library.root
-    code, _, err = _run(capsys, "--library", root, "export-motion", tmp_path / "none.npz", "--format", "bvh",
-                        "--out", tmp_path / "x.bvh")
+    code, _, err = _run(
+        capsys,
+        "--library",
+        root,
+        "export-motion",
+        tmp_path / "none.npz",
+        "--format",
+        "bvh",
+        "--out",
+        tmp_path / "x.bvh",
+    )
     assert code == 2 and err.count("\n") == 1 and "no such trajectory file" in err
     (tmp_path / "junk.npz").write_bytes(b"junk")
-    code, _, err = _run(capsys, "--library", root, "export-motion", tmp_path / "junk.npz", "--format", "amass",
-                        "--out", tmp_path / "x.npz")
+    code, _, err = _run(
+        capsys,
+        "--library",
+        root,
+        "export-motion",
+        tmp_path / "junk.npz",
+        "--format",
+        "amass",
+        "--out",
+        tmp_path / "x.npz",
+    )
     assert code == 2 and "junk.npz" in err

@@ -8,12 +8,12 @@ driver's cache directory to the actors), so each new actor traces and loads in s
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import signal
 import threading
 import time
-import json
 from pathlib import Path
 
 import numpy as np
@@ -137,7 +137,10 @@ def test_bad_clips_fail_with_reasons_and_good_ones_train(local_ray, tmp_path, sa
         assert words in row.error and name in row.error, row.error
     report = json.loads((tmp_path / "lib" / "reports" / "sample.json").read_text())
     assert sorted(f["clip_id"] for f in report["failures"]) == [
-        "sample/corrupt_poses", "sample/nan_poses", "sample/one_frame_poses"]
+        "sample/corrupt_poses",
+        "sample/nan_poses",
+        "sample/one_frame_poses",
+    ]
 
     # The NaN clip fixed on disk: a rerun skips it (the library has it), --retry-failed retrains
     # the failed clips (the two still broken fail again, as a new version).
@@ -146,7 +149,10 @@ def test_bad_clips_fail_with_reasons_and_good_ones_train(local_ray, tmp_path, sa
     assert again["written"] == 0 and again["skipped_done"] == 5
     _, again, _ = run_factory(tmp_path / "lib", sample_spec(data), tiny_config, max_attempts=1, retry_failed=True)
     assert {c["clip_id"]: c["status"] for c in again["clips"]} == {
-        "sample/nan_poses": "best_effort", "sample/corrupt_poses": "failed", "sample/one_frame_poses": "failed"}
+        "sample/nan_poses": "best_effort",
+        "sample/corrupt_poses": "failed",
+        "sample/one_frame_poses": "failed",
+    }
     assert library.get("nan_poses").version == 2 and library.get("squat_poses").version == 1
 
 
@@ -156,8 +162,9 @@ def test_worker_killed_mid_clip_requeues_and_resumes(local_ray, tmp_path, sample
     config = dataclasses.replace(tiny_config, iterations=60, eval_every=10)
     # (the status is also written at evaluations: wait for the checkpoint of iteration 20)
     killed, thread = kill_worker_when(tmp_path / "lib", lambda s: s.get("checkpointed") and s.get("iteration", 0) >= 20)
-    library, summary, lines = run_factory(tmp_path / "lib", sample_spec(data), config, max_attempts=1,
-                                          checkpoint_every=10, target_pose_error_m=0.0)
+    library, summary, lines = run_factory(
+        tmp_path / "lib", sample_spec(data), config, max_attempts=1, checkpoint_every=10, target_pose_error_m=0.0
+    )
     thread.join(timeout=5)
 
     assert killed, "the worker was never seen training"
@@ -186,8 +193,9 @@ def test_escalation_changes_starts_threshold_and_run_length_but_not_the_compiled
     assert compile_key(first) == compile_key(second) == compile_key(third)
 
 
-def test_a_similar_converged_library_policy_warm_starts_a_clip(local_ray, tmp_path, sample_clips, tiny_config,
-                                                               trained, put_trained):
+def test_a_similar_converged_library_policy_warm_starts_a_clip(
+    local_ray, tmp_path, sample_clips, tiny_config, trained, put_trained
+):
     from diffmimic.env import ref_arrays
     from diffmimic.mocap.retarget import load_reference
     from diffmimic.train import compiled_functions, evaluate_policy
@@ -198,15 +206,17 @@ def test_a_similar_converged_library_policy_warm_starts_a_clip(local_ray, tmp_pa
     put_trained(library, "sample/squat_poses", trained["squat"], status="converged")
     put_trained(library, "sample/wave_poses", trained["wave"], status="best_effort")  # not a donor
     data = copy_clips(sample_clips, ["idle_sway", "squat"], tmp_path / "data")
-    _, summary, lines = run_factory(tmp_path / "lib", sample_spec(data), tiny_config, max_attempts=1,
-                                    max_donor_distance_m=10.0, force=True)
+    _, summary, lines = run_factory(
+        tmp_path / "lib", sample_spec(data), tiny_config, max_attempts=1, max_donor_distance_m=10.0, force=True
+    )
     assert any("warm starts: 1 converged library policy" in line for line in lines), lines
     clips = {clip["clip_id"]: clip for clip in summary["clips"]}
     [(attempt, origin, distance)] = clips["sample/idle_sway_poses"]["warm_starts"]
     assert attempt == 1 and origin == "similar clip sample/squat_poses"
     idle_sway = load_reference(data / "idle_sway_poses.npz", fps=tiny_config.env.control_hz)
     assert distance == pytest.approx(
-        signature_distance(reference_signature(idle_sway), reference_signature(trained["squat"].reference)), abs=1e-4)
+        signature_distance(reference_signature(idle_sway), reference_signature(trained["squat"].reference)), abs=1e-4
+    )
     assert "warm_starts" not in clips["sample/squat_poses"]  # a clip is never its own donor
     # With warm starts a clip goes only to a free worker (its donors are fixed when it is sent, and
     # clips converging meanwhile must be among them): the one worker finished one clip first.
@@ -218,8 +228,15 @@ def test_a_similar_converged_library_policy_warm_starts_a_clip(local_ray, tmp_pa
     assert library.get("sample/idle_sway_poses").initial_pose_error_m == pytest.approx(on_clip.pose_error_m, rel=1e-4)
 
     # Without the option (--no-similar-warm-start) every clip starts from random weights.
-    _, summary, lines = run_factory(tmp_path / "lib", sample_spec(data), tiny_config, max_attempts=1, force=True,
-                                    max_donor_distance_m=10.0, warm_start_similar=False)
+    _, summary, lines = run_factory(
+        tmp_path / "lib",
+        sample_spec(data),
+        tiny_config,
+        max_attempts=1,
+        force=True,
+        max_donor_distance_m=10.0,
+        warm_start_similar=False,
+    )
     assert all("warm_starts" not in clip for clip in summary["clips"])
     assert not any("warm starts:" in line for line in lines)
     # Without them the next clip waits in the worker's queue (tasks_per_worker 2): both sent at once.
@@ -228,7 +245,8 @@ def test_a_similar_converged_library_policy_warm_starts_a_clip(local_ray, tmp_pa
 
 
 def test_the_clips_per_worker_probe_measures_the_batched_steps_throughput_in_a_ray_task(
-        local_ray, sample_clips, tiny_config):
+    local_ray, sample_clips, tiny_config
+):
     """The probe behind `--clips-per-worker auto` on GPU workers, run here on a CPU: a Ray task
     compiles and times the K-slot step for K = 1, 2 and picks K from that curve."""
     from diffmimic.multiclip import choose_slots
@@ -253,8 +271,9 @@ def jax_cache() -> str:
 
 def test_a_worker_trains_k_clips_at_once_in_one_compiled_step(local_ray, tmp_path, sample_clips, tiny_config):
     data = copy_clips(sample_clips, ["squat", "wave", "idle_sway"], tmp_path / "data")
-    library, summary, lines = run_factory(tmp_path / "lib", sample_spec(data), tiny_config, max_attempts=1,
-                                          clips_per_worker=2, warm_start_similar=False)
+    library, summary, lines = run_factory(
+        tmp_path / "lib", sample_spec(data), tiny_config, max_attempts=1, clips_per_worker=2, warm_start_similar=False
+    )
     rows = library.query(dataset="sample")
     assert len(rows) == 3 and all(r.status == "best_effort" and np.isfinite(r.pose_error_m) for r in rows)
     assert all(r.iterations == tiny_config.iterations and r.samples for r in rows)
@@ -301,8 +320,9 @@ def test_cpu_workers_pin_to_cores_of_their_own_and_a_killed_one_frees_its_core(l
     ray.kill(free, no_restart=True)
 
 
-def test_a_killed_k_slot_worker_requeues_every_clip_it_held_and_each_resumes(local_ray, tmp_path, sample_clips,
-                                                                           tiny_config):
+def test_a_killed_k_slot_worker_requeues_every_clip_it_held_and_each_resumes(
+    local_ray, tmp_path, sample_clips, tiny_config
+):
     data = copy_clips(sample_clips, ["squat", "wave"], tmp_path / "data")
     config = dataclasses.replace(tiny_config, iterations=60, eval_every=10)
 
@@ -311,9 +331,16 @@ def test_a_killed_k_slot_worker_requeues_every_clip_it_held_and_each_resumes(loc
         return len(slots) == 2 and all(s.get("checkpointed") and s.get("iteration", 0) >= 20 for s in slots)
 
     killed, thread = kill_worker_when(tmp_path / "lib", both_checkpointed)
-    library, summary, lines = run_factory(tmp_path / "lib", sample_spec(data), config, max_attempts=1,
-                                          checkpoint_every=10, target_pose_error_m=0.0, clips_per_worker=2,
-                                          warm_start_similar=False)
+    library, summary, lines = run_factory(
+        tmp_path / "lib",
+        sample_spec(data),
+        config,
+        max_attempts=1,
+        checkpoint_every=10,
+        target_pose_error_m=0.0,
+        clips_per_worker=2,
+        warm_start_similar=False,
+    )
     thread.join(timeout=5)
 
     assert killed, "the worker was never seen training both clips"

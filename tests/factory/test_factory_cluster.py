@@ -43,8 +43,9 @@ def test_gpu_workers_are_placed_on_gpu_nodes(gpu_cluster, tmp_path, sample_clips
     spec = dataclasses.replace(load_dataset_spec("sample"), root=data, generate=None)
     library = PolicyLibrary(tmp_path / "head-local" / "lib", create=True)
     shared = tmp_path / "shared"  # as /mnt/shared in cluster.yaml
-    options = FactoryOptions(max_attempts=1, work_dir=str(shared / "work"), publish_dir=str(shared / "lib"),
-                             max_clips_per_worker=2)
+    options = FactoryOptions(
+        max_attempts=1, work_dir=str(shared / "work"), publish_dir=str(shared / "lib"), max_clips_per_worker=2
+    )
     summary = Coordinator(library, build_catalog(spec), tiny_config, options, progress=None).run()
 
     # `--clips-per-worker auto` on GPU workers: a probe task measured K = 1 (and 2) and the

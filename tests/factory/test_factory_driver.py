@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-
 REPO = Path(__file__).resolve().parents[2]
 TINY_JSON = json.dumps({"num_envs": 2, "horizon": 4, "hidden": [32, 32], "eval_every": 2, "iterations": 20})
 
@@ -35,10 +34,32 @@ def _rows(library: Path) -> list[tuple]:
 
 
 def _command(data: Path, library: Path, summary: Path) -> list[str]:
-    return [sys.executable, str(REPO / "factory" / "run.py"), "--dataset", "sample", "--data-root", str(data),
-            "--library", str(library), "--config-json", TINY_JSON, "--max-attempts", "1", "--workers", "1",
-            "--ray-address", "local", "--num-cpus", "2", "--progress-every-s", "5", "--summary-json", str(summary),
-            "--report-renders", "0"]
+    return [
+        sys.executable,
+        str(REPO / "factory" / "run.py"),
+        "--dataset",
+        "sample",
+        "--data-root",
+        str(data),
+        "--library",
+        str(library),
+        "--config-json",
+        TINY_JSON,
+        "--max-attempts",
+        "1",
+        "--workers",
+        "1",
+        "--ray-address",
+        "local",
+        "--num-cpus",
+        "2",
+        "--progress-every-s",
+        "5",
+        "--summary-json",
+        str(summary),
+        "--report-renders",
+        "0",
+    ]
 
 
 def test_driver_killed_then_rerun_continues(tmp_path, sample_clips):
@@ -52,8 +73,14 @@ def test_driver_killed_then_rerun_continues(tmp_path, sample_clips):
     env = {**os.environ, "DIFFMIMIC_JAX_CACHE": jax.config.jax_compilation_cache_dir, "PYTHONUNBUFFERED": "1"}
 
     log = open(tmp_path / "first.log", "w")
-    first = subprocess.Popen(_command(data, library, tmp_path / "first.json"), env=env, cwd=tmp_path,
-                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    first = subprocess.Popen(
+        _command(data, library, tmp_path / "first.json"),
+        env=env,
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 300
         while time.time() < deadline and len(_rows(library)) < 2 and first.poll() is None:
@@ -66,8 +93,14 @@ def test_driver_killed_then_rerun_continues(tmp_path, sample_clips):
     before = _rows(library)
     assert 2 <= len(before) < 6, (before, (tmp_path / "first.log").read_text()[-3000:])
 
-    second = subprocess.run(_command(data, library, tmp_path / "second.json"), env=env, cwd=tmp_path,
-                            capture_output=True, text=True, timeout=400)
+    second = subprocess.run(
+        _command(data, library, tmp_path / "second.json"),
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     after = _rows(library)
     assert sorted(clip for clip, _, _ in after) == sorted(f"sample/{p.stem}" for p in sample_clips.values())
@@ -78,8 +111,13 @@ def test_driver_killed_then_rerun_continues(tmp_path, sample_clips):
     assert f"{len(before)} clip(s) already in the library" in second.stdout
     # A readable console: the factory's lines, not Ray's notes or the workers' own output.
     console = second.stdout + second.stderr
-    for noise in ("Started a local Ray instance", "authentication token", "(ClipTrainer pid=", "Failed to import warp",
-                  "not actively being maintained"):
+    for noise in (
+        "Started a local Ray instance",
+        "authentication token",
+        "(ClipTrainer pid=",
+        "Failed to import warp",
+        "not actively being maintained",
+    ):
         assert noise not in console, (noise, console[-3000:])
     assert "ray: started a local Ray" in console
 
@@ -99,8 +137,15 @@ def test_ctrl_c_and_sigterm_stop_within_seconds_and_a_rerun_resumes(tmp_path, sa
     command += ["--checkpoint-every", "5"]
     status = library / ".factory" / "workers" / "0.json"
 
-    run = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True, start_new_session=True)
+    run = subprocess.Popen(
+        command,
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 300
         while time.time() < deadline and run.poll() is None:

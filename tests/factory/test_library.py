@@ -12,9 +12,18 @@ import jax
 import numpy as np
 import pytest
 
-from factory.library import (AmbiguousNameError, LibraryError, NotALibraryError, PolicyLibrary,
-                             UnknownNameError, check_clip_id, clip_id_for, load_policy_directory, sha256_file)
 import factory.library as library_module
+from factory.library import (
+    AmbiguousNameError,
+    LibraryError,
+    NotALibraryError,
+    PolicyLibrary,
+    UnknownNameError,
+    check_clip_id,
+    clip_id_for,
+    load_policy_directory,
+    sha256_file,
+)
 
 
 def _tree_equal(a, b) -> bool:
@@ -28,7 +37,11 @@ def test_put_get_round_trip_with_a_trained_policy(tmp_path, trained, put_trained
     record = put_trained(library, "sample/squat_poses", run, status="converged", attempts=2)
 
     assert (record.clip_id, record.version, record.name, record.dataset) == (
-        "sample/squat_poses", 1, "squat_poses", "sample")
+        "sample/squat_poses",
+        1,
+        "squat_poses",
+        "sample",
+    )
     # A real Orbax checkpoint on disk, beside the reference and the training record.
     directory = library.root / record.path
     assert (directory / "checkpoint" / "_CHECKPOINT_METADATA").is_file()
@@ -97,8 +110,9 @@ def test_versions_are_kept_and_get_returns_the_newest(small_library, trained):
     assert small_library.get("sample/squat_poses").version == 2
     assert small_library.get("sample/squat_poses", version=1).status == "best_effort"
     assert all((small_library.root / r.path / "checkpoint").is_dir() for r in versions)
-    assert _tree_equal(small_library.load_policy("sample/squat_poses", version=1).params,
-                       trained["squat"].result.params)
+    assert _tree_equal(
+        small_library.load_policy("sample/squat_poses", version=1).params, trained["squat"].result.params
+    )
     with pytest.raises(UnknownNameError, match="no version 7"):
         small_library.get("sample/squat_poses", version=7)
 
@@ -122,14 +136,19 @@ def test_ambiguous_and_unknown_names(small_library):
 
 def test_query_filters(small_library):
     ids = lambda records: [r.clip_id for r in records]
-    assert ids(small_library.query()) == ["other/mocap/squat_poses", "sample/squat_poses",
-                                          "sample/torso_twist_poses", "sample/wave_poses"]
+    assert ids(small_library.query()) == [
+        "other/mocap/squat_poses",
+        "sample/squat_poses",
+        "sample/torso_twist_poses",
+        "sample/wave_poses",
+    ]
     assert len(small_library) == 4
-    assert ids(small_library.query(dataset="sample", status="converged")) == ["sample/squat_poses",
-                                                                              "sample/wave_poses"]
+    assert ids(small_library.query(dataset="sample", status="converged")) == ["sample/squat_poses", "sample/wave_poses"]
     assert ids(small_library.query(status="failed")) == ["sample/torso_twist_poses"]
-    assert ids(small_library.query(status=["failed", "best_effort"])) == ["other/mocap/squat_poses",
-                                                                         "sample/torso_twist_poses"]
+    assert ids(small_library.query(status=["failed", "best_effort"])) == [
+        "other/mocap/squat_poses",
+        "sample/torso_twist_poses",
+    ]
     assert ids(small_library.query(name_glob="*squat*")) == ["other/mocap/squat_poses", "sample/squat_poses"]
     assert ids(small_library.query(name_glob="other/*")) == ["other/mocap/squat_poses"]
     assert ids(small_library.query(limit=2)) == ["other/mocap/squat_poses", "sample/squat_poses"]
@@ -189,8 +208,14 @@ def test_rollout_beyond_the_clip_loops_it(tmp_path, trained):
     run = trained["squat"]
     library = PolicyLibrary(tmp_path / "lib", create=True)
     short = run.reference.segment(0.0, 2.0)
-    library.put("sample/squat_first_2s", reference=short, params=run.result.params,
-                normaliser=run.result.normaliser, config=run.config, status="best_effort")
+    library.put(
+        "sample/squat_first_2s",
+        reference=short,
+        params=run.result.params,
+        normaliser=run.result.normaliser,
+        config=run.config,
+        status="best_effort",
+    )
     trajectory = library.load_policy("squat_first_2s").rollout(seconds=3.0)
     assert trajectory.steps == 90 and trajectory.body_pos.shape == (91, 24, 3)
     assert np.isfinite(trajectory.pose_error_m).all()
@@ -307,8 +332,13 @@ def test_put_rejects_bad_input(tmp_path, trained):
     with pytest.raises(LibraryError, match="status must be"):
         library.put_result("sample/squat_poses", run.result, run.config, run.reference, status="failed")
     with pytest.raises(LibraryError, match="hidden widths"):
-        library.put_result("sample/squat_poses", run.result, dataclasses.replace(run.config, hidden=(64, 64)),
-                           run.reference, status="converged")
+        library.put_result(
+            "sample/squat_poses",
+            run.result,
+            dataclasses.replace(run.config, hidden=(64, 64)),
+            run.reference,
+            status="converged",
+        )
     assert len(library) == 0 and library.leftovers() == []
 
 
@@ -330,12 +360,18 @@ def test_robustness_and_the_reason_are_recorded_and_rechecked(tmp_path, trained,
 
     run = trained["wave"]
     library = PolicyLibrary(tmp_path / "lib", create=True)
-    checked = Robustness(rollouts=4, survived=1, fell_at_s=(1.2, 2.0, 2.4), pose_error_m=(0.05,) * 4,
-                         min_survival=0.9)
-    result = dataclasses.replace(run.result, metrics=dataclasses.replace(run.result.metrics,
-                                                                         robustness=checked.to_dict()))
-    library.put_result("sample/wave_poses", result, run.config, run.reference, status="best_effort",
-                       reason="fragile: 3 of 4 perturbed rollouts fell, first at 1.2 s")
+    checked = Robustness(rollouts=4, survived=1, fell_at_s=(1.2, 2.0, 2.4), pose_error_m=(0.05,) * 4, min_survival=0.9)
+    result = dataclasses.replace(
+        run.result, metrics=dataclasses.replace(run.result.metrics, robustness=checked.to_dict())
+    )
+    library.put_result(
+        "sample/wave_poses",
+        result,
+        run.config,
+        run.reference,
+        status="best_effort",
+        reason="fragile: 3 of 4 perturbed rollouts fell, first at 1.2 s",
+    )
     record = PolicyLibrary(tmp_path / "lib").get("wave_poses")
     assert record.robustness == checked.to_dict() and record.robustness["passed"] is False
     assert record.reason == "fragile: 3 of 4 perturbed rollouts fell, first at 1.2 s"

@@ -25,8 +25,12 @@ def test_list_show_stats(small_library, capsys):
     assert code == 0
     lines = out.splitlines()
     assert lines[0].split()[:4] == ["clip", "ver", "status", "pose_err_m"]
-    assert [line.split()[0] for line in lines[1:5]] == ["other/mocap/squat_poses", "sample/squat_poses",
-                                                        "sample/torso_twist_poses", "sample/wave_poses"]
+    assert [line.split()[0] for line in lines[1:5]] == [
+        "other/mocap/squat_poses",
+        "sample/squat_poses",
+        "sample/torso_twist_poses",
+        "sample/wave_poses",
+    ]
     assert lines[2].split()[1:3] == ["2", "converged"] and lines[-1] == "4 clip(s)"
 
     code, out, _ = _run(capsys, "--root", root, "list", "--status", "converged", "--dataset", "sample", "--json")
@@ -58,8 +62,9 @@ def test_list_show_stats(small_library, capsys):
 
 def test_rollout_export_verify(small_library, tmp_path, capsys):
     root = small_library.root
-    code, out, _ = _run(capsys, "--root", root, "rollout", "wave_poses", "--seconds", "1.5",
-                        "--out", tmp_path / "wave.npz")
+    code, out, _ = _run(
+        capsys, "--root", root, "rollout", "wave_poses", "--seconds", "1.5", "--out", tmp_path / "wave.npz"
+    )
     assert code == 0
     assert "sample/wave_poses@1: 45 steps (1.50 s)" in out and "pose error" in out and "fell:" in out
     with np.load(tmp_path / "wave.npz", allow_pickle=False) as data:
@@ -87,8 +92,18 @@ def test_rollout_export_verify(small_library, tmp_path, capsys):
 
 def test_put_from_a_training_directory(tmp_path, trained, capsys):
     root = tmp_path / "new_lib"
-    code, out, _ = _run(capsys, "--root", root, "put", "sample/wave_poses", trained["wave"].out_dir,
-                        "--status", "converged", "--attempts", "2")
+    code, out, _ = _run(
+        capsys,
+        "--root",
+        root,
+        "put",
+        "sample/wave_poses",
+        trained["wave"].out_dir,
+        "--status",
+        "converged",
+        "--attempts",
+        "2",
+    )
     assert code == 0 and out.startswith("added sample/wave_poses@1 (converged")
     from factory.library import PolicyLibrary
 
@@ -103,24 +118,38 @@ def test_unknown_names_and_non_libraries_exit_2_with_one_line(small_library, tmp
     incomplete = tmp_path / "incomplete"
     shutil.copytree(small_library.path_of(small_library.get("wave_poses")), incomplete)
     (incomplete / "policy.json").write_text(json.dumps({"observation_size": 794}))
-    for argv in (["show", "wave_pose"], ["rollout", "backflip", "--out", tmp_path / "x.npz"],
-                 ["export", "nothing", tmp_path / "x"], ["show", "squat_poses"],
-                 ["rollout", "wave_poses", "--start-frame", "999", "--out", tmp_path / "x.npz"],
-                 ["export", "wave_poses", tmp_path / "a_file"],
-                 ["put", "sample/other", incomplete, "--status", "converged"]):
+    for argv in (
+        ["show", "wave_pose"],
+        ["rollout", "backflip", "--out", tmp_path / "x.npz"],
+        ["export", "nothing", tmp_path / "x"],
+        ["show", "squat_poses"],
+        ["rollout", "wave_poses", "--start-frame", "999", "--out", tmp_path / "x.npz"],
+        ["export", "wave_poses", tmp_path / "a_file"],
+        ["put", "sample/other", incomplete, "--status", "converged"],
+    ):
         code, out, err = _run(capsys, "--library", root, *argv)
         assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, (argv, err)
         assert err.startswith("error: ")
-    assert "outside the clip" in _run(capsys, "--library", root, "rollout", "wave_poses", "--start-frame", "999",
-                                      "--out", tmp_path / "x.npz")[2]
-    assert "incomplete, no 'action_size'" in _run(capsys, "--library", root, "put", "sample/other", incomplete,
-                                                  "--status", "converged")[2]
+    assert (
+        "outside the clip"
+        in _run(
+            capsys, "--library", root, "rollout", "wave_poses", "--start-frame", "999", "--out", tmp_path / "x.npz"
+        )[2]
+    )
+    assert (
+        "incomplete, no 'action_size'"
+        in _run(capsys, "--library", root, "put", "sample/other", incomplete, "--status", "converged")[2]
+    )
     assert "did you mean sample/wave_poses" in _run(capsys, "--root", root, "show", "wave_pose")[2]
     assert "ambiguous" in _run(capsys, "--root", root, "show", "squat_poses")[2]
 
     # As a real command (the module's __main__), on a directory that is not a library.
     (tmp_path / "plain").mkdir()
-    done = subprocess.run([sys.executable, "-m", "factory.library", "--root", str(tmp_path / "plain"), "list"],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "factory.library", "--root", str(tmp_path / "plain"), "list"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.strip() == f"error: {tmp_path / 'plain'}: not a policy library (has no index.sqlite)"

@@ -38,13 +38,18 @@ print("DONE", flush=True)
 """
 
 
-def _start_writer(tmp_path: Path, root: Path, train_dir: Path, count: int, pause_at: str = "none",
-                  pause_clip: int = 0) -> subprocess.Popen:
+def _start_writer(
+    tmp_path: Path, root: Path, train_dir: Path, count: int, pause_at: str = "none", pause_clip: int = 0
+) -> subprocess.Popen:
     script = tmp_path / "writer.py"
     script.write_text(WRITER)
-    return subprocess.Popen([sys.executable, str(script), str(root), str(train_dir), str(count), pause_at,
-                             str(pause_clip)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    return subprocess.Popen(
+        [sys.executable, str(script), str(root), str(train_dir), str(count), pause_at, str(pause_clip)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
 
 
 def _wait_for_line(process: subprocess.Popen, prefix: str, timeout_s: float = 300.0) -> str:
@@ -54,7 +59,9 @@ def _wait_for_line(process: subprocess.Popen, prefix: str, timeout_s: float = 30
         if line.startswith(prefix):
             return line.strip()
         if not line and process.poll() is not None:
-            raise AssertionError(f"writer exited ({process.returncode}) before {prefix!r}: {process.stderr.read()[-3000:]}")
+            raise AssertionError(
+                f"writer exited ({process.returncode}) before {prefix!r}: {process.stderr.read()[-3000:]}"
+            )
     raise AssertionError(f"no {prefix!r} from the writer in {timeout_s} s")
 
 

@@ -56,8 +56,11 @@ def test_report_stays_readable_with_thousands_of_clips(tmp_path, browser):
 
     library = PolicyLibrary(tmp_path / "big", create=True)
     for i in range(3000):
-        reason = (f"/data/mocap/clip_{i:04d}.npz: NaN in poses at frame {i % 7}" if i % 3
-                  else f"/data/mocap/clip_{i:04d}.npz: truncated file")
+        reason = (
+            f"/data/mocap/clip_{i:04d}.npz: NaN in poses at frame {i % 7}"
+            if i % 3
+            else f"/data/mocap/clip_{i:04d}.npz: truncated file"
+        )
         library.put_failure(f"big/clip_{i:04d}", reason, attempts=1)
     page_path = write_library_report(library, tmp_path / "report", renders="none", progress=None)
     page = page_path.read_text()

@@ -37,7 +37,7 @@ def _scene_json(page: str) -> dict:
 
 def _colour_pixels(image, colour: str, tolerance: int = 40) -> int:
     rgb = np.asarray(image.convert("RGB")).astype(int)
-    target = np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)])
+    target = np.array([int(colour[i : i + 2], 16) for i in (1, 3, 5)])
     return int((np.abs(rgb - target).max(-1) < tolerance).sum())
 
 
@@ -131,7 +131,7 @@ def test_render_cli_for_a_policy_and_a_composition(library, tmp_path, capsys):
     saved = composition.save(tmp_path / "sw.npz")
     assert main(["render", str(saved), "--out", str(tmp_path / "sw.html")]) == 0  # a file needs no library
     data = _scene_json((tmp_path / "sw.html").read_text())
-    assert [s["name"] for s in data["segments"]] == ["squat_poses", "wave_poses"][:len(composition.segments)]
+    assert [s["name"] for s in data["segments"]] == ["squat_poses", "wave_poses"][: len(composition.segments)]
     assert data["frames"] == composition.trajectory.steps + 1
 
     assert main(["--root", root, "render", "squat_poses", "--out", str(tmp_path / "x.avi")]) == 2

@@ -10,12 +10,15 @@ import pytest
 
 from factory.distribution.runlock import CoordinatorLock, LockHeld
 
-HOLD = ("import sys, time\nfrom factory.distribution.runlock import CoordinatorLock\n"
-        "CoordinatorLock(sys.argv[1]).acquire()\nprint('held', flush=True)\ntime.sleep(600)\n")
+HOLD = (
+    "import sys, time\nfrom factory.distribution.runlock import CoordinatorLock\n"
+    "CoordinatorLock(sys.argv[1]).acquire()\nprint('held', flush=True)\ntime.sleep(600)\n"
+)
 
 
 def test_second_coordinator_exits_2_naming_the_holder_and_a_killed_holder_leaves_no_lock(
-        tmp_path, sample_clips, capsys):
+    tmp_path, sample_clips, capsys
+):
     from factory.run import main
 
     library = tmp_path / "lib"
@@ -28,8 +31,9 @@ def test_second_coordinator_exits_2_naming_the_holder_and_a_killed_holder_leaves
         with pytest.raises(LockHeld, match=f"pid {holder.pid}, since "):
             CoordinatorLock(library).acquire()
         # The factory's command: exit 2 and one line naming the holder, before Ray starts.
-        code = main(["--dataset", "sample", "--data-root", str(data), "--library", str(library),
-                     "--report-renders", "0"])
+        code = main(
+            ["--dataset", "sample", "--data-root", str(data), "--library", str(library), "--report-renders", "0"]
+        )
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(err) == 1 and f"pid {holder.pid}" in err[0], err
         assert "another coordinator is running" in err[0]
@@ -66,9 +70,11 @@ def test_a_data_root_without_clips_exits_2_saying_why(tmp_path, capsys):
     flat.mkdir()
     (flat / "B3_walk1_poses.npz").write_bytes(b"")  # AMASS wants DATASET/SUBJECT/CLIP
     (flat / "11_01.amc").write_bytes(b"")
-    cases = [(["--dataset", "amass", "--data-root", str(empty)], ["include patterns"]),
-             (["--dataset", "amass", "--data-root", str(flat)], ["skipped", "B3_walk1_poses.npz", "subsets"]),
-             (["--dataset", "cmu", "--data-root", str(flat), "--clips", "nothing*"], ["--clips 'nothing*'"])]
+    cases = [
+        (["--dataset", "amass", "--data-root", str(empty)], ["include patterns"]),
+        (["--dataset", "amass", "--data-root", str(flat)], ["skipped", "B3_walk1_poses.npz", "subsets"]),
+        (["--dataset", "cmu", "--data-root", str(flat), "--clips", "nothing*"], ["--clips 'nothing*'"]),
+    ]
     for args, words in cases:
         code = main([*args, "--library", str(tmp_path / "lib")])
         err = capsys.readouterr().err.strip().splitlines()

@@ -10,8 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from factory.library import snapshot
-from factory.library import LibraryError, PolicyLibrary
+from factory.library import LibraryError, PolicyLibrary, snapshot
 
 MOUNTS = """\
 /dev/nvme0n1p1 / ext4 rw,relatime 0 0
@@ -92,14 +91,16 @@ def test_publishing_refuses_targets_that_would_lose_data(tmp_path, trained, put_
 def test_the_cli_publishes_and_reads_a_snapshot(tmp_path, trained, put_trained):
     library = PolicyLibrary(tmp_path / "lib", create=True)
     put_trained(library, "sample/squat_poses", trained["squat"], status="converged")
-    run = lambda *args: subprocess.run([sys.executable, "-m", "factory.library", *map(str, args)],
-                                       capture_output=True, text=True, timeout=300)
+    run = lambda *args: subprocess.run(
+        [sys.executable, "-m", "factory.library", *map(str, args)], capture_output=True, text=True, timeout=300
+    )
     done = run("--library", library.root, "publish", tmp_path / "snap")
     assert done.returncode == 0, done.stderr
     assert "published 1 rows" in done.stdout
     listed = run("--library", tmp_path / "snap", "list")
     assert listed.returncode == 0 and "squat_poses" in listed.stdout, listed.stderr
-    refused = run("--library", tmp_path / "snap", "put", "sample/wave_poses", trained["wave"].out_dir,
-                  "--status", "converged")
+    refused = run(
+        "--library", tmp_path / "snap", "put", "sample/wave_poses", trained["wave"].out_dir, "--status", "converged"
+    )
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1
     assert "read-only snapshot" in refused.stderr

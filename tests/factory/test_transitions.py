@@ -27,8 +27,7 @@ def _lifted(policy, clip_id: str, height: float = 1.0):
     qpos[:, 2] += height
     body_pos[..., 2] += height
     record = dataclasses.replace(policy.record, clip_id=clip_id, name=clip_id.rsplit("/", 1)[-1])
-    return dataclasses.replace(policy, reference=dataclasses.replace(ref, qpos=qpos, body_pos=body_pos),
-                               record=record)
+    return dataclasses.replace(policy, reference=dataclasses.replace(ref, qpos=qpos, body_pos=body_pos), record=record)
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +43,11 @@ def library(tmp_path_factory, trained, put_trained):
 @pytest.fixture(scope="module")
 def policies(library):
     squat, wave = library.load_policy("squat_poses"), library.load_policy("wave_poses")
-    return {"sample/squat_poses": _still(squat, "sample/squat_poses"),
-            "sample/wave_poses": _still(wave, "sample/wave_poses"),
-            "test/lifted": _lifted(_still(squat, "test/lifted"), "test/lifted")}
+    return {
+        "sample/squat_poses": _still(squat, "sample/squat_poses"),
+        "sample/wave_poses": _still(wave, "sample/wave_poses"),
+        "test/lifted": _lifted(_still(squat, "test/lifted"), "test/lifted"),
+    }
 
 
 def test_entry_costs_find_the_frame_of_a_state_and_weigh_velocity_and_feet(trained):
@@ -75,8 +76,15 @@ def test_graph_rows_round_trip_and_route_through_other_clips(tmp_path):
 
     graph = TransitionGraph(tmp_path, {"d/a": 1, "d/b": 1, "d/c": 1})
     assert graph.all() == [] and graph.route("d/a", "d/c") is None
-    graph.put([edge("d/a", "d/c", False), edge("d/a", "d/b", True), edge("d/b", "d/c", True),
-               edge("d/a", "d/b", False, cost=0.01, exit=10), Transition("d/a", 0, "d/c", 1, 1, 1, 0.0, True, None, 2.0)])
+    graph.put(
+        [
+            edge("d/a", "d/c", False),
+            edge("d/a", "d/b", True),
+            edge("d/b", "d/c", True),
+            edge("d/a", "d/b", False, cost=0.01, exit=10),
+            Transition("d/a", 0, "d/c", 1, 1, 1, 0.0, True, None, 2.0),
+        ]
+    )
     best = graph.best()
     assert best[("d/a", "d/b")].survived and best[("d/a", "d/b")].exit_frame == 30  # survived beats cheaper
     assert not best[("d/a", "d/c")].survived  # the old version's surviving row is not current
@@ -97,8 +105,11 @@ def test_build_simulates_each_pair_once_and_never_guesses(library, policies):
     best = graph.best()
     assert len(best) == 6
     # Nothing enters the unreachable clip and survives; the still policies hand over and hold.
-    assert all(not t.survived and t.fell_at_s is not None and t.fell_at_s <= 1.0 + 1e-6
-               for (a, b), t in best.items() if b == "test/lifted")
+    assert all(
+        not t.survived and t.fell_at_s is not None and t.fell_at_s <= 1.0 + 1e-6
+        for (a, b), t in best.items()
+        if b == "test/lifted"
+    )
     assert best[("sample/squat_poses", "sample/wave_poses")].survived
     for t in best.values():
         if t.survived:
@@ -125,8 +136,8 @@ def test_random_walk_follows_surviving_edges_and_plan_routes(library, policies, 
     assert route[0] == "sample/squat_poses" and route[-1] == "sample/squat_poses" and "sample/wave_poses" in route
     composed = compose_route(library, route, policies=policies)
     played = [s.clip_id for s in composed.segments]
-    assert played == route[:len(played)] and len(played) >= 2  # the route, up to a fall if one came
-    assert composed.not_run == tuple(route[len(played):]) and (composed.fell or len(played) == len(route))
+    assert played == route[: len(played)] and len(played) >= 2  # the route, up to a fall if one came
+    assert composed.not_run == tuple(route[len(played) :]) and (composed.fell or len(played) == len(route))
 
     assert library_main(["--library", str(library.root), "transitions", "squat_poses"]) == 0
     out = capsys.readouterr().out

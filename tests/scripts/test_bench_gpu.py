@@ -20,9 +20,26 @@ def test_smoke_writes_measured_figures(tmp_path):
     # The embedded sample clip (no --data-root clips): the same code path, shorter references;
     # the suite's compilation cache (tests/conftest.py), so a warm run loads the tiny steps.
     cache = os.environ.get("DIFFMIMIC_TEST_JAX_CACHE", str(REPO / ".cache" / "jax"))
-    done = subprocess.run([sys.executable, str(SCRIPT), "--smoke", "--budget-s", "900", "--out", str(tmp_path),
-                           "--cache-dir", cache, "--data-root", str(tmp_path / "no-clips")],
-                          capture_output=True, text=True, timeout=1200, cwd=REPO, check=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--smoke",
+            "--budget-s",
+            "900",
+            "--out",
+            str(tmp_path),
+            "--cache-dir",
+            cache,
+            "--data-root",
+            str(tmp_path / "no-clips"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        cwd=REPO,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     (path,) = tmp_path.glob("gpu_*_smoke.json")
     data = json.loads(path.read_text())
@@ -52,7 +69,9 @@ def test_factory_mode_without_ray_says_so(tmp_path, monkeypatch, capsys):
     bench_gpu = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench_gpu)
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real_find_spec(name, *a)
+    )
     args = bench_gpu._parser().parse_args(["--factory", "--out", str(tmp_path)])
     assert bench_gpu.factory_mode(args, []) == 0
     out = capsys.readouterr().out.strip().splitlines()

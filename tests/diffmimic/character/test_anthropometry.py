@@ -25,8 +25,10 @@ def _segment_masses(character) -> dict[str, float]:
 
 
 def test_segment_masses_follow_de_leva_and_scale_with_the_body():
-    assert sum(anthropometry.segment_percent(anthropometry.segment_key(b)) for b in
-               {anthropometry.segment_key(b): b for b in BODY_NAMES}.values()) == pytest.approx(100.0, abs=0.05)
+    assert sum(
+        anthropometry.segment_percent(anthropometry.segment_key(b))
+        for b in {anthropometry.segment_key(b): b for b in BODY_NAMES}.values()
+    ) == pytest.approx(100.0, abs=0.05)
     masses = _segment_masses(make_character(config=HUMAN))
     assert sum(masses.values()) == pytest.approx(70.0, rel=1e-3)
     for key, mass in masses.items():
@@ -41,7 +43,9 @@ def test_segment_masses_follow_de_leva_and_scale_with_the_body():
 
 
 def test_hinge_ranges_mirror_and_are_enforced_by_the_model():
-    assert anthropometry.hinge_range_deg("R_Hip", "x") == tuple(-v for v in anthropometry.hinge_range_deg("L_Hip", "x")[::-1])
+    assert anthropometry.hinge_range_deg("R_Hip", "x") == tuple(
+        -v for v in anthropometry.hinge_range_deg("L_Hip", "x")[::-1]
+    )
     assert anthropometry.hinge_range_deg("R_Knee", "y") == anthropometry.hinge_range_deg("L_Knee", "y")
     knee_low, knee_high = anthropometry.hinge_range_deg("L_Knee", "y")
     assert knee_low < 0 < 120 < knee_high  # the knee bends one way
@@ -87,8 +91,13 @@ def test_retargeting_clamps_into_the_ranges_and_counts(tmp_path):
     rotations = np.zeros((frames, 24, 3))
     rotations[:, 0, 0] = np.pi / 2  # SMPL's Y-up body frame into the Z-up world
     rotations[:, 4, 0] = np.where(np.arange(frames) < frames // 2, 2.5, -2.5)
-    motion = Motion(rotations=rotations, root_position=np.tile([0.0, 0.0, 0.95], (frames, 1)), fps=30.0,
-                    source="synthetic-knee", format="amass_smplx")
+    motion = Motion(
+        rotations=rotations,
+        root_position=np.tile([0.0, 0.0, 0.95], (frames, 1)),
+        fps=30.0,
+        source="synthetic-knee",
+        format="amass_smplx",
+    )
     raw = retarget(motion, make_character(), fps=30.0)
     human = retarget(motion, make_character(config=HUMAN), fps=30.0)
     low, high = anthropometry.hinge_ranges_rad()

@@ -30,7 +30,8 @@ def test_describe_reports_masses_inertias_and_hinges_as_simulated(backend):
     knee = next(h for h in description.hinges if h.name == "L_Knee_y")
     kp, kd = character.config.gains()["L_Knee"]
     assert knee.kp_nm_per_rad == pytest.approx(kp) and knee.kd_nm_s_per_rad == pytest.approx(
-        kd + character.config.joint_damping)
+        kd + character.config.joint_damping
+    )
     assert knee.torque_limit_nm == pytest.approx(character.config.torque_limit_nm)
     assert knee.armature_kg_m2 == pytest.approx(character.config.armature)
 

@@ -52,6 +52,7 @@ class MocapClip:
 
 # --------------------------------------------------------------------------- the synthetic motion
 
+
 def synthetic_motion() -> Motion:
     """SYNTHETIC walking-like motion, 4 s at 120 fps (480 frames).
 
@@ -64,8 +65,9 @@ def synthetic_motion() -> Motion:
     rotations = poses.copy()
     rotations[:, 0] = (turn * Rotation.from_rotvec(poses[:, 0])).as_rotvec()
     travel = np.outer(SPEED_M_S * np.arange(len(pelvis)) / fps, turn.apply([1.0, 0.0, 0.0]))
-    return Motion(rotations=rotations, root_position=turn.apply(pelvis) + travel, fps=fps,
-                  source="synthetic", format="synthetic")
+    return Motion(
+        rotations=rotations, root_position=turn.apply(pelvis) + travel, fps=fps, source="synthetic", format="synthetic"
+    )
 
 
 def _finger_curl(frames: int, fps: float) -> np.ndarray:
@@ -79,16 +81,21 @@ def _clip(path: Path, fmt: str, motion: Motion, fps: float | None = None, gender
 
 # --------------------------------------------------------------------------- AMASS and AIST++
 
-def write_amass_smplh(path: Path, motion: Motion, gender: str | bytes = "male",
-                      fps: float | None = None) -> MocapClip:
+
+def write_amass_smplh(path: Path, motion: Motion, gender: str | bytes = "male", fps: float | None = None) -> MocapClip:
     """SYNTHETIC AMASS SMPL-H ``*_poses.npz``: poses (T, 156), trans, betas (16,), gender (str or
     bytes), mocap_framerate (``fps``, default the motion's), dmpls (T, 8)."""
     frames = motion.num_frames
     fps = motion.fps if fps is None else fps
-    np.savez(path, poses=np.concatenate([motion.rotations[:, :22].reshape(frames, 66),
-                                         _finger_curl(frames, motion.fps)], axis=1),
-             trans=motion.root_position - REST[0], betas=np.linspace(-0.5, 0.5, 16),
-             gender=np.array(gender), mocap_framerate=np.array(fps), dmpls=np.zeros((frames, 8)))
+    np.savez(
+        path,
+        poses=np.concatenate([motion.rotations[:, :22].reshape(frames, 66), _finger_curl(frames, motion.fps)], axis=1),
+        trans=motion.root_position - REST[0],
+        betas=np.linspace(-0.5, 0.5, 16),
+        gender=np.array(gender),
+        mocap_framerate=np.array(fps),
+        dmpls=np.zeros((frames, 8)),
+    )
     text = gender.decode() if isinstance(gender, bytes) else gender
     return _clip(path, "amass_smplh", motion, fps, text)
 
@@ -101,27 +108,39 @@ def write_amass_smplx(path: Path, motion: Motion) -> MocapClip:
     body = motion.rotations[:, :22].reshape(frames, 66)
     hands, jaw, eyes = _finger_curl(frames, motion.fps), np.zeros((frames, 3)), np.zeros((frames, 6))
     np.savez_compressed(
-        path, root_orient=body[:, :3], pose_body=body[:, 3:], pose_hand=hands, pose_jaw=jaw, pose_eye=eyes,
-        poses=np.concatenate([body, jaw, eyes, hands], axis=1), trans=motion.root_position - REST[0],
-        betas=np.zeros(16), num_betas=np.array(16), gender=np.array("neutral"),
-        surface_model_type=np.array("smplx"), mocap_frame_rate=np.array(motion.fps),
+        path,
+        root_orient=body[:, :3],
+        pose_body=body[:, 3:],
+        pose_hand=hands,
+        pose_jaw=jaw,
+        pose_eye=eyes,
+        poses=np.concatenate([body, jaw, eyes, hands], axis=1),
+        trans=motion.root_position - REST[0],
+        betas=np.zeros(16),
+        num_betas=np.array(16),
+        gender=np.array("neutral"),
+        surface_model_type=np.array("smplx"),
+        mocap_frame_rate=np.array(motion.fps),
         mocap_time_length=np.array(frames / motion.fps),
         markers_latent_vids=np.array({"C7": 3832, "CLAV": 5533}),
-        labels_obs=np.array([["C7", "CLAV"]] * frames, dtype=object))
+        labels_obs=np.array([["C7", "CLAV"]] * frames, dtype=object),
+    )
     return _clip(path, "amass_smplx", motion)
 
 
 def write_aistpp(path: Path, motion: Motion, scaling: float | None = None) -> MocapClip:
     """SYNTHETIC AIST++ ``.pkl``: every other frame (60 fps), Y-up; smpl_poses (T, 72),
     smpl_trans in metres, or times ``scaling`` with smpl_scaling and smpl_loss when given."""
-    motion = dataclasses.replace(motion, rotations=motion.rotations[::2],
-                                 root_position=motion.root_position[::2], fps=motion.fps / 2)
+    motion = dataclasses.replace(
+        motion, rotations=motion.rotations[::2], root_position=motion.root_position[::2], fps=motion.fps / 2
+    )
     poses = motion.rotations.copy()
     poses[:, 0] = Rotation.from_matrix(Y_UP_TO_Z_UP.T @ Rotation.from_rotvec(poses[:, 0]).as_matrix()).as_rotvec()
     data = {"smpl_poses": poses.reshape(-1, 72), "smpl_trans": motion.root_position @ Y_UP_TO_Z_UP - REST[0]}
     if scaling is not None:
-        data.update(smpl_trans=data["smpl_trans"] * scaling, smpl_scaling=np.array([scaling]),
-                    smpl_loss=np.float64(1.25))
+        data.update(
+            smpl_trans=data["smpl_trans"] * scaling, smpl_scaling=np.array([scaling]), smpl_loss=np.float64(1.25)
+        )
     path.write_bytes(pickle.dumps(data, protocol=4))
     return _clip(path, "aistpp", motion)
 
@@ -165,12 +184,17 @@ def _right(bone: tuple) -> tuple:
         rest = ((-rest[0][0],) + rest[0][1:], rest[1])
     else:
         rest = (_LEFT_TO_RIGHT[rest[0]], _LEFT_TO_RIGHT[rest[1]], rest[2])
-    return ("r" + name[1:], parent if parent in ("root", "thorax") else "r" + parent[1:],
-            None if joint is None else _LEFT_TO_RIGHT[joint], rest, dofs, -axis_z)
+    return (
+        "r" + name[1:],
+        parent if parent in ("root", "thorax") else "r" + parent[1:],
+        None if joint is None else _LEFT_TO_RIGHT[joint],
+        rest,
+        dofs,
+        -axis_z,
+    )
 
 
-CMU_BONES = (*_CMU_LEFT[:5], *map(_right, _CMU_LEFT[:5]), *_CMU_SPINE,
-             *_CMU_LEFT[5:], *map(_right, _CMU_LEFT[5:]))
+CMU_BONES = (*_CMU_LEFT[:5], *map(_right, _CMU_LEFT[:5]), *_CMU_SPINE, *_CMU_LEFT[5:], *map(_right, _CMU_LEFT[5:]))
 
 
 def _rest_bone(rest: tuple) -> tuple[np.ndarray, float]:
@@ -196,15 +220,33 @@ def write_cmu(directory: Path, motion: Motion, subject: str = "01") -> MocapClip
     """
     directory.mkdir(parents=True, exist_ok=True)
     to_file_units = CMU_LENGTH_SCALE / INCH
-    asf = ["# SYNTHETIC skeleton written by tests/diffmimic/mocap/conftest.py (not captured)", ":version 1.10",
-           ":name SYNTHETIC", ":units", "  mass 1.0", f"  length {CMU_LENGTH_SCALE}", "  angle deg",
-           ":documentation", "  A T-pose with neutral SMPL bone lengths.", ":root",
-           "   order TX TY TZ RX RY RZ", "   axis XYZ", "   position 0 0 0", "   orientation 0 0 0",
-           ":bonedata"]
+    asf = [
+        "# SYNTHETIC skeleton written by tests/diffmimic/mocap/conftest.py (not captured)",
+        ":version 1.10",
+        ":name SYNTHETIC",
+        ":units",
+        "  mass 1.0",
+        f"  length {CMU_LENGTH_SCALE}",
+        "  angle deg",
+        ":documentation",
+        "  A T-pose with neutral SMPL bone lengths.",
+        ":root",
+        "   order TX TY TZ RX RY RZ",
+        "   axis XYZ",
+        "   position 0 0 0",
+        "   orientation 0 0 0",
+        ":bonedata",
+    ]
     for number, (name, _, _, rest, dofs, axis_z) in enumerate(CMU_BONES, 1):
         direction, length = _rest_bone(rest)
-        asf += ["  begin", f"     id {number}", f"     name {name}", f"     direction {_numbers(direction)}",
-                f"     length {length * to_file_units:.6f}", f"     axis 0 0 {axis_z + 0.0:g}  XYZ"]
+        asf += [
+            "  begin",
+            f"     id {number}",
+            f"     name {name}",
+            f"     direction {_numbers(direction)}",
+            f"     length {length * to_file_units:.6f}",
+            f"     axis 0 0 {axis_z + 0.0:g}  XYZ",
+        ]
         if dofs:
             limits = ["(-180.0 180.0)"] * len(dofs.split())
             asf += [f"    dof {dofs}", f"    limits {limits[0]}", *(f"           {pair}" for pair in limits[1:])]
@@ -212,12 +254,21 @@ def write_cmu(directory: Path, motion: Motion, subject: str = "01") -> MocapClip
     children: dict[str, list[str]] = {}
     for name, parent, *_ in CMU_BONES:
         children.setdefault(parent, []).append(name)
-    asf += [":hierarchy", "  begin", *(f"    {parent} {' '.join(names)}" for parent, names in children.items()),
-            "  end"]
+    asf += [
+        ":hierarchy",
+        "  begin",
+        *(f"    {parent} {' '.join(names)}" for parent, names in children.items()),
+        "  end",
+    ]
 
     local = Rotation.from_rotvec(motion.rotations.reshape(-1, 3)).as_matrix().reshape(motion.num_frames, 24, 3, 3)
-    root = np.concatenate([motion.root_position @ Y_UP_TO_Z_UP * to_file_units,
-                           Rotation.from_matrix(Y_UP_TO_Z_UP.T @ local[:, 0]).as_euler("xyz", degrees=True)], axis=1)
+    root = np.concatenate(
+        [
+            motion.root_position @ Y_UP_TO_Z_UP * to_file_units,
+            Rotation.from_matrix(Y_UP_TO_Z_UP.T @ local[:, 0]).as_euler("xyz", degrees=True),
+        ],
+        axis=1,
+    )
     dof_values = {}
     for name, _, joint, _, dofs, axis_z in CMU_BONES:
         if not dofs:
@@ -229,11 +280,17 @@ def write_cmu(directory: Path, motion: Motion, subject: str = "01") -> MocapClip
         dropped = np.delete(euler, kept, axis=1)
         assert np.abs(dropped).max(initial=0.0) < 1e-6, f"synthetic CMU: {name} turns outside its dofs {dofs}"
         dof_values[name] = euler[:, kept]
-    amc = ["# SYNTHETIC motion written by tests/diffmimic/mocap/conftest.py (not captured)",
-           ":FULLY-SPECIFIED", ":DEGREES"]
+    amc = [
+        "# SYNTHETIC motion written by tests/diffmimic/mocap/conftest.py (not captured)",
+        ":FULLY-SPECIFIED",
+        ":DEGREES",
+    ]
     for frame in range(motion.num_frames):
-        amc += [str(frame + 1), f"root {_numbers(root[frame])}",
-                *(f"{name} {_numbers(values[frame])}" for name, values in dof_values.items())]
+        amc += [
+            str(frame + 1),
+            f"root {_numbers(root[frame])}",
+            *(f"{name} {_numbers(values[frame])}" for name, values in dof_values.items()),
+        ]
     asf_path, amc_path = directory / f"{subject}.asf", directory / f"{subject}_01.amc"
     for path, lines in ((asf_path, asf), (amc_path, amc)):
         path.write_bytes(("\r\n".join(lines) + "\r\n").encode("latin-1"))
@@ -244,8 +301,11 @@ def write_cmu(directory: Path, motion: Motion, subject: str = "01") -> MocapClip
 
 SYNTHETIC_CLIPS = {  # role: (file name, writer, its keyword arguments)
     "smplh": ("synthetic_walk_poses.npz", write_amass_smplh, {}),
-    "smplh_bytes_gender": ("synthetic_walk_bytes_gender_poses.npz", write_amass_smplh,
-                           {"gender": b"female", "fps": 120.00004577}),
+    "smplh_bytes_gender": (
+        "synthetic_walk_bytes_gender_poses.npz",
+        write_amass_smplh,
+        {"gender": b"female", "fps": 120.00004577},
+    ),
     "smplx": ("synthetic_walk_stageii.npz", write_amass_smplx, {}),
     "aistpp": ("synthetic_walk.pkl", write_aistpp, {}),
     "aistpp_full": ("synthetic_walk_full.pkl", write_aistpp, {"scaling": 95.0}),
@@ -265,8 +325,7 @@ ORIGINS = {"synthetic": tuple(SYNTHETIC_CLIPS), "real": tuple(REAL_CLIPS)}
 def synthetic_clips(tmp_path_factory) -> dict[str, MocapClip]:
     """Every `SYNTHETIC_CLIPS` file, written once per session; role -> `MocapClip`."""
     directory, motion = tmp_path_factory.mktemp("synthetic_mocap"), synthetic_motion()
-    return {role: write(directory / name, motion, **kwargs)
-            for role, (name, write, kwargs) in SYNTHETIC_CLIPS.items()}
+    return {role: write(directory / name, motion, **kwargs) for role, (name, write, kwargs) in SYNTHETIC_CLIPS.items()}
 
 
 @pytest.fixture(scope="module")
@@ -281,8 +340,10 @@ def mocap_clip(request, synthetic_clips) -> MocapClip:
 
 def pytest_configure(config):
     config.addinivalue_line(
-        "markers", "mocap_clips(*roles, origins=('synthetic', 'real')): the clips a test taking "
-                   "`mocap_clip` runs on (tests/diffmimic/mocap/conftest.py; default all)")
+        "markers",
+        "mocap_clips(*roles, origins=('synthetic', 'real')): the clips a test taking "
+        "`mocap_clip` runs on (tests/diffmimic/mocap/conftest.py; default all)",
+    )
 
 
 def pytest_generate_tests(metafunc):
@@ -291,5 +352,8 @@ def pytest_generate_tests(metafunc):
     marker = metafunc.definition.get_closest_marker("mocap_clips")
     roles = marker.args if marker and marker.args else None
     origins = marker.kwargs.get("origins", tuple(ORIGINS)) if marker else tuple(ORIGINS)
-    metafunc.parametrize("mocap_clip", [f"{origin}-{role}" for origin in origins for role in ORIGINS[origin]
-                                        if roles is None or role in roles], indirect=True)
+    metafunc.parametrize(
+        "mocap_clip",
+        [f"{origin}-{role}" for origin in origins for role in ORIGINS[origin] if roles is None or role in roles],
+        indirect=True,
+    )

@@ -22,6 +22,7 @@ HEAD, PELVIS, LEFT_ANKLE, RIGHT_ANKLE = 15, 0, 7, 8
 
 # --------------------------------------------------------------------------- helpers
 
+
 def npz_arrays(path: Path, *keys: str, frames: int | None = None) -> dict[str, np.ndarray]:
     """The numeric arrays ``keys`` of the .npz at ``path``, the (T, n) ones cut to ``frames`` frames."""
     with np.load(path, allow_pickle=False) as npz:
@@ -48,6 +49,7 @@ def assert_names_file(excinfo: pytest.ExceptionInfo, path: Path, *fragments: str
 
 # --------------------------------------------------------------------------- good clips
 
+
 @pytest.mark.mocap_clips("smplh", "smplh_bytes_gender")
 def test_amass_smplh(mocap_clip):
     """Body joints as stored, SMPL hand joints at rest; gender as str or bytes; odd frame rates."""
@@ -70,7 +72,11 @@ def test_amass_smplx(mocap_clip):
     motion = load_amass_smplx(mocap_clip.path)
     frames = mocap_clip.frames
     assert (motion.format, motion.num_frames, motion.fps, motion.gender) == (
-        "amass_smplx", frames, mocap_clip.fps, mocap_clip.gender)
+        "amass_smplx",
+        frames,
+        mocap_clip.fps,
+        mocap_clip.gender,
+    )
     stored = npz_arrays(mocap_clip.path, "root_orient", "pose_body", "trans")
     np.testing.assert_array_equal(motion.rotations[:, 0], stored["root_orient"])
     np.testing.assert_array_equal(motion.rotations[:, 1:22].reshape(frames, 63), stored["pose_body"])
@@ -109,8 +115,9 @@ def test_every_clip_is_upright_in_z_up_world(mocap_clip):
     motion = load_motion(mocap_clip.path)
     joints = joint_positions(motion.rotations, motion.root_position, neutral_skeleton())
     head_z = joints[:, HEAD, 2]
-    upright = ((head_z > joints[:, PELVIS, 2]) & (head_z > joints[:, LEFT_ANKLE, 2])
-               & (head_z > joints[:, RIGHT_ANKLE, 2]))
+    upright = (
+        (head_z > joints[:, PELVIS, 2]) & (head_z > joints[:, LEFT_ANKLE, 2]) & (head_z > joints[:, RIGHT_ANKLE, 2])
+    )
     assert upright.mean() > 0.9
 
 
@@ -123,8 +130,12 @@ def test_full_format_aistpp_pickle_gives_same_metres(mocap_clip, tmp_path):
     """
     data = safe_load_pickle(mocap_clip.path)
     scale = 95.0
-    full = {"smpl_poses": data["smpl_poses"], "smpl_trans": data["smpl_trans"].astype(np.float64) * scale,
-            "smpl_scaling": np.array([scale]), "smpl_loss": np.float64(1.25)}
+    full = {
+        "smpl_poses": data["smpl_poses"],
+        "smpl_trans": data["smpl_trans"].astype(np.float64) * scale,
+        "smpl_scaling": np.array([scale]),
+        "smpl_loss": np.float64(1.25),
+    }
     path = tmp_path / "synthetic_full_aist.pkl"
     path.write_bytes(pickle.dumps(full, protocol=4))
     expected, motion = load_aistpp(mocap_clip.path), load_motion(path)
@@ -159,6 +170,7 @@ def test_inspect_amass_reads_no_pose_data(mocap_clip, monkeypatch):
 
 
 # --------------------------------------------------------------------------- bad input
+
 
 def test_missing_file(tmp_path):
     path = tmp_path / "nowhere.npz"

@@ -20,9 +20,13 @@ from diffmimic.mocap.smpl_kinematics import joint_positions
 from .conftest import synthetic_motion
 
 REAL_BVH = {  # file under varied_dev/bvh: rig, frames
-    "mixamo/Gangnam-Style.bvh": "mixamo", "mixamo/Walk-In-Circle.bvh": "mixamo",
-    "m21/box-2.bvh": "hips_leftupleg", "m21/jumping-jack.bvh": "hips_leftupleg",
-    "m21/kick.bvh": "hips_leftupleg", "m21/wipe.bvh": "hips_leftupleg", "cmu/example.bvh": "cmu",
+    "mixamo/Gangnam-Style.bvh": "mixamo",
+    "mixamo/Walk-In-Circle.bvh": "mixamo",
+    "m21/box-2.bvh": "hips_leftupleg",
+    "m21/jumping-jack.bvh": "hips_leftupleg",
+    "m21/kick.bvh": "hips_leftupleg",
+    "m21/wipe.bvh": "hips_leftupleg",
+    "cmu/example.bvh": "cmu",
 }
 
 
@@ -39,14 +43,43 @@ def _positions(motion) -> np.ndarray:
 
 # A Mixamo-named rig written as SYNTHETIC test data: each joint the SMPL joint of the same role,
 # at the neutral SMPL rest offsets (in centimetres), plus a finger and the End Sites.
-_MIXAMO = {0: "Hips", 1: "LeftUpLeg", 2: "RightUpLeg", 3: "Spine", 4: "LeftLeg", 5: "RightLeg", 6: "Spine1",
-           7: "LeftFoot", 8: "RightFoot", 9: "Spine2", 10: "LeftToeBase", 11: "RightToeBase", 12: "Neck",
-           13: "LeftShoulder", 14: "RightShoulder", 15: "Head", 16: "LeftArm", 17: "RightArm", 18: "LeftForeArm",
-           19: "RightForeArm", 20: "LeftHand", 21: "RightHand", 22: "LeftHandMiddle1", 23: "RightHandMiddle1"}
+_MIXAMO = {
+    0: "Hips",
+    1: "LeftUpLeg",
+    2: "RightUpLeg",
+    3: "Spine",
+    4: "LeftLeg",
+    5: "RightLeg",
+    6: "Spine1",
+    7: "LeftFoot",
+    8: "RightFoot",
+    9: "Spine2",
+    10: "LeftToeBase",
+    11: "RightToeBase",
+    12: "Neck",
+    13: "LeftShoulder",
+    14: "RightShoulder",
+    15: "Head",
+    16: "LeftArm",
+    17: "RightArm",
+    18: "LeftForeArm",
+    19: "RightForeArm",
+    20: "LeftHand",
+    21: "RightHand",
+    22: "LeftHandMiddle1",
+    23: "RightHandMiddle1",
+}
 
 
-def write_named_rig(path: Path, motion, names: dict[int, str], prefix: str = "mixamorig:", scale: float = 100.0,
-                    crlf: bool = False, order: str = "ZXY") -> Path:
+def write_named_rig(
+    path: Path,
+    motion,
+    names: dict[int, str],
+    prefix: str = "mixamorig:",
+    scale: float = 100.0,
+    crlf: bool = False,
+    order: str = "ZXY",
+) -> Path:
     """SYNTHETIC BVH: the SMPL skeleton under other joint names (Y-up, T-pose rest, `scale` units
     per metre), channels in `order`, position channels on every joint (as Mixamo writes them)."""
     offsets = NEUTRAL_REST_JOINTS_SMPL.copy()
@@ -64,9 +97,14 @@ def write_named_rig(path: Path, motion, names: dict[int, str], prefix: str = "mi
     def joint(j: int, depth: int) -> None:
         pad = "\t" * depth
         offset = offsets[j] * scale if j else np.zeros(3)
-        lines.extend([f"{pad}{'ROOT' if j == 0 else 'JOINT'} {prefix}{names[j]}", f"{pad}{{",
-                      f"{pad}\tOFFSET {offset[0]:.6f} {offset[1]:.6f} {offset[2]:.6f}",
-                      f"{pad}\tCHANNELS 6 Xposition Yposition Zposition {channels}"])
+        lines.extend(
+            [
+                f"{pad}{'ROOT' if j == 0 else 'JOINT'} {prefix}{names[j]}",
+                f"{pad}{{",
+                f"{pad}\tOFFSET {offset[0]:.6f} {offset[1]:.6f} {offset[2]:.6f}",
+                f"{pad}\tCHANNELS 6 Xposition Yposition Zposition {channels}",
+            ]
+        )
         euler = Rotation.from_matrix(local[:, j]).as_euler(order, degrees=True)
         columns.append(np.concatenate([pelvis if j == 0 else np.broadcast_to(offset, (frames, 3)), euler], axis=1))
         for child in children[j]:
@@ -106,22 +144,125 @@ def test_header_is_read_without_the_frames(tmp_path):
     assert info["format"] == "bvh" and info["frames"] == 90 and info["duration_s"] == pytest.approx(89 / 120)
 
 
-@pytest.mark.parametrize("rig, names", [
-    ("lafan1", ["Hips", "LeftUpLeg", "LeftLeg", "LeftFoot", "LeftToe", "RightUpLeg", "RightLeg", "RightFoot",
-                "RightToe", "Spine", "Spine1", "Spine2", "Neck", "Head", "LeftShoulder", "LeftArm",
-                "LeftForeArm", "LeftHand", "RightShoulder", "RightArm", "RightForeArm", "RightHand"]),
-    ("bandai_namco", ["joint_Root", "Hips", "Spine", "Chest", "Neck", "Head", "Shoulder_L", "UpperArm_L",
-                      "LowerArm_L", "Hand_L", "Shoulder_R", "UpperArm_R", "LowerArm_R", "Hand_R", "UpperLeg_L",
-                      "LowerLeg_L", "Foot_L", "Toes_L", "UpperLeg_R", "LowerLeg_R", "Foot_R", "Toes_R"]),
-    ("xsens_mvn", ["Pelvis", "L5", "L3", "T12", "T8", "Neck", "Head", "RightShoulder", "RightUpperArm",
-                   "RightForeArm", "RightHand", "LeftShoulder", "LeftUpperArm", "LeftForeArm", "LeftHand",
-                   "RightUpperLeg", "RightLowerLeg", "RightFoot", "RightToe", "LeftUpperLeg", "LeftLowerLeg",
-                   "LeftFoot", "LeftToe"]),
-    ("cmu", ["Hips", "LHipJoint", "LeftUpLeg", "LeftLeg", "LeftFoot", "LeftToeBase", "RHipJoint", "RightUpLeg",
-             "RightLeg", "RightFoot", "RightToeBase", "LowerBack", "Spine", "Spine1", "Neck", "Neck1", "Head",
-             "LeftShoulder", "LeftArm", "LeftForeArm", "LeftHand", "LeftFingerBase", "RightShoulder", "RightArm",
-             "RightForeArm", "RightHand", "RightFingerBase"]),
-])
+@pytest.mark.parametrize(
+    "rig, names",
+    [
+        (
+            "lafan1",
+            [
+                "Hips",
+                "LeftUpLeg",
+                "LeftLeg",
+                "LeftFoot",
+                "LeftToe",
+                "RightUpLeg",
+                "RightLeg",
+                "RightFoot",
+                "RightToe",
+                "Spine",
+                "Spine1",
+                "Spine2",
+                "Neck",
+                "Head",
+                "LeftShoulder",
+                "LeftArm",
+                "LeftForeArm",
+                "LeftHand",
+                "RightShoulder",
+                "RightArm",
+                "RightForeArm",
+                "RightHand",
+            ],
+        ),
+        (
+            "bandai_namco",
+            [
+                "joint_Root",
+                "Hips",
+                "Spine",
+                "Chest",
+                "Neck",
+                "Head",
+                "Shoulder_L",
+                "UpperArm_L",
+                "LowerArm_L",
+                "Hand_L",
+                "Shoulder_R",
+                "UpperArm_R",
+                "LowerArm_R",
+                "Hand_R",
+                "UpperLeg_L",
+                "LowerLeg_L",
+                "Foot_L",
+                "Toes_L",
+                "UpperLeg_R",
+                "LowerLeg_R",
+                "Foot_R",
+                "Toes_R",
+            ],
+        ),
+        (
+            "xsens_mvn",
+            [
+                "Pelvis",
+                "L5",
+                "L3",
+                "T12",
+                "T8",
+                "Neck",
+                "Head",
+                "RightShoulder",
+                "RightUpperArm",
+                "RightForeArm",
+                "RightHand",
+                "LeftShoulder",
+                "LeftUpperArm",
+                "LeftForeArm",
+                "LeftHand",
+                "RightUpperLeg",
+                "RightLowerLeg",
+                "RightFoot",
+                "RightToe",
+                "LeftUpperLeg",
+                "LeftLowerLeg",
+                "LeftFoot",
+                "LeftToe",
+            ],
+        ),
+        (
+            "cmu",
+            [
+                "Hips",
+                "LHipJoint",
+                "LeftUpLeg",
+                "LeftLeg",
+                "LeftFoot",
+                "LeftToeBase",
+                "RHipJoint",
+                "RightUpLeg",
+                "RightLeg",
+                "RightFoot",
+                "RightToeBase",
+                "LowerBack",
+                "Spine",
+                "Spine1",
+                "Neck",
+                "Neck1",
+                "Head",
+                "LeftShoulder",
+                "LeftArm",
+                "LeftForeArm",
+                "LeftHand",
+                "LeftFingerBase",
+                "RightShoulder",
+                "RightArm",
+                "RightForeArm",
+                "RightHand",
+                "RightFingerBase",
+            ],
+        ),
+    ],
+)
 def test_published_rig_names_are_recognised(tmp_path, rig, names):
     """The maps come from the rigs' published joint names: a chain file with those names (one
     child per joint in the published parent order, enough to test the name map) is recognised."""
@@ -130,9 +271,14 @@ def test_published_rig_names_are_recognised(tmp_path, rig, names):
 
     def joint(j: int, depth: int) -> None:
         pad = "  " * depth
-        lines.extend([f"{pad}{'ROOT' if parents[j] < 0 else 'JOINT'} {names[j]}", f"{pad}{{",
-                      f"{pad}  OFFSET 0 {-1 if 'Leg' in names[j] or 'Foot' in names[j] else 1} 0",
-                      f"{pad}  CHANNELS 3 Zrotation Xrotation Yrotation"])
+        lines.extend(
+            [
+                f"{pad}{'ROOT' if parents[j] < 0 else 'JOINT'} {names[j]}",
+                f"{pad}{{",
+                f"{pad}  OFFSET 0 {-1 if 'Leg' in names[j] or 'Foot' in names[j] else 1} 0",
+                f"{pad}  CHANNELS 3 Zrotation Xrotation Yrotation",
+            ]
+        )
         for child in [c for c, p in enumerate(parents) if p == j]:
             joint(child, depth + 1)
         lines.append(f"{pad}}}")
@@ -145,31 +291,89 @@ def test_published_rig_names_are_recognised(tmp_path, rig, names):
     mapping = map_rig(header)
     assert mapping.rig == rig
     mapped = mapping.mapped(header)
-    assert {"pelvis", "left_hip", "left_knee", "left_ankle", "spine1", "spine3", "neck", "head", "left_shoulder",
-            "left_elbow", "left_wrist"} <= set(mapped)
+    assert {
+        "pelvis",
+        "left_hip",
+        "left_knee",
+        "left_ankle",
+        "spine1",
+        "spine3",
+        "neck",
+        "head",
+        "left_shoulder",
+        "left_elbow",
+        "left_wrist",
+    } <= set(mapped)
     assert "Right" in mapped["right_knee"] or mapped["right_knee"].endswith("_R")
 
 
 def _published_parents(rig: str, names: list[str]) -> list[int]:
     """Parent indices of the rigs' published hierarchies (for `test_published_rig_names_are_recognised`)."""
     tree = {
-        "lafan1": {"LeftUpLeg": "Hips", "LeftLeg": "LeftUpLeg", "LeftFoot": "LeftLeg", "LeftToe": "LeftFoot",
-                   "Spine": "Hips", "Spine1": "Spine", "Spine2": "Spine1", "Neck": "Spine2", "Head": "Neck",
-                   "LeftShoulder": "Spine2", "LeftArm": "LeftShoulder", "LeftForeArm": "LeftArm",
-                   "LeftHand": "LeftForeArm"},
-        "bandai_namco": {"Hips": "joint_Root", "Spine": "Hips", "Chest": "Spine", "Neck": "Chest", "Head": "Neck",
-                         "Shoulder_L": "Chest", "UpperArm_L": "Shoulder_L", "LowerArm_L": "UpperArm_L",
-                         "Hand_L": "LowerArm_L", "UpperLeg_L": "Hips", "LowerLeg_L": "UpperLeg_L",
-                         "Foot_L": "LowerLeg_L", "Toes_L": "Foot_L"},
-        "xsens_mvn": {"L5": "Pelvis", "L3": "L5", "T12": "L3", "T8": "T12", "Neck": "T8", "Head": "Neck",
-                      "LeftShoulder": "T8", "LeftUpperArm": "LeftShoulder", "LeftForeArm": "LeftUpperArm",
-                      "LeftHand": "LeftForeArm", "LeftUpperLeg": "Pelvis", "LeftLowerLeg": "LeftUpperLeg",
-                      "LeftFoot": "LeftLowerLeg", "LeftToe": "LeftFoot"},
-        "cmu": {"LHipJoint": "Hips", "LeftUpLeg": "LHipJoint", "LeftLeg": "LeftUpLeg", "LeftFoot": "LeftLeg",
-                "LeftToeBase": "LeftFoot", "LowerBack": "Hips", "Spine": "LowerBack", "Spine1": "Spine",
-                "Neck": "Spine1", "Neck1": "Neck", "Head": "Neck1", "LeftShoulder": "Spine1",
-                "LeftArm": "LeftShoulder", "LeftForeArm": "LeftArm", "LeftHand": "LeftForeArm",
-                "LeftFingerBase": "LeftHand"},
+        "lafan1": {
+            "LeftUpLeg": "Hips",
+            "LeftLeg": "LeftUpLeg",
+            "LeftFoot": "LeftLeg",
+            "LeftToe": "LeftFoot",
+            "Spine": "Hips",
+            "Spine1": "Spine",
+            "Spine2": "Spine1",
+            "Neck": "Spine2",
+            "Head": "Neck",
+            "LeftShoulder": "Spine2",
+            "LeftArm": "LeftShoulder",
+            "LeftForeArm": "LeftArm",
+            "LeftHand": "LeftForeArm",
+        },
+        "bandai_namco": {
+            "Hips": "joint_Root",
+            "Spine": "Hips",
+            "Chest": "Spine",
+            "Neck": "Chest",
+            "Head": "Neck",
+            "Shoulder_L": "Chest",
+            "UpperArm_L": "Shoulder_L",
+            "LowerArm_L": "UpperArm_L",
+            "Hand_L": "LowerArm_L",
+            "UpperLeg_L": "Hips",
+            "LowerLeg_L": "UpperLeg_L",
+            "Foot_L": "LowerLeg_L",
+            "Toes_L": "Foot_L",
+        },
+        "xsens_mvn": {
+            "L5": "Pelvis",
+            "L3": "L5",
+            "T12": "L3",
+            "T8": "T12",
+            "Neck": "T8",
+            "Head": "Neck",
+            "LeftShoulder": "T8",
+            "LeftUpperArm": "LeftShoulder",
+            "LeftForeArm": "LeftUpperArm",
+            "LeftHand": "LeftForeArm",
+            "LeftUpperLeg": "Pelvis",
+            "LeftLowerLeg": "LeftUpperLeg",
+            "LeftFoot": "LeftLowerLeg",
+            "LeftToe": "LeftFoot",
+        },
+        "cmu": {
+            "LHipJoint": "Hips",
+            "LeftUpLeg": "LHipJoint",
+            "LeftLeg": "LeftUpLeg",
+            "LeftFoot": "LeftLeg",
+            "LeftToeBase": "LeftFoot",
+            "LowerBack": "Hips",
+            "Spine": "LowerBack",
+            "Spine1": "Spine",
+            "Neck": "Spine1",
+            "Neck1": "Neck",
+            "Head": "Neck1",
+            "LeftShoulder": "Spine1",
+            "LeftArm": "LeftShoulder",
+            "LeftForeArm": "LeftArm",
+            "LeftHand": "LeftForeArm",
+            "LeftFingerBase": "LeftHand",
+        },
     }[rig]
     mirrored = dict(tree)
     for child, parent in tree.items():
@@ -180,9 +384,32 @@ def _published_parents(rig: str, names: list[str]) -> list[int]:
 
 
 def test_joint_map_maps_an_unknown_rig(tmp_path):
-    names = {0: "root_jnt", 1: "thigh_a", 2: "thigh_b", 3: "s1", 4: "calf_a", 5: "calf_b", 6: "s2", 7: "ft_a",
-             8: "ft_b", 9: "s3", 10: "tip_a", 11: "tip_b", 12: "nk", 13: "clav_a", 14: "clav_b", 15: "hd",
-             16: "up_a", 17: "up_b", 18: "lo_a", 19: "lo_b", 20: "wr_a", 21: "wr_b", 22: "pa_a", 23: "pa_b"}
+    names = {
+        0: "root_jnt",
+        1: "thigh_a",
+        2: "thigh_b",
+        3: "s1",
+        4: "calf_a",
+        5: "calf_b",
+        6: "s2",
+        7: "ft_a",
+        8: "ft_b",
+        9: "s3",
+        10: "tip_a",
+        11: "tip_b",
+        12: "nk",
+        13: "clav_a",
+        14: "clav_b",
+        15: "hd",
+        16: "up_a",
+        17: "up_b",
+        18: "lo_a",
+        19: "lo_b",
+        20: "wr_a",
+        21: "wr_b",
+        22: "pa_a",
+        23: "pa_b",
+    }
     motion = _short_motion(30)
     path = write_named_rig(tmp_path / "odd.bvh", motion, names, prefix="")
     with pytest.raises(MocapError, match="not a humanoid rig"):
@@ -196,11 +423,23 @@ def test_joint_map_maps_an_unknown_rig(tmp_path):
 
 
 def test_spec_takes_bvh_settings(tmp_path):
-    data = {"name": "mine", "reader": "bvh", "root": str(tmp_path), "include": ["**/*.bvh"], "fps": 30,
-            "obtain": "here", "joint_map": {"left_hip": "thigh_l"}, "units": "cm", "up_axis": "z"}
+    data = {
+        "name": "mine",
+        "reader": "bvh",
+        "root": str(tmp_path),
+        "include": ["**/*.bvh"],
+        "fps": 30,
+        "obtain": "here",
+        "joint_map": {"left_hip": "thigh_l"},
+        "units": "cm",
+        "up_axis": "z",
+    }
     spec = parse_dataset_spec(data)
-    assert spec.reader == "bvh" and spec.reader_options == {"joint_map": {"left_hip": "thigh_l"}, "units": "cm",
-                                                            "up_axis": "z"}
+    assert spec.reader == "bvh" and spec.reader_options == {
+        "joint_map": {"left_hip": "thigh_l"},
+        "units": "cm",
+        "up_axis": "z",
+    }
     with pytest.raises(ValueError, match="joint_map"):
         parse_dataset_spec({**data, "joint_map": {"thigh": "thigh_l"}})
     with pytest.raises(ValueError, match="units"):
@@ -230,17 +469,22 @@ def test_channel_count_mismatch(tmp_path):
     lines[-3] = " ".join(lines[-3].split()[:-3])  # a frame with one joint's values missing
     path = tmp_path / "short.bvh"
     path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(MocapError, match=r"short\.bvh: frame 8 has 141 values, but the hierarchy's 24 joints have "
-                                         r"144 channels"):
+    with pytest.raises(
+        MocapError,
+        match=r"short\.bvh: frame 8 has 141 values, but the hierarchy's 24 joints have "
+        r"144 channels",
+    ):
         load_motion(path)
 
 
 def test_not_a_humanoid(tmp_path):
     path = tmp_path / "snake.bvh"
-    path.write_text("HIERARCHY\nROOT Head\n{\n OFFSET 0 0 0\n CHANNELS 3 Zrotation Xrotation Yrotation\n"
-                    " JOINT Segment1\n {\n  OFFSET 0 0 10\n  CHANNELS 3 Zrotation Xrotation Yrotation\n"
-                    "  End Site\n  {\n   OFFSET 0 0 10\n  }\n }\n}\nMOTION\nFrames: 2\nFrame Time: 0.033333\n"
-                    "0 0 0 0 0 0\n0 0 0 5 0 0\n")
+    path.write_text(
+        "HIERARCHY\nROOT Head\n{\n OFFSET 0 0 0\n CHANNELS 3 Zrotation Xrotation Yrotation\n"
+        " JOINT Segment1\n {\n  OFFSET 0 0 10\n  CHANNELS 3 Zrotation Xrotation Yrotation\n"
+        "  End Site\n  {\n   OFFSET 0 0 10\n  }\n }\n}\nMOTION\nFrames: 2\nFrame Time: 0.033333\n"
+        "0 0 0 0 0 0\n0 0 0 5 0 0\n"
+    )
     with pytest.raises(MocapError, match=r"snake\.bvh: not a humanoid rig: no pelvis, left_hip"):
         load_motion(path)
 
@@ -270,14 +514,22 @@ def test_cli_exits_2_with_one_line(tmp_path, capsys):
 def test_written_bvh_reads_back(tmp_path):
     motion = _short_motion()
     for units in ("m", "cm"):
-        path = write_bvh(tmp_path / f"smpl_{units}.bvh", motion.rotations, motion.root_position, motion.fps,
-                         units=units)
+        path = write_bvh(
+            tmp_path / f"smpl_{units}.bvh", motion.rotations, motion.root_position, motion.fps, units=units
+        )
         read, info = load_bvh_with_report(path)
         assert info.rig == "smpl" and info.units == units and info.up_axis == "y"
         assert np.abs(_positions(read) - _positions(motion)).max() < 1e-4
-        assert np.allclose(read.rotations[:, :22], motion.rotations[:, :22], atol=1e-4) or \
-            np.abs(Rotation.from_rotvec(read.rotations[:, :22].reshape(-1, 3)).inv()
-                   * Rotation.from_rotvec(motion.rotations[:, :22].reshape(-1, 3))).magnitude().max() < 1e-4
+        assert (
+            np.allclose(read.rotations[:, :22], motion.rotations[:, :22], atol=1e-4)
+            or np.abs(
+                Rotation.from_rotvec(read.rotations[:, :22].reshape(-1, 3)).inv()
+                * Rotation.from_rotvec(motion.rotations[:, :22].reshape(-1, 3))
+            )
+            .magnitude()
+            .max()
+            < 1e-4
+        )
 
 
 # --------------------------------------------------------------------------- real files

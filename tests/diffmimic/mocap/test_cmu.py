@@ -58,8 +58,12 @@ def test_clip_loads(mocap_clip, clip):
     assert motion.rotations.shape == (frames, 24, 3) and motion.root_position.shape == (frames, 3)
     assert motion.source == str(amc)
     assert cmu.inspect_cmu(amc) == {
-        "format": "cmu", "frames": frames, "fps": 120.0, "duration_s": pytest.approx((frames - 1) / 120),
-        "joints": 24}
+        "format": "cmu",
+        "frames": frames,
+        "fps": 120.0,
+        "duration_s": pytest.approx((frames - 1) / 120),
+        "joints": 24,
+    }
     assert cmu.load_cmu(amc, cmu.find_asf(amc), fps=60.0).fps == 60.0
 
 
@@ -123,9 +127,12 @@ def test_rest_pose_maps_body_frame_into_z_up_world(mocap_clip, tmp_path):
     """All-zero dofs: the pelvis orientation is the plain Y-up -> Z-up turn, limbs hang in the
     skeleton's rest pose (CMU's: a T-pose)."""
     text = mocap_clip.path.read_text()
-    first_frames = text[:text.index("\n3\n")]
-    zeroed = re.sub(r"(?m)^(\w+)((?:[ \t]+\S+)+)\r?$",
-                    lambda match: match.group(1) + " 0" * len(match.group(2).split()), first_frames)
+    first_frames = text[: text.index("\n3\n")]
+    zeroed = re.sub(
+        r"(?m)^(\w+)((?:[ \t]+\S+)+)\r?$",
+        lambda match: match.group(1) + " 0" * len(match.group(2).split()),
+        first_frames,
+    )
     asf = cmu.find_asf(mocap_clip.path)
     (tmp_path / asf.name).write_text(asf.read_text())
     (tmp_path / f"{asf.stem}_02.amc").write_text(zeroed)
@@ -161,6 +168,7 @@ def broken(tmp_path, amc):
         path = tmp_path / f"{asf.stem}_{name}"
         path.write_bytes(text.encode("latin-1"))
         return path
+
     return write
 
 
@@ -206,14 +214,17 @@ def test_non_numeric_and_nan(broken, amc):
 @pytest.mark.parametrize("cut", ["after a bone name", "after one of three values", "after the frame number"])
 def test_truncated_last_frame(broken, amc, synthetic_clips, cut):
     text, last = _text(amc), str(synthetic_clips["cmu"].frames)
-    end = {"after a bone name": "\r\nrfemur", "after one of three values": re.findall(r"\r\nlfoot \S+", text)[-1],
-           "after the frame number": f"\r\n{last}\r\n"}[cut]
-    _raises(broken(text[:text.rindex(end) + len(end)]), last)
+    end = {
+        "after a bone name": "\r\nrfemur",
+        "after one of three values": re.findall(r"\r\nlfoot \S+", text)[-1],
+        "after the frame number": f"\r\n{last}\r\n",
+    }[cut]
+    _raises(broken(text[: text.rindex(end) + len(end)]), last)
 
 
 def test_one_frame(broken, amc):
     text = amc.read_text()
-    path = broken(text[:text.index("\n2\n") + 1])
+    path = broken(text[: text.index("\n2\n") + 1])
     _raises(path, "at least 2 frames")
     with pytest.raises(MocapError, match=path.name):
         cmu.inspect_cmu(path)

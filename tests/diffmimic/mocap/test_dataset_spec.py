@@ -9,7 +9,12 @@ import pytest
 import yaml
 
 from diffmimic.mocap.dataset_spec import (
-    READERS, DatasetSpec, DatasetSpecError, datasets_dir, expand_env, list_dataset_specs,
+    READERS,
+    DatasetSpec,
+    DatasetSpecError,
+    datasets_dir,
+    expand_env,
+    list_dataset_specs,
     load_dataset_spec,
 )
 
@@ -73,8 +78,7 @@ def test_spec_contents():
 def test_file_selection(tmp_path, monkeypatch):
     monkeypatch.setenv("AMASS_ROOT", str(tmp_path))
     spec = load_dataset_spec("amass")
-    keep = ["CMU/05/05_01_poses.npz", "ACCAD/Female1Walking_c3d/B3 - walk1_poses.npz",
-            "kit/3/walking_stageii.npz"]
+    keep = ["CMU/05/05_01_poses.npz", "ACCAD/Female1Walking_c3d/B3 - walk1_poses.npz", "kit/3/walking_stageii.npz"]
     drop = {
         "ACCAD/Male2_c3d/B20 - walk with BOX_poses.npz": "box",
         "KIT/4/downstairs01_poses.npz": "stair",
@@ -131,24 +135,27 @@ def _write(tmp_path, **overrides) -> Path:
 _DELETE = object()
 
 
-@pytest.mark.parametrize("overrides, field, message", [
-    ({"reader": _DELETE}, "reader", "missing required field"),
-    ({"include": _DELETE}, "include", "missing required field"),
-    ({"fps": "thirty"}, "fps", "must be a number"),
-    ({"fps": True}, "fps", "must be a number"),
-    ({"fps": -30}, "fps", "must be > 0"),
-    ({"name": 5}, "name", "must be a string"),
-    ({"reader": "fbx"}, "reader", "must be one of"),
-    ({"include": "**/*.amc"}, "include", "must be a list"),
-    ({"include": []}, "include", "at least one"),
-    ({"exclude": [{"pattern": "*x*"}]}, "exclude", "'pattern' and 'reason'"),
-    ({"exclude": [{"pattern": "*x*", "reason": ""}]}, "exclude", "non-empty"),
-    ({"subsets": [1, 2]}, "subsets", "non-empty string"),
-    ({"max_duration_s": 0.5}, "max_duration_s", "must be > min_duration_s"),
-    ({"root": "${NO_SUCH_DIFFMIMIC_VAR}/x"}, "root", "NO_SUCH_DIFFMIMIC_VAR is not set"),
-    ({"generate": "not a module"}, "generate", "dotted module name"),
-    ({"frame_rate": 30}, "frame_rate", "unknown field"),
-])
+@pytest.mark.parametrize(
+    "overrides, field, message",
+    [
+        ({"reader": _DELETE}, "reader", "missing required field"),
+        ({"include": _DELETE}, "include", "missing required field"),
+        ({"fps": "thirty"}, "fps", "must be a number"),
+        ({"fps": True}, "fps", "must be a number"),
+        ({"fps": -30}, "fps", "must be > 0"),
+        ({"name": 5}, "name", "must be a string"),
+        ({"reader": "fbx"}, "reader", "must be one of"),
+        ({"include": "**/*.amc"}, "include", "must be a list"),
+        ({"include": []}, "include", "at least one"),
+        ({"exclude": [{"pattern": "*x*"}]}, "exclude", "'pattern' and 'reason'"),
+        ({"exclude": [{"pattern": "*x*", "reason": ""}]}, "exclude", "non-empty"),
+        ({"subsets": [1, 2]}, "subsets", "non-empty string"),
+        ({"max_duration_s": 0.5}, "max_duration_s", "must be > min_duration_s"),
+        ({"root": "${NO_SUCH_DIFFMIMIC_VAR}/x"}, "root", "NO_SUCH_DIFFMIMIC_VAR is not set"),
+        ({"generate": "not a module"}, "generate", "dotted module name"),
+        ({"frame_rate": 30}, "frame_rate", "unknown field"),
+    ],
+)
 def test_bad_spec_names_file_and_field(tmp_path, overrides, field, message):
     path = _write(tmp_path, **overrides)
     with pytest.raises(DatasetSpecError, match=message) as info:

@@ -10,14 +10,20 @@ import sys
 import numpy as np
 import pytest
 
+from diffmimic.character.character import make_character
 from diffmimic.character.skeleton import BODY_NAMES, BODY_SMPL_JOINT, neutral_skeleton
 from diffmimic.mocap.__main__ import main as mocap_cli
 from diffmimic.mocap.motion import MocapError
 from diffmimic.mocap.readers import load_motion
-from diffmimic.mocap.retarget import (Reference, fit_floor, load_reference, lowest_foot_height,
-                                      lowest_foot_points, retarget)
+from diffmimic.mocap.retarget import (
+    Reference,
+    fit_floor,
+    load_reference,
+    lowest_foot_height,
+    lowest_foot_points,
+    retarget,
+)
 from diffmimic.mocap.smpl_kinematics import joint_positions
-from diffmimic.character.character import make_character
 
 
 def test_body_positions_reproduce_smpl_joints(mocap_clip):
@@ -27,8 +33,7 @@ def test_body_positions_reproduce_smpl_joints(mocap_clip):
     assert reference.num_frames == motion.num_frames
     smpl = joint_positions(motion.rotations, motion.root_position, neutral_skeleton())
     smpl = smpl[:, list(BODY_SMPL_JOINT)]
-    relative_error = np.linalg.norm(
-        (reference.body_pos - reference.body_pos[:, :1]) - (smpl - smpl[:, :1]), axis=-1)
+    relative_error = np.linalg.norm((reference.body_pos - reference.body_pos[:, :1]) - (smpl - smpl[:, :1]), axis=-1)
     assert relative_error.max() < 0.01, relative_error.max()
     # The root itself is placed where the clip puts the pelvis.
     np.testing.assert_allclose(reference.body_pos[:, 0], motion.root_position, atol=1e-5)
@@ -74,7 +79,7 @@ def test_resampled_reference_is_grounded_and_smooth(mocap_clip):
     assert lowest.min() > -0.03  # no frame deep in the floor
     # Walking (or marching): the feet take turns on the floor, all along the clip.
     assert np.median(lowest) < 0.02
-    seconds = [lowest[s:s + 30].min() for s in range(0, len(lowest) - 29, 30)]
+    seconds = [lowest[s : s + 30].min() for s in range(0, len(lowest) - 29, 30)]
     assert max(seconds) < 0.02, seconds
     # Velocities agree with the positions they came from.
     finite_diff = (reference.body_pos[2:] - reference.body_pos[:-2]) * 15.0
@@ -83,8 +88,11 @@ def test_resampled_reference_is_grounded_and_smooth(mocap_clip):
     assert np.abs(reference.qvel[:, 6:]).max() < 60.0  # no Euler singularity blow-up
     # The root travels as the clip's pelvis does (the real B20 walk: ~3.9 m).
     last = round(reference.duration_s * motion.fps)
-    np.testing.assert_allclose(reference.qpos[-1, :2] - reference.qpos[0, :2],
-                               motion.root_position[last, :2] - motion.root_position[0, :2], atol=1e-6)
+    np.testing.assert_allclose(
+        reference.qpos[-1, :2] - reference.qpos[0, :2],
+        motion.root_position[last, :2] - motion.root_position[0, :2],
+        atol=1e-6,
+    )
 
 
 def test_every_clip_gives_an_upright_grounded_reference(mocap_clip):
@@ -128,8 +136,12 @@ def test_cli_inspect(mocap_clip, capsys):
 @pytest.mark.mocap_clips("cmu")
 def test_cli_convert(mocap_clip, tmp_path):
     out = tmp_path / "clip.npz"
-    assert mocap_cli(["convert", str(mocap_clip.path), "--out", str(out),
-                      "--fps", "30", "--start-s", "1", "--duration-s", "2"]) == 0
+    assert (
+        mocap_cli(
+            ["convert", str(mocap_clip.path), "--out", str(out), "--fps", "30", "--start-s", "1", "--duration-s", "2"]
+        )
+        == 0
+    )
     with np.load(out, allow_pickle=False) as data:
         assert data["qpos"].shape == (61, 76) and data["qvel"].shape == (61, 75)
         assert data["body_pos"].shape == (61, 24, 3) and data["body_rot"].shape == (61, 24, 4)
@@ -141,8 +153,11 @@ def test_cli_convert(mocap_clip, tmp_path):
 def test_cli_bad_input_exits_2_with_one_line(tmp_path):
     broken = tmp_path / "broken_poses.npz"
     broken.write_bytes(b"PK\x03\x04 not really a zip")
-    result = subprocess.run([sys.executable, "-m", "diffmimic.mocap", "convert", str(broken),
-                             "--out", str(tmp_path / "x.npz")], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "diffmimic.mocap", "convert", str(broken), "--out", str(tmp_path / "x.npz")],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "broken_poses.npz" in errors[0]

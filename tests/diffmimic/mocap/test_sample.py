@@ -91,8 +91,7 @@ def test_pose_is_human(name):
 def test_motion_is_smooth(name):
     poses, pelvis, fps, pos = _clip(name)
     rotations = Rotation.from_rotvec(poses.reshape(-1, 3)).as_matrix().reshape(poses.shape + (3,))
-    step = Rotation.from_matrix(
-        (np.swapaxes(rotations[:-1], -1, -2) @ rotations[1:]).reshape(-1, 3, 3)).magnitude()
+    step = Rotation.from_matrix((np.swapaxes(rotations[:-1], -1, -2) @ rotations[1:]).reshape(-1, 3, 3)).magnitude()
     assert step.max() * fps < 5.0  # rad/s
     assert np.linalg.norm(np.diff(pos, axis=0), axis=-1).max() * fps < 3.0  # m/s, any joint
     # Loopable: the step from the last frame back to the first is like any other step.
