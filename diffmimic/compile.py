@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import os
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -132,3 +133,15 @@ def jit_over(fun, sharding: NamedSharding | None, **kwargs):
         return compiled(*jax.device_put(args, everywhere))
 
     return call
+
+
+def enable_compilation_cache(directory: str | None = None) -> str:
+    """Turns on JAX's persistent compilation cache (default ~/.cache/diffmimic/jax) unless one
+    is already configured."""
+    if directory is None and jax.config.jax_compilation_cache_dir:
+        return jax.config.jax_compilation_cache_dir
+    directory = directory or os.environ.get("DIFFMIMIC_JAX_CACHE", str(Path.home() / ".cache" / "diffmimic" / "jax"))
+    jax.config.update("jax_compilation_cache_dir", directory)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return directory

@@ -23,9 +23,11 @@ import numpy as np
 from diffmimic import atomic
 from diffmimic.character.mjcf import CharacterConfig
 from diffmimic.compile import jit
+from diffmimic.config import compile_key
 from diffmimic.env import EnvState, length_bucket, ref_arrays
 from diffmimic.metrics import EvalMetrics, loop_reference, summarize_rollout
 from diffmimic.mocap.retarget import Reference
+from diffmimic.step import compiled_functions, simulated_character_config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,8 +158,6 @@ def _rollout_function(config, character_config: CharacterConfig):
     body rot, metrics): `steps` control steps from the physics state `physics` at reference frame
     `start_frame`, by the same compiled rollout that evaluates policies during training
     (`CompiledFunctions.rollout`), so the step count is data and the compile is shared."""
-    from diffmimic.train import compiled_functions
-
     functions = compiled_functions(config, character_config)
 
     def rollout(params, normaliser, ref, start_frame, physics, steps):
@@ -171,16 +171,12 @@ def _rollout_function(config, character_config: CharacterConfig):
 @functools.lru_cache(maxsize=8)
 def _initial_physics_function(config, character_config: CharacterConfig):
     """The jitted (qpos, qvel) -> physics state of the config's pipeline."""
-    from diffmimic.train import compiled_functions
-
     env = compiled_functions(config, character_config).env
     return jit(env._init_physics)
 
 
 def initial_physics(config, character_config: CharacterConfig, qpos, qvel):
     """The physics state of `config`'s pipeline at generalized coordinates (qpos, qvel)."""
-    from diffmimic.train import compile_key, simulated_character_config
-
     function = _initial_physics_function(compile_key(config), simulated_character_config(config, character_config))
     return function(jnp.asarray(qpos, jnp.float32), jnp.asarray(qvel, jnp.float32))
 
@@ -188,8 +184,6 @@ def initial_physics(config, character_config: CharacterConfig, qpos, qvel):
 def _prepared(config, character_config: CharacterConfig, reference: Reference):
     """The clip's `RefArrays` prepared as training's evaluation prepares them (one call of the
     compiled `prepare`), so a rollout here and the evaluation start from the same bits."""
-    from diffmimic.train import compiled_functions
-
     functions = compiled_functions(config, character_config)
     return functions.prepared(ref_arrays(reference, length_bucket(reference.num_frames)))
 
@@ -223,8 +217,6 @@ def simulate(
 ) -> SegmentArrays:
     """Runs the policy for `steps` control steps from the physics state `physics`, tracking
     `reference` from frame `start_frame` (start_frame + steps <= frames - 1)."""
-    from diffmimic.train import compile_key, simulated_character_config
-
     if not 0 <= start_frame or start_frame + steps > reference.num_frames - 1 or steps < 1:
         raise ValueError(f"cannot run {steps} steps from frame {start_frame} of a {reference.num_frames}-frame clip")
     ref = _prepared(config, character_config, reference)

@@ -117,12 +117,12 @@ class ClipTrainer:
     def counters(self) -> dict:
         """Clips trained, compiles (train-step traces: a compile or a persistent-cache load) and
         seconds idle between clips, since this process started."""
-        from diffmimic.train import _compiled_functions
+        from diffmimic.train import compiled_functions
 
         traces = batch_traces = 0
         for key in list(self.compile_keys):
-            traces += _compiled_functions(*key).trace_counts["train_step"]
-            batch_traces += _compiled_functions(*key).trace_counts["train_step_batch"]
+            traces += compiled_functions(*key).trace_counts["train_step"]
+            batch_traces += compiled_functions(*key).trace_counts["train_step_batch"]
         return {
             "clips": self.clips,
             "train_step_compiles": traces,
