@@ -65,7 +65,8 @@ class EnvConfig:
       push_mps: a push: the root's horizontal velocity changed by this much in a random direction.
       train_perturbed_share: the share of training rollouts that start from a perturbed reference
         state instead of the reference state itself (robustness is learnt, not only tested).
-      train_push_share: the share of training rollouts pushed once, at a random control step.
+      train_push_share: the share of training rollouts pushed as they start (at a random frame
+        of the clip, so at a random time of it).
     """
 
     backend: str = "spring"
