@@ -385,7 +385,9 @@ def _parser() -> argparse.ArgumentParser:
         "render", help="draw a policy (or a trajectory .npz) beside its reference: HTML viewer, GIF or MP4"
     )
     p.add_argument("name", help="clip name, or a trajectory .npz from `rollout` or `python -m factory.compose`")
-    p.add_argument("--out", required=True, help="FILE.html (offline viewer), FILE.gif or FILE.mp4")
+    p.add_argument(
+        "--out", required=True, help="FILE.html (offline viewer), FILE.gif, FILE.mp4 or FILE.png (12 frames on a page)"
+    )
     p.add_argument("--version", type=int, help="default: the newest")
     p.add_argument("--seconds", type=float, help="default: to the clip's end; longer loops the clip")
     p.add_argument("--start-frame", type=int, default=0)

@@ -35,7 +35,7 @@ FELL_COLOUR = "#c0504d"
 REFERENCE_BESIDE_M = 1.0
 FOV_DEG = 40.0
 VIDEO_FORMATS = (".gif", ".mp4")
-FORMATS = (".html",) + VIDEO_FORMATS
+FORMATS = (".html",) + VIDEO_FORMATS + (".png",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -484,13 +484,38 @@ def write_video(
     return _atomic_write(path, write)
 
 
+def write_contact_sheet(
+    scene: Scene, path: str | os.PathLike, panels: int = 12, columns: int = 4, width: int = 320
+) -> Path:
+    """Writes a PNG of `panels` frames evenly spread over the scene (first and last included),
+    `columns` to a row, each `width` pixels wide: a long rollout or composition on one page."""
+    from PIL import Image
+
+    height = width * 9 // 16
+    picks = np.linspace(0, scene.frames - 1, max(panels, 1)).round().astype(int)
+    rows = -(-len(picks) // columns)
+    sheet = Image.new("RGB", (columns * width, rows * height), (255, 255, 255))
+    for k, frame in enumerate(picks):
+        sheet.paste(
+            _draw_frame(scene, int(frame), width, height).convert("RGB"),
+            ((k % columns) * width, (k // columns) * height),
+        )
+
+    def write(tmp: Path):
+        sheet.save(tmp, format="PNG", optimize=True)
+
+    return _atomic_write(Path(path), write)
+
+
 def render(scene: Scene, path: str | os.PathLike, progress=None) -> Path:
-    """Writes `scene` as HTML, GIF or MP4 by the file suffix."""
+    """Writes `scene` as HTML, GIF, MP4 or a PNG contact sheet by the file suffix."""
     suffix = Path(path).suffix.lower()
     if suffix == ".html":
         return write_html(scene, path)
     if suffix in VIDEO_FORMATS:
         return write_video(scene, path, progress=progress)
+    if suffix == ".png":
+        return write_contact_sheet(scene, path)
     raise ValueError(f"{path}: unknown output format (use {', '.join(FORMATS)})")
 
 

@@ -120,7 +120,7 @@ def test_nan_physics_is_detected_replaced_and_counted(sample_references, tiny_co
 @pytest.mark.slow
 def test_cli_writes_outputs_and_evaluate_reads_them(sample_references, tmp_path, capsys, monkeypatch):
     _, clips = sample_references
-    monkeypatch.setattr("diffmimic.train.PRESETS", {"cpu": TINY, "paper": {}})
+    monkeypatch.setattr("diffmimic.config.PRESETS", {"cpu": TINY, "paper": {}})
     out = tmp_path / "run"
     assert (
         train_main(

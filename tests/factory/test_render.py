@@ -117,6 +117,21 @@ def test_gif_and_mp4(rollout, tmp_path):
         write_video(scene, tmp_path / "squat.avi")
 
 
+def test_contact_sheet_shows_frames_across_the_rollout(rollout, tmp_path):
+    from PIL import Image
+
+    from factory.presentation.render import SIMULATED_COLOUR, write_contact_sheet
+
+    scene, _ = rollout
+    sheet = write_contact_sheet(scene, tmp_path / "squat.png", panels=6, columns=3, width=200)
+    with Image.open(sheet) as image:
+        assert image.size == (600, 2 * 112)
+        pixels = np.asarray(image.convert("RGB")).astype(int)
+    panels = [pixels[r * 112 : (r + 1) * 112, c * 200 : (c + 1) * 200] for r in range(2) for c in range(3)]
+    assert all(_colour_pixels(Image.fromarray(p.astype(np.uint8)), SIMULATED_COLOUR, 60) > 20 for p in panels)
+    assert np.abs(panels[0] - panels[-1]).sum() > 0  # the first and last frames differ: time passes
+
+
 def test_render_cli_for_a_policy_and_a_composition(library, tmp_path, capsys):
     from factory.compose import compose
     from factory.library.cli import main
