@@ -71,7 +71,6 @@ __all__ = [
     "env_split",
     "evaluate_policy",
     "evaluation_due",
-    "main",
     "make_config",
     "make_curriculum",
     "meets",
@@ -559,14 +558,9 @@ def write_outputs(out_dir: str | os.PathLike, result: TrainResult, config: Train
     return out
 
 
-def main(argv=None) -> int:
-    """`python -m diffmimic.train` (`diffmimic.train_cli.main`)."""
-    from diffmimic.train_cli import main as cli_main
-
-    return cli_main(argv)
-
-
-if __name__ == "__main__":
+if __name__ == "__main__":  # `python -m diffmimic.train`: the command lives in train_cli.py
     import sys
+
+    from diffmimic.train_cli import main
 
     sys.exit(main())

@@ -188,9 +188,7 @@ def datasets_dir() -> Path:
     env = os.environ.get(DATASETS_DIR_ENV)
     if env:
         return Path(env).expanduser()
-    import diffmimic
-
-    return Path(diffmimic.__file__).resolve().parents[1] / "datasets"
+    return Path(__file__).resolve().parents[2] / "datasets"
 
 
 def list_dataset_specs() -> list[str]:

@@ -57,6 +57,7 @@ from diffmimic import atomic
 from diffmimic.metrics import converged, not_converged_reason, selection_key
 from diffmimic.warmstart import MAX_DONOR_DISTANCE_M, prune_pool, reference_signature
 from factory.distribution.catalog import Catalog, CatalogEntry
+from factory.distribution.report import write_report
 from factory.distribution.worker import remote_probe, remote_trainer
 from factory.library import PolicyLibrary
 
@@ -742,8 +743,6 @@ class Coordinator:
     # ------------------------------------------------------------------------------------------
     def run(self) -> dict:
         """Trains every queued clip; returns the run summary (also in the library's report)."""
-        from factory.presentation.report import write_report
-
         self.start_time = self._last_progress = time.time()
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self._plan()

@@ -1,2 +1,2 @@
-"""Presentation: the HTML viewer and GIF/MP4 renders (`render`, `viewer/`), the library's HTML
-report (`library_report`) and a run's Markdown report (`report`)."""
+"""Presentation: the HTML viewer and GIF/MP4/PNG renders (`render`, `viewer/`) and the library's HTML
+report (`library_report`). A run's Markdown report is `factory.distribution.report`."""

@@ -18,7 +18,7 @@ from diffmimic.evaluate import main as evaluate_main
 from diffmimic.mocap.retarget import load_reference
 from diffmimic.mocap.sample import write_sample_dataset
 from diffmimic.train import compiled_functions, make_config, make_curriculum, train
-from diffmimic.train import main as train_main
+from diffmimic.train_cli import main as train_main
 
 TINY = dict(num_envs=2, horizon=4, hidden=(32, 32), eval_every=2, iterations=2)
 
