@@ -6,20 +6,15 @@ import warnings
 
 __version__ = "0.1.0"
 
-
-def _quiet_engine_imports() -> None:
-    """Keeps two notes out of every process's console (each Ray worker printed them again):
-    MuJoCo's MJX prints that its optional Warp backend is not installed (it is not used here),
-    and Brax warns on every system it builds that it is no longer maintained (the physics
-    backends and their choice are documented in the README)."""
-    with contextlib.redirect_stdout(io.StringIO()):
-        try:
-            import mujoco.mjx  # noqa: F401 - imported here, quietly, before brax imports it
-        except ImportError:
-            pass
-    warnings.filterwarnings(
-        "ignore", message="Brax System, piplines and environments are not actively", category=UserWarning
-    )
-
-
-_quiet_engine_imports()
+# Keeps two notes out of every process's console (each Ray worker printed them again): MuJoCo's MJX
+# prints that its optional Warp backend is not installed (it is not used here), so it is imported
+# here, quietly, before brax imports it; and Brax warns on every system it builds that it is no
+# longer maintained (the physics backends and their choice are documented in the README).
+with contextlib.redirect_stdout(io.StringIO()):
+    try:
+        import mujoco.mjx  # noqa: F401
+    except ImportError:
+        pass
+warnings.filterwarnings(
+    "ignore", message="Brax System, piplines and environments are not actively", category=UserWarning
+)

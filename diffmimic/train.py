@@ -39,6 +39,7 @@ from diffmimic.env import length_bucket, ref_arrays
 from diffmimic.metrics import EvalMetrics, meets, robust, selection_key
 from diffmimic.mocap.retarget import Reference
 from diffmimic.policy import save_policy
+from diffmimic.robustness import check_robustness
 from diffmimic.step import (
     CompiledFunctions,
     Curriculum,
@@ -415,8 +416,6 @@ class ClipRun:
 
     def with_robustness(self, evaluation: EvalMetrics, params, normaliser) -> EvalMetrics:
         """`evaluation` with its policy's perturbed-rollout check (`diffmimic.robustness`)."""
-        from diffmimic.robustness import check_robustness
-
         self.last_check = self.iteration
         result = check_robustness(
             self.functions,

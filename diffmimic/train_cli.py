@@ -13,6 +13,8 @@ from typing import Sequence
 
 from diffmimic.compile import enable_compilation_cache, use_cpu_cores
 from diffmimic.config import PRESETS, make_config
+from diffmimic.mocap.motion import MocapError
+from diffmimic.mocap.retarget import load_reference
 from diffmimic.physics import BACKENDS, BODIES, min_substeps
 from diffmimic.step import env_split, simulated_character
 from diffmimic.train import train, write_outputs
@@ -43,9 +45,6 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     use_cpu_cores()  # before JAX starts: one CPU device per usable core
-    from diffmimic.mocap.motion import MocapError
-    from diffmimic.mocap.retarget import load_reference
-
     overrides: dict = {}
     if args.iterations is not None:
         overrides["iterations"] = args.iterations

@@ -14,10 +14,16 @@ from typing import Sequence
 
 import numpy as np
 
+from diffmimic.character import anthropometry
+from diffmimic.character.constants import HINGE_ORDER
+from diffmimic.character.describe import describe
+from diffmimic.character.skeleton import BODY_NAMES
+from diffmimic.env import EnvConfig
+from diffmimic.mocap.retarget import load_reference
+from diffmimic.physics import BACKENDS, BODIES, backend_character, body_config, default_body
+
 
 def _parser() -> argparse.ArgumentParser:
-    from diffmimic.physics import BACKENDS, BODIES
-
     parser = argparse.ArgumentParser(prog="python -m diffmimic.character", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     describe = commands.add_parser("describe", help="what the backend simulates, per body and hinge")
@@ -32,11 +38,6 @@ def _parser() -> argparse.ArgumentParser:
 def hinge_extremes(paths: Sequence[str]) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, int]:
     """(hinge names, min deg, max deg, frames outside the human range per hinge, frames) over the
     retargeted clips under `paths`."""
-    from diffmimic.character import anthropometry
-    from diffmimic.character.constants import HINGE_ORDER
-    from diffmimic.character.skeleton import BODY_NAMES
-    from diffmimic.mocap.retarget import load_reference
-
     files = []
     for path in map(Path, paths):
         files += sorted(p for p in path.rglob("*") if p.suffix in (".npz", ".pkl", ".amc")) if path.is_dir() else [path]
@@ -52,8 +53,6 @@ def hinge_extremes(paths: Sequence[str]) -> tuple[list[str], np.ndarray, np.ndar
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "ranges":
-        from diffmimic.character import anthropometry
-
         try:
             names, low, high, outside, frames = hinge_extremes(args.paths)
         except (OSError, ValueError) as err:  # MocapError is a ValueError
@@ -65,10 +64,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             r_lo, r_hi = anthropometry.hinge_range_deg(body, axis)
             print(f"{name:<14} {lo:8.1f} {hi:8.1f}   {r_lo:7.0f} {r_hi:7.0f}   {out:6d} ({100 * out / frames:.2f} %)")
         return 0
-    from diffmimic.character.describe import describe
-    from diffmimic.env import EnvConfig
-    from diffmimic.physics import backend_character, body_config, default_body
-
     backend = args.backend or EnvConfig().backend
     body = body_config(args.body or EnvConfig().body, default_body(backend))
     description = describe(backend_character(backend, base=body), backend)

@@ -28,6 +28,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from diffmimic.character.constants import HINGE_ORDER
+from diffmimic.character.skeleton import BODY_NAMES
+
 # Segment mass, % of body mass (de Leva 1996, Table 4; neutral = mean of female and male).
 DE_LEVA_PERCENT: dict[str, float] = {
     "head_neck": 0.5 * (6.68 + 6.94),
@@ -169,9 +172,6 @@ def hinge_range_deg(body: str, axis: str) -> tuple[float, float]:
 def hinge_ranges_rad() -> tuple[np.ndarray, np.ndarray]:
     """(low, high) (69,) radians: every hinge's range in the order of the character's hinges
     (`qpos[7:]`: bodies in `BODY_NAMES` order, each body's axes in `HINGE_ORDER`)."""
-    from diffmimic.character.constants import HINGE_ORDER
-    from diffmimic.character.skeleton import BODY_NAMES
-
     ranges = [hinge_range_deg(body, axis) for body in BODY_NAMES[1:] for axis in HINGE_ORDER[body]]
     low, high = np.radians(np.asarray(ranges, np.float64)).T
     return low, high

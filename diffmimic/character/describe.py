@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import mujoco
 import numpy as np
 
 from diffmimic.character.character import Character
@@ -86,8 +87,6 @@ class CharacterDescription:
 
 def describe(character: Character, backend: str) -> CharacterDescription:
     """The character as `backend` simulates it (see the module docstring)."""
-    import mujoco
-
     model = character.sys.mj_model
     sys = character.sys
     mass_power = 1.0 - float(sys.spring_mass_scale) if backend in SCALED_INERTIA_BACKENDS else 1.0

@@ -24,6 +24,7 @@ from diffmimic.character.skeleton import (
     NUM_JOINTS,
     SMPL_PARENTS,
     Skeleton,
+    neutral_skeleton,
 )
 
 # Sole depth below the ankle joint at rest, and the foot box's width/height (metres).
@@ -213,8 +214,6 @@ def body_densities(
         return {name: density for name in geoms}
     if config.mass_distribution != "de_leva":
         raise ValueError(f"mass_distribution must be one of {MASS_DISTRIBUTIONS}, got {config.mass_distribution!r}")
-    from diffmimic.character.skeleton import neutral_skeleton
-
     neutral_volume = sum(_volume(g) for g in _geoms(neutral_skeleton()).values())
     total_mass = config.total_mass_kg * sum(_volume(g) for g in geoms.values()) / neutral_volume
     segment_volume: dict[str, float] = {}

@@ -35,7 +35,7 @@ _JOINT_ROWS = {
 
 def _import_smplx():
     try:
-        import smplx
+        import smplx  # deferred: optional (the smplx extra), needed only here
         import torch
     except ImportError as exc:
         raise ImportError(

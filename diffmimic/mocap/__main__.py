@@ -10,8 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from diffmimic.mocap.motion import MocapError
+from diffmimic.mocap.readers import inspect_motion
+from diffmimic.mocap.sample import write_sample_dataset
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,10 +46,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _convert_sample(out_dir: str, fps: float) -> None:
     """Writes the sample clips (AMASS npz, cached) and one reference per clip into `out_dir`."""
-    from pathlib import Path
-
     from diffmimic.mocap.retarget import load_reference
-    from diffmimic.mocap.sample import write_sample_dataset
 
     clips = write_sample_dataset()
     print(f"{'clip':<20} {'frames':>6} {'seconds':>7}  reference")
@@ -64,8 +64,6 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "inspect":
-            from diffmimic.mocap.readers import inspect_motion
-
             print(json.dumps(inspect_motion(args.file, args.skeleton)))
             return 0
         if args.command == "report":

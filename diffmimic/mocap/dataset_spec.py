@@ -29,6 +29,8 @@ from typing import Any
 
 import yaml
 
+from diffmimic.character.skeleton import SMPL_JOINT_NAMES
+
 READERS = ("amass_smplh", "amass_smplx", "aistpp", "cmu", "bvh", "auto")
 DATASETS_DIR_ENV = "DIFFMIMIC_DATASETS_DIR"
 
@@ -315,8 +317,6 @@ def _reader_options(data: dict, path) -> dict:
     options: dict = {}
     joint_map = data.get("joint_map")
     if joint_map is not None:
-        from diffmimic.character.skeleton import SMPL_JOINT_NAMES
-
         if not isinstance(joint_map, dict) or not all(isinstance(v, str) and v.strip() for v in joint_map.values()):
             raise DatasetSpecError(path, "joint_map", "must map SMPL joint names to the file's joint names (strings)")
         unknown = [str(k) for k in joint_map if k not in SMPL_JOINT_NAMES]

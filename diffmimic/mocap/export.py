@@ -27,6 +27,7 @@ from diffmimic.character.skeleton import (
     Skeleton,
     neutral_skeleton,
 )
+from diffmimic.mocap.bvh import write_bvh
 from diffmimic.mocap.motion import Motion
 
 FORMATS = ("amass", "bvh")
@@ -74,8 +75,6 @@ def export_motion(
 ) -> Path:
     """Writes the character motion `qpos` (T, nq) at `fps` as `fmt` (``amass`` or ``bvh``, in
     `units` ``m`` or ``cm``) to `path`."""
-    from diffmimic.mocap.bvh import write_bvh
-
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     motion = motion_from_qpos(qpos, fps, source=str(path))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 
 import numpy as np
 
@@ -31,8 +32,6 @@ class MocapError(ValueError):
 def retry_transient(read, *args, attempts: int = 4, first_delay_s: float = 0.5, **kwargs):
     """`read(*args, **kwargs)`, retried with exponential backoff (0.5, 1, 2 s) while it raises
     a transient `MocapError`; the last error is raised when every attempt failed."""
-    import time
-
     for attempt in range(attempts):
         try:
             return read(*args, **kwargs)

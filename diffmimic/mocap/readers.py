@@ -12,6 +12,7 @@ import os
 
 from diffmimic.mocap.aistpp import load_aistpp
 from diffmimic.mocap.amass import LAYOUTS, inspect_amass, load_amass, npz_keys, require_file
+from diffmimic.mocap.bvh import inspect_bvh, load_bvh
 from diffmimic.mocap.cmu import inspect_cmu, load_cmu
 from diffmimic.mocap.motion import MocapError, Motion
 
@@ -69,8 +70,6 @@ def load_motion(
     """
     fmt = detect_format(path)
     if fmt == "bvh":
-        from diffmimic.mocap.bvh import load_bvh
-
         return load_bvh(path, reader_options)
     if fmt in LAYOUTS:
         return load_amass(path, LAYOUTS[fmt])
@@ -93,8 +92,6 @@ def inspect_motion(path: str | os.PathLike, skeleton_path: str | os.PathLike | N
     if fmt == "cmu":
         return inspect_cmu(path, skeleton_path)
     if fmt == "bvh":
-        from diffmimic.mocap.bvh import inspect_bvh
-
         return inspect_bvh(path)
     motion = load_aistpp(path)
     return {

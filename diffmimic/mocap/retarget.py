@@ -21,10 +21,13 @@ import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
 from diffmimic import atomic
+from diffmimic.character.anthropometry import hinge_ranges_rad
 from diffmimic.character.character import Character, make_character
 from diffmimic.character.constants import HINGE_ORDER
 from diffmimic.character.skeleton import BODY_NAMES, BODY_SMPL_JOINT, NUM_JOINTS, SMPL_TO_CHARACTER
+from diffmimic.mocap.amass import npz_keys
 from diffmimic.mocap.motion import MocapError, Motion, segment_frames
+from diffmimic.mocap.readers import load_motion
 
 # Fraction of frames allowed below the floor when grounding a clip: the lowest foot point of this
 # quantile of frames (heights taken above the clip's fitted floor) is put at z = 0, so a few noisy
@@ -397,8 +400,6 @@ def retarget(motion: Motion, character: Character | None = None, fps: float = 30
     hinges = hinge_angles(rotations)
     clamped = None
     if character.config.joint_ranges:
-        from diffmimic.character.anthropometry import hinge_ranges_rad
-
         hinges, clamped = clamp_hinges(hinges, *hinge_ranges_rad())
     qpos = np.concatenate([root, quats, hinges], axis=1)
     body_pos, body_rot, _, _ = character.forward_kinematics(qpos, np.zeros((len(qpos), character.nv)))
@@ -431,9 +432,7 @@ def retarget(motion: Motion, character: Character | None = None, fps: float = 30
 
 def is_reference_file(path: str | os.PathLike) -> bool:
     """Whether `path` is a converted reference (.npz with qpos and body_pos), not a mocap clip."""
-    from diffmimic.mocap.amass import npz_keys  # the header-only key reader
-
-    path = Path(path)
+    path = Path(path)  # `npz_keys` reads only the headers
     return path.suffix.lower() == ".npz" and {"qpos", "body_pos"} <= npz_keys(path)
 
 
@@ -451,8 +450,6 @@ def load_reference(
     A mocap clip is cut before retargeting; a REF.npz keeps its own frame rate (`fps` unused).
     `reader_options`: a dataset spec's reader settings (`DatasetSpec.reader_options`).
     """
-    from diffmimic.mocap.readers import load_motion
-
     if is_reference_file(path):
         reference = Reference.load(path)
         if start_s or duration_s is not None:

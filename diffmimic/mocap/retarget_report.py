@@ -12,10 +12,15 @@ from __future__ import annotations
 import os
 from types import SimpleNamespace
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from diffmimic.character.character import Character, make_character
+from diffmimic.mocap.bvh import load_bvh_with_report
+from diffmimic.mocap.readers import detect_format, load_motion
 from diffmimic.mocap.retarget import Reference, retarget
+from diffmimic.plausibility import PlausibilityMeter, summarize
 
 PAD_FRAMES = 512
 FOOT_KEYS = ("foot_skate_m_s", "foot_penetration_max_m", "foot_penetration_mean_m", "foot_contact_share")
@@ -27,11 +32,6 @@ _MEASURES: dict = {}  # character MJCF text -> jitted measure
 def _measure(character: Character):
     """The plausibility meter's `measure` over a clip's frames, jitted once per character
     (the torques of a zero action it also computes are not used)."""
-    import jax
-    import jax.numpy as jnp
-
-    from diffmimic.plausibility import PlausibilityMeter
-
     if character.mjcf in _MEASURES:
         return _MEASURES[character.mjcf]
     meter, nq, nv, nu = PlausibilityMeter(character), character.nq, character.nv, character.num_actuators
@@ -50,11 +50,6 @@ def reference_feet(reference: Reference, character: Character | None = None) -> 
     """Foot skating (m/s, mean horizontal speed of the feet touching the floor), penetration
     (deepest and mean depth of a foot below the floor, m) and the share of foot-frames in contact
     of a reference, by the same definitions as a simulated rollout's (`plausibility.summarize`)."""
-    import jax
-    import jax.numpy as jnp
-
-    from diffmimic.plausibility import summarize
-
     character = character or make_character()
     frames = reference.num_frames
     padded = -(-frames // PAD_FRAMES) * PAD_FRAMES  # one compile per length bucket, not per clip
@@ -80,13 +75,9 @@ def retarget_report(
     BVH (``rig``, ``mapped``, ``ignored``, ``units``, ``up_axis``, ``leg_length_m``,
     ``height_m``, ``scale``, ...), ``clamped_values`` and the reference's `reference_feet`.
     """
-    from diffmimic.mocap.readers import detect_format, load_motion
-
     character = character or make_character()
     info: dict = {}
     if detect_format(path) == "bvh":
-        from diffmimic.mocap.bvh import load_bvh_with_report
-
         motion, bvh = load_bvh_with_report(path, reader_options)
         info.update(bvh.to_dict())
     else:
