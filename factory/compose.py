@@ -40,12 +40,17 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+import jax
 import numpy as np
 from scipy.spatial.transform import Rotation
 
 from diffmimic import atomic
+from diffmimic.compile import enable_compilation_cache
 from diffmimic.geometry import heading_frame_pose, heading_yaw, rotate_z
+from diffmimic.metrics import loop_reference, summarize_rollout
+from diffmimic.rollout import Trajectory, initial_physics, reference_physics, simulate
 from factory.library import LibraryError, Policy, PolicyLibrary, character_dict, default_root
+from factory.library.transitions import Transition, TransitionGraph
 
 
 class CompositionError(LibraryError):
@@ -315,11 +320,6 @@ class Composer:
           segment runs entry .. exit). seconds: instead, run this long (looping the clip past its
           end). Neither: to the clip's end.
         """
-        import jax
-
-        from diffmimic.metrics import loop_reference, summarize_rollout
-        from diffmimic.rollout import initial_physics, reference_physics, simulate
-
         if self.policies:
             _check_compatible([self.policies[0], policy])
         reference = policy.reference
@@ -421,8 +421,6 @@ class Composer:
     def choose_entry(self, policy: Policy, last_entry: int) -> int:
         """The frame (0..`last_entry`) at which `policy`'s clip is entered from the current
         simulated state, by the hand-over rule."""
-        import jax
-
         current_pos, current_rot = self.states["body_pos"][-1][-1], self.states["body_rot"][-1][-1]
         if self.handover == "state":
             costs = entry_costs(
@@ -434,11 +432,6 @@ class Composer:
 
     def composition(self, not_run: Sequence[str] = ()) -> Composition:
         """The composition of the segments added so far."""
-        import jax
-
-        from diffmimic.metrics import summarize_rollout
-        from diffmimic.rollout import Trajectory
-
         if not self.segments:
             raise CompositionError("nothing composed yet")
         fps = self.segments[0].fps
@@ -656,8 +649,6 @@ def simulate_transition(
     """Simulates `a` from its reference state `lead_s` before `exit` to `exit`, then hands over
     to `b` (entry by the hand-over rule) for `window_s` (or to b's clip end). Returns a
     `Transition` (survived: no fall in either part)."""
-    from factory.library.transitions import Transition
-
     fps = float(a.reference.fps)
     composer = Composer(transition_window_s=window_s, handover=handover)
     run_up = composer.add(a.clip_id, a, entry=max(0, exit - int(round(lead_s * fps))), exit=exit)
@@ -757,8 +748,6 @@ def _exits(
 
 
 def _graph(library: PolicyLibrary, policies: dict[str, Policy]):
-    from factory.library.transitions import TransitionGraph
-
     return TransitionGraph(library.root, {c: p.record.version for c, p in policies.items()})
 
 
@@ -942,8 +931,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from diffmimic.train import enable_compilation_cache
-
     outcome = None
     try:
         library = PolicyLibrary(args.root)

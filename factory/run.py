@@ -24,9 +24,15 @@ if __name__ == "__main__" and not __package__:
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
 import json  # noqa: E402
+import logging  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Sequence  # noqa: E402
+
+from factory.distribution.runlock import CoordinatorLock, LockHeld  # noqa: E402
+from factory.library import LibraryError, PolicyLibrary  # noqa: E402
+from factory.library.snapshot import check_publish_target  # noqa: E402
 
 DEFAULT_LIBRARY = "~/diffmimic-library"
 
@@ -143,8 +149,6 @@ def init_ray(address: str | None, num_cpus: int | None = None, verbose: bool = T
     slow-compile alarms, library notes) are not shown; a worker's errors still reach the console
     and the library through the factory's own reporting, and Ray's logs stay in its session
     directory (/tmp/ray/session_latest/logs)."""
-    import logging
-
     import ray
 
     if ray.is_initialized():
@@ -193,15 +197,10 @@ def _interrupted(coordinator, signal_name: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    import dataclasses
-
     from diffmimic.mocap.dataset_spec import DatasetSpecError, load_dataset_spec
     from diffmimic.train import PRESETS, make_config
     from factory.distribution.catalog import build_catalog, summarize
     from factory.distribution.coordinator import WORK_DIR
-    from factory.distribution.runlock import CoordinatorLock, LockHeld
-    from factory.library import LibraryError, PolicyLibrary
-    from factory.library.snapshot import check_publish_target
 
     def fail(message: str) -> int:
         print(f"error: {message}", file=sys.stderr)

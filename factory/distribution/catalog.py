@@ -27,6 +27,8 @@ from typing import Iterable
 
 from diffmimic import atomic
 from diffmimic.mocap.dataset_spec import DatasetSpec
+from diffmimic.mocap.motion import MocapError, retry_transient
+from diffmimic.mocap.readers import inspect_motion
 from factory.library import clip_id_for
 
 CACHE_VERSION = 1
@@ -80,9 +82,6 @@ class Catalog:
 
 
 def _inspect(path: str) -> dict:
-    from diffmimic.mocap.motion import MocapError, retry_transient
-    from diffmimic.mocap.readers import inspect_motion
-
     try:
         info = retry_transient(inspect_motion, path)
     except MocapError as err:

@@ -46,20 +46,24 @@ import math
 import os
 import resource
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Callable
 
+import jax
 import ray
 
 from diffmimic import atomic
+from diffmimic.env import length_bucket
 from diffmimic.metrics import converged, not_converged_reason, selection_key
+from diffmimic.mocap.retarget import Reference
+from diffmimic.train import TrainConfig, compile_key
 from diffmimic.warmstart import MAX_DONOR_DISTANCE_M, prune_pool, reference_signature
 from factory.distribution.catalog import Catalog, CatalogEntry
 from factory.distribution.report import write_report
 from factory.distribution.worker import remote_probe, remote_trainer
 from factory.library import PolicyLibrary
+from factory.library.snapshot import publish_snapshot
 
 WORK_DIR = ".factory"  # under the library root: scratch checkpoints, worker status, catalog cache
 
@@ -259,11 +263,7 @@ class Coordinator:
             return self.options.compile_cache_dir
         if os.environ.get("DIFFMIMIC_JAX_CACHE"):
             return os.environ["DIFFMIMIC_JAX_CACHE"]
-        if "jax" in sys.modules:
-            import jax
-
-            return jax.config.jax_compilation_cache_dir or None
-        return None
+        return jax.config.jax_compilation_cache_dir or None
 
     def _start_workers(self) -> None:
         count, gpus_per_worker = self._cluster_plan()
@@ -292,9 +292,6 @@ class Coordinator:
             return self.options.clips_per_worker
         if gpus_per_worker == 0 or not self.queue or self.train_fn is not None:
             return 1
-        from diffmimic.env import length_bucket
-        from diffmimic.train import TrainConfig, compile_key
-
         task = {
             k: v
             for k, v in self._task(self.queue[0], 1).items()
@@ -424,8 +421,6 @@ class Coordinator:
     def _library_donors(self) -> None:
         """Seeds the donor pool with the library's converged policies that the base config can
         start from (same network, observation, action mode and backend)."""
-        from diffmimic.mocap.retarget import Reference
-
         base = self.base_config
         compatible = []
         for record in self.library.query(status="converged"):
@@ -538,8 +533,6 @@ class Coordinator:
     def publish(self, force: bool = False) -> None:
         """A snapshot to `options.publish_dir` when one is due (or `force`); a failure to publish is
         reported and retried at the next one, never stops the run."""
-        from factory.library.snapshot import publish_snapshot
-
         if not self.options.publish_dir:
             return
         now = time.time()

@@ -23,7 +23,7 @@ SLOWEST = 10
 
 def _histogram_png(errors: list[float], target: float | None, path: Path, title: str) -> Path | None:
     try:
-        import matplotlib
+        import matplotlib  # deferred: 3.5 s to import, and a report without it has no histogram
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt

@@ -30,9 +30,28 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Callable
 
+import jax
 import ray
+from flax import serialization
 
 from diffmimic import atomic
+from diffmimic.compile import use_cpu_cores
+from diffmimic.env import length_bucket
+from diffmimic.metrics import EvalMetrics
+from diffmimic.mocap.motion import MocapError, retry_transient
+from diffmimic.mocap.retarget import load_reference
+from diffmimic.multiclip import ClipTask, SlotBatch, measure_slots
+from diffmimic.train import (
+    TrainConfig,
+    TrainSnapshot,
+    compile_key,
+    compiled_functions,
+    enable_compilation_cache,
+    simulated_character,
+    simulated_character_config,
+    train,
+)
+from diffmimic.warmstart import MAX_DONOR_DISTANCE_M, nearest_donor, reference_signature
 from factory.distribution.affinity import claim_cores
 
 # A benchmark device: `train_fn(task, config) -> (reference, TrainResult)` replaces loading and
@@ -64,11 +83,9 @@ class ClipTrainer:
         pin_cores: int = 0,
         clips_per_worker: int = 1,
     ):
-        # Pinned before JAX starts its thread pools, which then inherit the cores.
+        # Pinned before JAX starts its thread pools (at its first operation: importing it starts
+        # none), which then inherit the cores.
         self.cores, self._core_locks = claim_cores(pin_cores) if pin_cores else ([], [])
-        from diffmimic.compile import use_cpu_cores
-        from diffmimic.train import enable_compilation_cache
-
         # A CPU worker splits its environments over its pinned cores (one JAX CPU device each);
         # an unpinned one keeps one device, so workers sharing a machine do not oversubscribe it.
         self.cpu_devices = use_cpu_cores(max(1, len(self.cores)))
@@ -99,8 +116,6 @@ class ClipTrainer:
     # ------------------------------------------------------------------------------------------
     def info(self) -> dict:
         """Who this worker is: pid, host, JAX devices, the compilation cache, counters."""
-        import jax
-
         return {
             "index": self.index,
             "pid": os.getpid(),
@@ -117,8 +132,6 @@ class ClipTrainer:
     def counters(self) -> dict:
         """Clips trained, compiles (train-step traces: a compile or a persistent-cache load) and
         seconds idle between clips, since this process started."""
-        from diffmimic.train import compiled_functions
-
         traces = batch_traces = 0
         for key in list(self.compile_keys):
             traces += compiled_functions(*key).trace_counts["train_step"]
@@ -164,9 +177,6 @@ class ClipTrainer:
         parameters, and ``reference``), ``data_error`` (the file cannot be used; never retried)
         or ``error`` (training raised); plus ``timing`` and ``resumed_from`` (iteration).
         """
-        from diffmimic.mocap.motion import MocapError
-        from diffmimic.train import TrainConfig
-
         begin = time.time()
         if self.last_end is not None:
             self.idle_s += begin - self.last_end
@@ -214,10 +224,6 @@ class ClipTrainer:
         return out
 
     def _train(self, task: dict, config):
-        from diffmimic.mocap.motion import retry_transient
-        from diffmimic.mocap.retarget import load_reference
-        from diffmimic.train import compile_key, simulated_character, simulated_character_config, train
-
         start = time.time()
         reference = retry_transient(
             load_reference,
@@ -265,9 +271,6 @@ class ClipTrainer:
 
         # Until the first evaluation the step is being compiled (or loaded from the cache), the
         # first time in this process for this config and length bucket.
-        from diffmimic.env import length_bucket
-        from diffmimic.train import compiled_functions
-
         counter = "train_step" if self.clips_per_worker == 1 else "train_step_batch"
         self._status(
             {
@@ -290,8 +293,6 @@ class ClipTrainer:
             on_evaluation=on_evaluation,
         )
         if self.clips_per_worker > 1:
-            from diffmimic.multiclip import ClipTask
-
             result = self._in_a_slot(ClipTask(reference, config, tag=task["clip_id"], **arguments))
         else:
             result = train(reference, config, progress=None, **arguments)
@@ -316,10 +317,6 @@ class ClipTrainer:
         their (config, length bucket) (a clip with no free slot waits in the inbox); every busy
         batch steps in turn; a finished clip's result goes to its waiting call. An exception in a
         step fails that batch's clips (each call reports it as an attempt's error)."""
-        from diffmimic.env import length_bucket
-        from diffmimic.multiclip import SlotBatch
-        from diffmimic.train import compile_key
-
         batches: dict = {}
         waiting: dict[int, Future] = {}
         while True:
@@ -366,8 +363,6 @@ class ClipTrainer:
     def _similar_clip_policy(reference, task: dict):
         """The policy of the donor nearest to `reference` (`diffmimic.warmstart`) and
         ((its clip, distance)), or (None, None) when none is near enough."""
-        from diffmimic.warmstart import MAX_DONOR_DISTANCE_M, nearest_donor, reference_signature
-
         donor, distance = nearest_donor(
             reference_signature(reference), task["donors"], task.get("max_donor_distance_m", MAX_DONOR_DISTANCE_M)
         )
@@ -377,8 +372,6 @@ class ClipTrainer:
 
     # ------------------------------------------------------------------------------------------
     def _save_snapshot(self, key: str, snapshot) -> None:
-        from flax import serialization
-
         tree = {
             "state": snapshot.state,
             "best_params": snapshot.best_params,
@@ -399,12 +392,6 @@ class ClipTrainer:
         _write_json(self.checkpoint_dir / f"{key}.json", meta)
 
     def _load_snapshot(self, key: str, config):
-        import jax
-        from flax import serialization
-
-        from diffmimic.metrics import EvalMetrics
-        from diffmimic.train import TrainSnapshot, compiled_functions
-
         data, meta_file = self.checkpoint_dir / f"{key}.msgpack", self.checkpoint_dir / f"{key}.json"
         if not (data.is_file() and meta_file.is_file()):
             return None
@@ -442,8 +429,6 @@ class ClipTrainer:
 
 def _to_numpy(result):
     """The TrainResult with its arrays on the host, so it travels to the coordinator as numpy."""
-    import jax
-
     return dataclasses.replace(
         result, params=jax.device_get(result.params), normaliser=jax.device_get(result.normaliser)
     )
@@ -493,13 +478,6 @@ def probe_clips_per_worker(task: dict, compile_cache_dir: str | None = None, max
     """How many clips a worker of these resources trains at once (`--clips-per-worker auto` on a
     GPU): the throughput curve of the batched step on `task`'s clip
     (`diffmimic.multiclip.measure_slots`). Returns {"slots", "curve", "device", "clip_id"}."""
-    import jax
-
-    from diffmimic.mocap.motion import retry_transient
-    from diffmimic.mocap.retarget import load_reference
-    from diffmimic.multiclip import measure_slots
-    from diffmimic.train import TrainConfig, enable_compilation_cache, simulated_character
-
     enable_compilation_cache(compile_cache_dir)  # the chosen K's compile is then the workers' to load
     config = TrainConfig.from_dict(task["config"])
     reference = retry_transient(

@@ -13,6 +13,7 @@ from factory.library.files import default_root
 from factory.library.index import STATUSES, LibraryError
 from factory.library.runtime import character_dict
 from factory.library.store import PolicyLibrary
+from factory.library.transitions import TransitionGraph
 
 # --------------------------------------------------------------------------------------------
 # Command line.
@@ -83,8 +84,6 @@ def _cmd_robustness(library: PolicyLibrary, args) -> int:
 
 
 def _cmd_transitions(library: PolicyLibrary, args) -> int:
-    from factory.library.transitions import TransitionGraph
-
     current = {r.clip_id: r.version for r in library.query(status=("converged", "best_effort"))}
     graph = TransitionGraph(library.root, current)
     clip = library.get(args.name).clip_id

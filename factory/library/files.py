@@ -9,6 +9,7 @@ import hashlib
 import os
 import re
 import subprocess
+from importlib import metadata
 from pathlib import Path
 from typing import Iterable
 
@@ -80,8 +81,6 @@ def current_code_version() -> str:
         ).stdout.strip()
         return commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
-        from importlib import metadata
-
         try:
             return "diffmimic-factory " + metadata.version("diffmimic-factory")
         except metadata.PackageNotFoundError:

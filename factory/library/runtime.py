@@ -10,6 +10,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from factory.library.index import _FIELDS, LibraryError, PolicyRecord, _one_line
 
 
@@ -26,7 +28,7 @@ def character_dict(character_config) -> dict:
 
 
 def character_config_from_dict(data: dict | None):
-    from diffmimic.character.mjcf import CharacterConfig
+    from diffmimic.character.mjcf import CharacterConfig  # deferred: importing diffmimic loads MuJoCo's MJX and JAX
 
     if not data:
         return CharacterConfig()
@@ -88,8 +90,6 @@ class Policy:
 
     def act(self, obs):
         """Actions (..., action_size) for observations (..., observation_size)."""
-        import numpy as np
-
         obs = np.asarray(obs, np.float32)
         if obs.shape[-1] != self.observation_size:
             raise ValueError(

@@ -120,7 +120,7 @@ def check_publish_target(library, dest: str | os.PathLike) -> Path:
 def publish_snapshot(library, dest: str | os.PathLike) -> dict:
     """Publishes a read-only snapshot of `library` (a writable `PolicyLibrary`) at `dest`; returns
     what `SNAPSHOT.json` records (source, time, rows, version directories copied this time)."""
-    from diffmimic import atomic
+    from diffmimic import atomic  # deferred: importing diffmimic loads MuJoCo's MJX and JAX
 
     dest = check_publish_target(library, dest)
     start = time.perf_counter()

@@ -16,6 +16,8 @@ import uuid
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
+import numpy as np
+
 from factory.library import snapshot
 from factory.library.files import (
     _VERSION_DIR,
@@ -721,8 +723,6 @@ class PolicyLibrary:
 
     def stats(self) -> dict:
         """Counts by status and pose error quantiles over the newest version of every clip."""
-        import numpy as np
-
         rows = self.query()
         counts = {s: 0 for s in STATUSES}
         for r in rows:
@@ -758,7 +758,7 @@ class PolicyLibrary:
             raise LibraryError(f"{directory}: export target is a file, not a directory")
         if directory.exists() and any(directory.iterdir()):
             raise LibraryError(f"{directory}: export target exists and is not empty")
-        from diffmimic import atomic
+        from diffmimic import atomic  # deferred: importing diffmimic loads MuJoCo's MJX and JAX
 
         sums = "".join(f"{digest}  {rel}\n" for rel, (_, digest) in self.files(record).items())
 

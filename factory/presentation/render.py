@@ -22,12 +22,16 @@ import os
 from importlib import resources
 from pathlib import Path
 
+import mujoco
 import numpy as np
 from scipy.spatial.transform import Rotation
 
 from diffmimic import atomic
+from diffmimic.character.character import make_character
 from diffmimic.character.mjcf import CharacterConfig
 from diffmimic.geometry import heading_yaw
+from diffmimic.rollout import Trajectory
+from factory.library import character_config_from_dict
 
 SIMULATED_COLOUR = "#3b7dd8"
 REFERENCE_COLOUR = "#e0a040"
@@ -65,10 +69,6 @@ def _quat_matrix(wxyz) -> np.ndarray:
 def character_geoms(character_config: CharacterConfig = CharacterConfig()) -> tuple[Geom, ...]:
     """The character's collision shapes (every geom but the floor), in body frames; body index i
     is Brax link i (MuJoCo body i + 1)."""
-    import mujoco
-
-    from diffmimic.character.character import make_character
-
     model = make_character(config=character_config).sys.mj_model
     geoms = []
     for i in range(model.ngeom):
@@ -290,7 +290,7 @@ _LIGHT = np.array([-0.4, -0.3, 0.85]) / np.linalg.norm([-0.4, -0.3, 0.85])
 
 
 def _draw_frame(scene: Scene, frame: int, width: int, height: int, supersample: int = 2):
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw, ImageFont  # deferred: only GIF/MP4/PNG renders draw (not the HTML viewer)
 
     W, H = width * supersample, height * supersample
     image = Image.new("RGB", (W, H), (240, 243, 247))
@@ -442,7 +442,7 @@ def write_video(
     if suffix == ".gif":
 
         def write(tmp: Path):
-            from PIL import Image
+            from PIL import Image  # deferred: as in _draw_frame
 
             images, palette = [], None
             for image in counted(frames):  # one palette for all frames: GIF then stores only changes
@@ -461,7 +461,7 @@ def write_video(
     else:
 
         def write(tmp: Path):
-            import imageio_ffmpeg
+            import imageio_ffmpeg  # deferred: MP4 only (the GPU benchmark's image lacks it)
 
             writer = imageio_ffmpeg.write_frames(
                 str(tmp),
@@ -489,7 +489,7 @@ def write_contact_sheet(
 ) -> Path:
     """Writes a PNG of `panels` frames evenly spread over the scene (first and last included),
     `columns` to a row, each `width` pixels wide: a long rollout or composition on one page."""
-    from PIL import Image
+    from PIL import Image  # deferred: as in _draw_frame
 
     height = width * 9 // 16
     picks = np.linspace(0, scene.frames - 1, max(panels, 1)).round().astype(int)
@@ -544,9 +544,6 @@ def scene_for_policy(policy, seconds: float | None = None, start_frame: int = 0)
 
 def scene_from_file(path: str | os.PathLike) -> Scene:
     """A scene from a trajectory .npz written by `factory.library rollout` or `factory.compose`."""
-    from diffmimic.rollout import Trajectory
-    from factory.library import character_config_from_dict
-
     trajectory, meta = Trajectory.load(path)
     m = trajectory.metrics
     fell = f"fell at {m.fell_at_s:.2f} s" if m.fell else "no fall"
