@@ -30,11 +30,23 @@ import logging  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Sequence  # noqa: E402
 
+from factory.distribution.options import FactoryOptions  # noqa: E402
 from factory.distribution.runlock import CoordinatorLock, LockHeld  # noqa: E402
 from factory.library import LibraryError, PolicyLibrary  # noqa: E402
 from factory.library.snapshot import check_publish_target  # noqa: E402
 
 DEFAULT_LIBRARY = "~/diffmimic-library"
+_OPTIONS = {field.name: field for field in dataclasses.fields(FactoryOptions)}
+
+
+def _option(parser: argparse.ArgumentParser, flag: str, name: str, **kwargs) -> None:
+    """Adds `flag` for the `FactoryOptions` field `name`, with the field's default and help (which
+    shows the default); `kwargs`: argparse's other settings (type, action, metavar)."""
+    field = _OPTIONS[name]
+    text = field.metadata["help"].replace("%", "%%")
+    if field.default is not None and not isinstance(field.default, bool):
+        text += "; default: %(default)s"
+    parser.add_argument(flag, default=field.default, help=text, **kwargs)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,13 +66,9 @@ def _parser() -> argparse.ArgumentParser:
         "--config-json",
         help='TrainConfig overrides of the preset as JSON (e.g. \'{"iterations": 100, "env": {"backend": "spring"}}\')',
     )
-    parser.add_argument("--workers", type=int, help="actors (default: one per GPU, or per --cpus-per-worker CPUs)")
-    parser.add_argument(
-        "--gpus-per-worker",
-        type=float,
-        help="GPUs per actor; fractions pack actors on a GPU (default 1 when the cluster has GPUs, else 0)",
-    )
-    parser.add_argument("--cpus-per-worker", type=float, default=1.0)
+    _option(parser, "--workers", "workers", type=int)
+    _option(parser, "--gpus-per-worker", "gpus_per_worker", type=float)
+    _option(parser, "--cpus-per-worker", "cpus_per_worker", type=float)
     parser.add_argument(
         "--no-pin-cpus",
         dest="pin_cpus",
@@ -76,12 +84,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--clips", help="only clips whose id or relative path matches this shell pattern")
     parser.add_argument("--max-clips", type=int, help="only the first N clips by path")
-    parser.add_argument("--target-pose-error-m", type=float, default=0.04)
-    parser.add_argument("--max-attempts", type=int, default=3)
-    parser.add_argument("--force", action="store_true", help="retrain clips the library already has")
-    parser.add_argument(
-        "--retry-failed", action="store_true", help="train again the clips whose newest library version failed"
-    )
+    _option(parser, "--target-pose-error-m", "target_pose_error_m", type=float)
+    _option(parser, "--max-attempts", "max_attempts", type=int)
+    _option(parser, "--force", "force", action="store_true")
+    _option(parser, "--retry-failed", "retry_failed", action="store_true")
     parser.add_argument(
         "--no-similar-warm-start",
         dest="warm_start_similar",
@@ -89,8 +95,8 @@ def _parser() -> argparse.ArgumentParser:
         help="start every clip's first attempt from random weights, not from the converged "
         "policy of the most similar clip (in the library or converged earlier in the run)",
     )
-    parser.add_argument("--checkpoint-every", type=int, default=50, help="iterations between worker checkpoints")
-    parser.add_argument("--progress-every-s", type=float, default=30.0)
+    _option(parser, "--checkpoint-every", "checkpoint_every", type=int)
+    _option(parser, "--progress-every-s", "progress_every_s", type=float)
     parser.add_argument(
         "--ray-address",
         default=os.environ.get("RAY_ADDRESS"),
@@ -131,13 +137,7 @@ def _parser() -> argparse.ArgumentParser:
         help="publish a read-only snapshot of the library to DIR (shared storage) as clips finish "
         "and at the end (default $DIFFMIMIC_PUBLISH; readers open DIR as a library)",
     )
-    parser.add_argument(
-        "--publish-every",
-        type=float,
-        default=300.0,
-        metavar="SECONDS",
-        help="seconds between snapshots while clips finish (default 300)",
-    )
+    _option(parser, "--publish-every", "publish_every_s", type=float, metavar="SECONDS")
     return parser
 
 
@@ -278,7 +278,7 @@ def _no_clips(spec, catalog, clips: str | None) -> str:
 
 def _run(args, library, catalog, config) -> int:
     """The run itself, with the library's coordinator lock held."""
-    from factory.distribution.coordinator import Coordinator, FactoryOptions, print_summary
+    from factory.distribution.coordinator import Coordinator, print_summary
     from factory.presentation.library_report import write_library_report
 
     cache = os.environ.get("DIFFMIMIC_JAX_CACHE")  # None: each worker uses its node's default

@@ -60,83 +60,13 @@ from diffmimic.mocap.retarget import Reference
 from diffmimic.train import TrainConfig, compile_key
 from diffmimic.warmstart import MAX_DONOR_DISTANCE_M, prune_pool, reference_signature
 from factory.distribution.catalog import Catalog, CatalogEntry
+from factory.distribution.options import FactoryOptions  # its home; imported from here too
 from factory.distribution.report import write_report
 from factory.distribution.worker import remote_probe, remote_trainer
 from factory.library import PolicyLibrary
 from factory.library.snapshot import publish_snapshot
 
 WORK_DIR = ".factory"  # under the library root: scratch checkpoints, worker status, catalog cache
-
-
-@dataclasses.dataclass(frozen=True)
-class FactoryOptions:
-    """The coordinator's knobs.
-
-    Attributes:
-      target_pose_error_m: convergence target (evaluation pose error, no fall).
-      max_attempts: training attempts per clip (escalating, see `escalate`).
-      force: train clips the library already has.
-      retry_failed: train the clips whose newest library version failed (the others are skipped).
-      workers: actors to start; None: one per `gpus_per_worker` of the cluster's GPUs, or one per
-        `cpus_per_worker` CPUs on a cluster without GPUs.
-      gpus_per_worker: GPUs per actor (fractions pack actors on a GPU); None: 1 when the cluster
-        has GPUs, else 0 (CPU actors). Set it explicitly on an autoscaling cluster whose GPU
-        nodes are not up yet.
-      cpus_per_worker: CPUs per actor.
-      pin_cpus: pin each CPU actor (no GPU) to `cpus_per_worker` cores of its own on its node
-        (`factory.distribution.affinity`): unpinned, XLA spreads every actor over all cores and
-        two workers on two cores each ran a train step ~1.5x slower.
-      clips_per_worker: K clips trained at once by each actor in one compiled step
-        (`diffmimic.multiclip`): K calls in flight per actor. 0 (auto, the default): 1 on CPU
-        workers; on GPU workers the K past which the batched step's samples/s stop growing by
-        10 % (or memory runs short), measured once on the first queued clip by a probe task on
-        a worker's resources and kept in `work_dir/clips_per_worker.json` for later runs of the
-        same config, bucket and resources (`factory.distribution.worker.probe_clips_per_worker`).
-      tasks_per_worker: calls queued per actor (2: the next clip waits in the actor's queue). With
-        `warm_start_similar` one: a call's donors are fixed when it is sent, so a clip sent
-        ahead would miss the policies of the clips converging while it waits (the round trip
-        saved is milliseconds against minutes of training).
-      checkpoint_every: iterations between a worker's scratch checkpoints (0: none).
-      max_lost: times a clip may lose its worker before it is failed.
-      progress_every_s: seconds between progress lines (one is also printed per finished clip).
-      compile_cache_dir: JAX compilation cache for the workers (None: the driver's, else
-        `$DIFFMIMIC_JAX_CACHE`, else ~/.cache/diffmimic/jax on each node).
-      worker_resources: extra Ray custom resources per actor.
-      warm_start_similar: start a clip's first attempt from the converged policy of the most
-        similar clip (library policies of the same network, backend and action mode, and clips
-        converged earlier in the run; the worker picks it by
-        `diffmimic.warmstart.motion_signature`).
-      donor_pool_size: converged policies kept as donors (the most spread-out ones when more
-        converge; each is one policy's parameters in Ray's object store).
-      max_donor_distance_m: donors farther than this signature distance are not used.
-      work_dir: workers' scratch checkpoints and status files (None: LIB/.factory). On a cluster,
-        shared storage every node mounts; the library itself stays on the head's local disk.
-      publish_dir: publish a read-only snapshot of the library there (`factory.library.snapshot`)
-        every `publish_every_s` seconds while clips finish, and at the end; None: no snapshots.
-    """
-
-    target_pose_error_m: float = 0.04
-    max_attempts: int = 3
-    force: bool = False
-    retry_failed: bool = False
-    workers: int | None = None
-    gpus_per_worker: float | None = None
-    cpus_per_worker: float = 1.0
-    pin_cpus: bool = True
-    tasks_per_worker: int = 2
-    clips_per_worker: int = 0
-    max_clips_per_worker: int = 64  # the largest K the auto probe tries
-    checkpoint_every: int = 50
-    max_lost: int = 3
-    progress_every_s: float = 30.0
-    compile_cache_dir: str | None = None
-    worker_resources: dict | None = None
-    warm_start_similar: bool = True
-    donor_pool_size: int = 256
-    max_donor_distance_m: float = MAX_DONOR_DISTANCE_M
-    work_dir: str | None = None
-    publish_dir: str | None = None
-    publish_every_s: float = 300.0
 
 
 ESCALATED_FOCUS_SHARE = 0.8
@@ -401,7 +331,8 @@ class Coordinator:
             # The worker measures its clip and picks the nearest donor (refs stay unresolved
             # until it does: only the chosen policy travels).
             task["donors"] = [d for d in self.donors if d["clip_id"] != clip_id]  # never itself (--force)
-            task["max_donor_distance_m"] = self.options.max_donor_distance_m
+            distance = self.options.max_donor_distance_m
+            task["max_donor_distance_m"] = MAX_DONOR_DISTANCE_M if distance is None else distance
         return task
 
     def _add_donor(self, clip_id: str, outcome: dict) -> None:
