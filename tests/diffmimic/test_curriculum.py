@@ -62,7 +62,8 @@ def test_no_trouble_or_no_focus_is_plain_rsi():
         start_probabilities(50, 64, 10, np.ones(49))
 
 
-def _evaluation(pose_error_m: float, fell_at_s: float | None = None):
+def _evaluation(pose_error_m: float, fell_at_s: float | None = None, robust: bool | None = None):
+    """`robust`: None for an evaluation whose perturbed rollouts were not run, else whether they passed."""
     from diffmimic.metrics import EvalMetrics
 
     return EvalMetrics(
@@ -73,6 +74,7 @@ def _evaluation(pose_error_m: float, fell_at_s: float | None = None):
         absurdity={},
         nonfinite_steps=0,
         frames=10,
+        robustness={} if robust is None else {"passed": robust, "survived": 10 if robust else 5, "rollouts": 10},
     )
 
 
@@ -84,10 +86,14 @@ def test_polishing_goes_on_past_convergence_until_the_polish_target_or_budget():
     assert not meets(_evaluation(0.041), 0.04)
     # Not converged yet: never stops on its own.
     assert not polish_done(config, None, 500, _evaluation(0.01, fell_at_s=2.0))
-    # Converged at 200 with 0.038: goes on until 230, unless the best reaches 0.03 first.
-    assert not polish_done(config, 200, 200, _evaluation(0.038))
-    assert not polish_done(config, 200, 225, _evaluation(0.034))
-    assert polish_done(config, 200, 215, _evaluation(0.029))
+    # Converged at 200 with 0.038: goes on until 230, unless the best reaches 0.03 first, and that
+    # best is robust (its perturbed rollouts passed: an unchecked or fragile one does not stop it).
+    assert not polish_done(config, 200, 200, _evaluation(0.038, robust=True))
+    assert not polish_done(config, 200, 225, _evaluation(0.034, robust=True))
+    assert polish_done(config, 200, 215, _evaluation(0.029, robust=True))
+    assert not polish_done(config, 200, 215, _evaluation(0.029))
+    assert not polish_done(config, 200, 215, _evaluation(0.029, robust=False))
+    assert polish_done(make_config("cpu", robust_rollouts=0), 200, 215, _evaluation(0.029))
     assert polish_done(config, 200, 230, _evaluation(0.034))
     # A later evaluation that fell is never the best, so a fall during polishing does not stop it
     # early; with no polishing the first success stops.
