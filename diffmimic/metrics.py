@@ -109,7 +109,8 @@ def loop_reference(reference, seconds: float):
             parts[k].append(getattr(reference, k)[1:])
         total += reference.num_frames - 1
     arrays = {k: np.concatenate(v)[:frames_needed] for k, v in parts.items()}
-    return dataclasses.replace(reference, **arrays)
+    # the per-frame notes of retargeting describe the clip's own frames, not the repeats
+    return dataclasses.replace(reference, **arrays, clamped=None, support_shift=None)
 
 
 def meets(evaluation: EvalMetrics, pose_error_m: float) -> bool:

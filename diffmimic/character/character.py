@@ -6,6 +6,7 @@ import dataclasses
 import functools
 
 import jax
+import mujoco
 import numpy as np
 from brax import kinematics
 from brax.base import System
@@ -55,6 +56,50 @@ class Character:
             corners[name] = np.asarray(mj.geom_pos[geom.id]) + signs * np.asarray(mj.geom_size[geom.id])
         return corners
 
+    def lowest_points(self, body_pos: np.ndarray, body_rot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The lowest point of the whole body on each frame, over every collision geom (feet,
+        hands, knees, back, head: every geom touches the floor, `build_mjcf`).
+
+        Args:
+          body_pos: (T, 24, 3) body positions, body_rot: (T, 24, 4) wxyz, world frame.
+        Returns:
+          (points (T, 3), body (T,) index of the body that owns it).
+        """
+        mj = self.sys.mj_model
+        frames = body_pos.shape[0]
+        best = np.full((frames, 3), np.inf)
+        owner = np.zeros(frames, int)
+        body_mats = _matrices(body_rot)  # (T, 24, 3, 3)
+        for geom in range(mj.ngeom):
+            index = int(mj.geom_bodyid[geom]) - 1  # MuJoCo body 0 is the world (the floor)
+            if index < 0:
+                continue
+            rotation = body_mats[:, index]
+            center = body_pos[:, index] + rotation @ mj.geom_pos[geom]
+            axes = rotation @ _matrices(mj.geom_quat[geom][None])[0]  # (T, 3, 3) geom axes in world
+            size, kind = mj.geom_size[geom], int(mj.geom_type[geom])
+            if kind == _SPHERE:
+                point = center - [0.0, 0.0, size[0]]
+            elif kind == _CAPSULE:  # the end whose cap is lower, then down by the radius
+                along = axes[:, :, 2] * size[1]
+                point = center - np.sign(along[:, 2:3] + 1e-12) * along - [0.0, 0.0, size[0]]
+            elif kind == _BOX:  # the corner whose every axis points down
+                point = center - np.einsum("tij,tj->ti", axes, np.sign(axes[:, 2, :] + 1e-12) * size[:3])
+            else:
+                raise ValueError(f"geom {geom} of body {BODY_NAMES[index]}: unsupported type {kind}")
+            lower = point[:, 2] < best[:, 2]
+            best = np.where(lower[:, None], point, best)
+            owner = np.where(lower, index, owner)
+        return best, owner
+
+    def center_of_mass(self, body_pos: np.ndarray, body_rot: np.ndarray) -> np.ndarray:
+        """(T, 3) the whole body's centre of mass from body positions (T, 24, 3) and rotations wxyz."""
+        mj = self.sys.mj_model
+        mass = np.asarray(mj.body_mass[1:], float)
+        local = np.asarray(mj.body_ipos[1:], float)  # each body's centre of mass in its frame
+        centers = body_pos + np.einsum("tbij,bj->tbi", _matrices(body_rot), local)
+        return np.einsum("tbi,b->ti", centers, mass) / mass.sum()
+
     def forward_kinematics(self, qpos: np.ndarray, qvel: np.ndarray):
         """Body states for a batch of generalized coordinates.
 
@@ -72,6 +117,24 @@ class Character:
             jax.numpy.asarray(np.pad(qvel, pad, mode="edge")),
         )
         return tuple(np.asarray(a[:frames], dtype=np.float64) for a in (x.pos, x.rot, xd.vel, xd.ang))
+
+
+_SPHERE = int(mujoco.mjtGeom.mjGEOM_SPHERE)
+_CAPSULE = int(mujoco.mjtGeom.mjGEOM_CAPSULE)
+_BOX = int(mujoco.mjtGeom.mjGEOM_BOX)
+
+
+def _matrices(wxyz: np.ndarray) -> np.ndarray:
+    """Rotation matrices (..., 3, 3) of unit quaternions (..., 4) wxyz."""
+    w, x, y, z = np.moveaxis(np.asarray(wxyz, float), -1, 0)
+    return np.stack(
+        [
+            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
+            np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
+            np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
+        ],
+        -2,
+    )
 
 
 @jax.jit

@@ -1,5 +1,5 @@
 """Command line: ``python -m diffmimic.mocap inspect FILE``, ``... convert FILE --out REF.npz``,
-``... report FILE...`` (what retargeting did: rig, units, scale, foot skating and penetration)
+``... report FILE...`` (what retargeting did: rig, units, scale, support shift, foot skating and penetration)
 and ``... sample --out DIR`` (write the embedded sample clips and convert each to a reference).
 
 Bad input exits with code 2 and one line naming the file and the problem.
@@ -33,8 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     report = sub.add_parser(
         "report",
         help="retarget clips and print, per clip as JSON, what was done "
-        "(BVH rig, joint map, units, scale) and the reference's foot "
-        "skating and floor penetration",
+        "(BVH rig, joint map, units, scale), how far contact-aware retargeting "
+        "shifted it onto the floor, and the reference's foot skating and floor penetration",
     )
     report.add_argument("files", nargs="+")
     report.add_argument("--fps", type=float, default=30.0, help="control rate (default 30)")

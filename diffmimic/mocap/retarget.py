@@ -48,6 +48,21 @@ FLOOR_WINDOW_S = 1.0
 FLOOR_SPREAD_M = 0.25
 FLOOR_MAX_TILT_DEG = 5.0
 FLOOR_ABOVE_M = 0.01
+# Contact-aware support. Nothing but the floor holds a body up, so on every frame that is not in
+# flight the body's lowest point (any collision geom: feet, hands, knees, back, head) must be on
+# the floor. Retargeted clips break that when the source's skeleton is not the performer's (some
+# CMU trials ship with another subject's ASF) or its root height drifts: a CMU acrobatics clip
+# stands 8 cm above the floor for its last second, a cartwheel's hands stay 24 cm up while it is
+# inverted. Each frame in support is shifted vertically until its lowest point is within
+# SUPPORT_TOLERANCE_M of the floor (a dead band: frames already that close, such as the walks',
+# are left as they are). A frame is in flight when the centre of mass falls freely: its vertical
+# acceleration (smoothed over FLIGHT_SMOOTH_S) is within FLIGHT_ACCEL_MARGIN of -g (only the floor
+# pushes up, so an acceleration near -g means nothing pushes). Flight frames keep their height
+# above the shifts of the frames around them (interpolated: a parabola stays a parabola).
+SUPPORT_TOLERANCE_M = 0.02
+GRAVITY_M_S2 = 9.81
+FLIGHT_ACCEL_MARGIN = 3.0
+FLIGHT_SMOOTH_S = 0.05
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +83,8 @@ class Reference:
       skeleton: the skeleton's name.
       clamped: (T,) how many hinge angles of each frame retargeting clamped into the character's
         joint ranges (`CharacterConfig.joint_ranges`); None when the character has none.
+      support_shift: (T,) how far retargeting lowered each frame (m; negative: raised) to put the
+        body's lowest point on the floor when not in flight (`support_shift`); None when it did not.
     """
 
     qpos: np.ndarray
@@ -82,6 +99,7 @@ class Reference:
     body_names: tuple[str, ...] = BODY_NAMES
     smpl_joint: tuple[int, ...] = BODY_SMPL_JOINT
     clamped: np.ndarray | None = None
+    support_shift: np.ndarray | None = None
 
     @property
     def clamped_values(self) -> int:
@@ -115,6 +133,8 @@ class Reference:
         )
         if self.clamped is not None:
             arrays["clamped"] = np.asarray(self.clamped, np.int32)
+        if self.support_shift is not None:
+            arrays["support_shift"] = np.asarray(self.support_shift, np.float64)
         # savez keeps a temporary name that ends in .npz as it is
         return atomic.write_with(path, lambda tmp: np.savez(tmp, **arrays), suffix=".tmp.npz")
 
@@ -128,6 +148,7 @@ class Reference:
                     raise MocapError(path, f"not a reference file: missing keys {missing}")
                 arrays = {k: data[k] for k in _REFERENCE_KEYS}
                 clamped = data["clamped"] if "clamped" in data.files else None  # optional
+                shift = data["support_shift"] if "support_shift" in data.files else None  # optional
         except MocapError:
             raise
         except (OSError, ValueError, EOFError) as err:
@@ -145,6 +166,7 @@ class Reference:
             body_names=tuple(str(n) for n in arrays["body_names"]),
             smpl_joint=tuple(int(j) for j in arrays["smpl_joint"]),
             clamped=clamped,
+            support_shift=shift,
         )
         reference.validate(path)
         return reference
@@ -159,8 +181,10 @@ class Reference:
                 raise MocapError(path, f"{name} has {value.shape[0]} frames, qpos has {frames}")
             if not np.isfinite(value).all():
                 raise MocapError(path, f"{name} contains NaN or inf values")
-        if self.clamped is not None and np.shape(self.clamped) != (frames,):
-            raise MocapError(path, f"clamped must be ({frames},), got {np.shape(self.clamped)}")
+        for name in ("clamped", "support_shift"):
+            value = getattr(self, name)
+            if value is not None and np.shape(value) != (frames,):
+                raise MocapError(path, f"{name} must be ({frames},), got {np.shape(value)}")
         if self.body_pos.shape[1:] != (NUM_JOINTS, 3) or self.body_rot.shape[1:] != (NUM_JOINTS, 4):
             raise MocapError(
                 path, f"body arrays must be (T, 24, 3|4), got {self.body_pos.shape}, {self.body_rot.shape}"
@@ -180,6 +204,7 @@ class Reference:
             body_vel=self.body_vel[cut],
             body_ang=self.body_ang[cut],
             clamped=None if self.clamped is None else self.clamped[cut],
+            support_shift=None if self.support_shift is None else self.support_shift[cut],
         )
 
 
@@ -378,7 +403,56 @@ def fit_floor(lowest: np.ndarray, fps: float) -> Floor:
     return Floor(height=float(np.quantile(detrended, GROUND_QUANTILE)), slope=slope, center=center)
 
 
-def retarget(motion: Motion, character: Character | None = None, fps: float = 30.0, ground: bool = True) -> Reference:
+def flight_frames(com_height: np.ndarray, lowest_height: np.ndarray, fps: float) -> np.ndarray:
+    """(T,) bool: the frames of a flight (see SUPPORT_TOLERANCE_M).
+
+    A flight's core is where the centre of mass falls freely. At 30 fps the take-off and landing
+    impulses blur the acceleration of the frames next to it, so each core is widened, on either
+    side, over the frames whose lowest point still descends toward the floor away from the core
+    (a leap's last 17 cm before touch-down are flight, not a body floating to be lowered).
+    """
+    frames = len(com_height)
+    if frames < 3:
+        return np.zeros(frames, bool)
+    smooth = _smooth(np.asarray(com_height, float), FLIGHT_SMOOTH_S * fps)
+    acceleration = np.gradient(np.gradient(smooth, 1.0 / fps), 1.0 / fps)
+    core = acceleration < -GRAVITY_M_S2 + FLIGHT_ACCEL_MARGIN
+    flight = core.copy()
+    height = np.asarray(lowest_height, float)
+    for t in np.flatnonzero(core):
+        for step in (-1, 1):
+            i = t + step
+            while 0 <= i < frames and not core[i] and height[i] > SUPPORT_TOLERANCE_M and height[i] < height[i - step]:
+                flight[i] = True
+                i += step
+    return flight
+
+
+def support_shift(lowest_height: np.ndarray, flight: np.ndarray, fps: float) -> np.ndarray:
+    """(T,) how far to lower each frame (negative: raise) so that its lowest point is within
+    SUPPORT_TOLERANCE_M of the floor when in support; flight frames take the shifts of the
+    support frames around them (linearly interpolated), and the shifts are smoothed over
+    FLIGHT_SMOOTH_S (a shift that follows a swinging foot frame by frame would add its speed to
+    the whole body's)."""
+    excess = np.abs(lowest_height) - SUPPORT_TOLERANCE_M
+    shift = np.where(excess > 0, np.sign(lowest_height) * excess, 0.0)
+    support = ~np.asarray(flight, bool)
+    if not support.any():
+        return np.zeros_like(shift)
+    frames = np.arange(len(shift))
+    return _smooth(np.interp(frames, frames[support], shift[support]), FLIGHT_SMOOTH_S * fps)
+
+
+def _smooth(values: np.ndarray, sigma_frames: float) -> np.ndarray:
+    """Gaussian smoothing of a (T,) series over `sigma_frames`, edges held."""
+    radius = max(int(np.ceil(3 * sigma_frames)), 1)
+    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / max(sigma_frames, 1e-6)) ** 2)
+    return np.convolve(np.pad(values, radius, mode="edge"), kernel / kernel.sum(), mode="valid")
+
+
+def retarget(
+    motion: Motion, character: Character | None = None, fps: float = 30.0, ground: bool = True, support: bool = True
+) -> Reference:
     """Turns a mocap `Motion` into a `Reference` for the character at `fps` (the control rate).
 
     Args:
@@ -386,8 +460,10 @@ def retarget(motion: Motion, character: Character | None = None, fps: float = 30
       character: the simulated humanoid (default: the neutral one).
       fps: output frame rate.
       ground: shift the clip vertically so that the floor it was captured on (`fit_floor`: a
-        plane, which a real capture's often tilts slightly) becomes z = 0: each frame by the
-        floor's height under the pelvis.
+        plane, which a real capture's often tilts slightly, fitted to the lowest point of the
+        whole body) becomes z = 0: each frame by the floor's height under the pelvis.
+      support: then shift each frame not in flight so that its lowest point touches the floor
+        (SUPPORT_TOLERANCE_M); the shifts are kept in `Reference.support_shift`. Needs `ground`.
 
     When the character's hinges have ranges (`CharacterConfig.joint_ranges`), angles outside
     them are clamped before velocities and body states are computed (the reference is then a
@@ -403,9 +479,16 @@ def retarget(motion: Motion, character: Character | None = None, fps: float = 30
         hinges, clamped = clamp_hinges(hinges, *hinge_ranges_rad())
     qpos = np.concatenate([root, quats, hinges], axis=1)
     body_pos, body_rot, _, _ = character.forward_kinematics(qpos, np.zeros((len(qpos), character.nv)))
+    shift = None
     if ground:  # the whole body moves with the floor under the pelvis, one vertical shift per frame
-        floor = fit_floor(lowest_foot_points(character, body_pos, body_rot), fps)
+        lowest, _ = character.lowest_points(body_pos, body_rot)
+        floor = fit_floor(lowest, fps)
         offset = floor.at(qpos[:, :2])
+        if support:
+            lowest_height = lowest[:, 2] - floor.at(lowest[:, :2])
+            com_height = character.center_of_mass(body_pos, body_rot)[:, 2] - offset
+            shift = support_shift(lowest_height, flight_frames(com_height, lowest_height, fps), fps)
+            offset = offset + shift
         qpos[:, 2] -= offset
         body_pos = body_pos - offset[:, None, None] * np.array([0.0, 0.0, 1.0])
     qvel = np.concatenate(
@@ -425,6 +508,7 @@ def retarget(motion: Motion, character: Character | None = None, fps: float = 30
         source=motion.source,
         skeleton=character.skeleton.name,
         clamped=clamped,
+        support_shift=shift,
     )
     reference.validate(motion.source)
     return reference

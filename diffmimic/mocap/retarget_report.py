@@ -1,5 +1,6 @@
 """What retargeting made of a clip: the reader's decisions (for BVH: rig, joint map, units, up
-axis, scale) and the foot skating and floor penetration of the retargeted reference.
+axis, scale), how far contact-aware retargeting moved it to put the body on the floor, and the
+foot skating and floor penetration of the retargeted reference.
 
 The foot measures are the simulator's own (`diffmimic.plausibility.PlausibilityMeter` and
 `summarize`: the lowest corner of each foot box, in contact within `CONTACT_HEIGHT_M` of the floor),
@@ -73,7 +74,8 @@ def retarget_report(
 
     Returns a dict: ``source``, ``format``, ``frames``, ``duration_s``, the reader's report for
     BVH (``rig``, ``mapped``, ``ignored``, ``units``, ``up_axis``, ``leg_length_m``,
-    ``height_m``, ``scale``, ...), ``clamped_values`` and the reference's `reference_feet`.
+    ``height_m``, ``scale``, ...), ``clamped_values``, `support_figures` and the reference's
+    `reference_feet`.
     """
     character = character or make_character()
     info: dict = {}
@@ -90,5 +92,16 @@ def retarget_report(
         "duration_s": round(reference.duration_s, 3),
         **info,
         "clamped_values": reference.clamped_values,
+        **support_figures(reference),
         **reference_feet(reference, character),
+    }
+
+
+def support_figures(reference: Reference) -> dict:
+    """How far contact-aware retargeting moved the clip (`retarget.support_shift`): the largest
+    shift (m, either way) and the share of frames moved by more than a millimetre."""
+    shift = np.zeros(reference.num_frames) if reference.support_shift is None else np.abs(reference.support_shift)
+    return {
+        "support_shift_max_m": round(float(shift.max()), 4),
+        "support_shifted_share": round(float(np.mean(shift > 1e-3)), 3),
     }

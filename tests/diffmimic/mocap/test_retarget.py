@@ -20,7 +20,6 @@ from diffmimic.mocap.retarget import (
     fit_floor,
     load_reference,
     lowest_foot_height,
-    lowest_foot_points,
     retarget,
 )
 from diffmimic.mocap.smpl_kinematics import joint_positions
@@ -58,7 +57,10 @@ def test_a_floor_tilted_in_the_capture_is_levelled(mocap_clip):
     # The tilt itself spans centimetres over the walk: a level offset could not have removed it.
     added = tilted_root[:, :2] @ slope
     assert np.ptp(added) > 0.015, np.ptp(added)
-    np.testing.assert_allclose(regrounded.qvel[:, 2], level.qvel[:, 2], atol=0.01)  # m/s
+    # Vertical velocities agree to centimetres per second: the plane leaves millimetres of
+    # difference, and the support shift (on frames whose lowest point is just past its
+    # tolerance) follows them over a few frames.
+    np.testing.assert_allclose(regrounded.qvel[:, 2], level.qvel[:, 2], atol=0.06)  # m/s
 
 
 @pytest.mark.mocap_clips("smplx")
@@ -67,13 +69,16 @@ def test_resampled_reference_is_grounded_and_smooth(mocap_clip):
     raw = retarget(motion, fps=30.0, ground=False)
     reference = retarget(motion, fps=30.0)
     assert reference.num_frames == int(np.floor(motion.duration_s * 30 + 1e-9)) + 1
-    # Only heights change: each frame moves rigidly by the fitted floor's height under the pelvis.
+    # Only heights change: each frame moves rigidly by the fitted floor's height under the pelvis
+    # and by its support shift (a walk on its own skeleton: millimetres).
     character = make_character()
     shift = reference.body_pos - raw.body_pos
     np.testing.assert_allclose(shift[..., :2], 0.0, atol=1e-9)
     assert np.ptp(shift[..., 2], axis=1).max() < 1e-9
-    floor = fit_floor(lowest_foot_points(character, raw.body_pos, raw.body_rot), 30.0)
-    np.testing.assert_allclose(shift[:, 0, 2], -floor.at(raw.qpos[:, :2]), atol=1e-9)
+    floor = fit_floor(character.lowest_points(raw.body_pos, raw.body_rot)[0], 30.0)
+    expected = floor.at(raw.qpos[:, :2]) + reference.support_shift
+    np.testing.assert_allclose(shift[:, 0, 2], -expected, atol=1e-9)
+    assert np.abs(reference.support_shift).max() < 0.01
     assert floor.tilt_deg < 2.0  # a lab floor, slightly off level in the capture's frame
     lowest = lowest_foot_height(character, reference.body_pos, reference.body_rot)
     assert lowest.min() > -0.03  # no frame deep in the floor
