@@ -88,12 +88,13 @@ def _parser() -> argparse.ArgumentParser:
     _option(parser, "--max-attempts", "max_attempts", type=int)
     _option(parser, "--force", "force", action="store_true")
     _option(parser, "--retry-failed", "retry_failed", action="store_true")
+    _option(parser, "--retry-fragile", "retry_fragile", action="store_true")
     parser.add_argument(
         "--no-similar-warm-start",
         dest="warm_start_similar",
         action="store_false",
-        help="start every clip's first attempt from random weights, not from the converged "
-        "policy of the most similar clip (in the library or converged earlier in the run)",
+        help="start every clip's first attempt from random weights, not from the policy of the most "
+        "similar clip that tracks its own (in the library or finished earlier in the run)",
     )
     _option(parser, "--checkpoint-every", "checkpoint_every", type=int)
     _option(parser, "--progress-every-s", "progress_every_s", type=float)
@@ -296,6 +297,7 @@ def _run(args, library, catalog, config) -> int:
         compile_cache_dir=cache,
         warm_start_similar=args.warm_start_similar,
         retry_failed=args.retry_failed,
+        retry_fragile=args.retry_fragile,
         work_dir=args.work_dir,
         publish_dir=args.publish,
         publish_every_s=args.publish_every,

@@ -23,6 +23,11 @@ attempt 3+  also the demonstration-replay threshold halved (rollouts are reset t
             iterations
 ==========  ==================================================================================
 
+A policy that tracks the clip (no fall, pose error within the target) but fails the perturbed-
+rollout check (`diffmimic.robustness`) is not retried unless `retry_fragile`: it is stored as
+``best_effort`` with its reason ("fragile: ...") and joins the warm-start donors, as a converged
+one does. On the dev set more attempts did not make such policies robust (docs/training.md).
+
 Run length, seed, start sampling and the replay threshold are data of the compiled step, so every
 attempt shares one compile. The best policy over the attempts (no fall first, then the latest
 fall, then the lowest pose error) is stored as ``best_effort`` when none converges. A
@@ -55,7 +60,7 @@ import ray
 
 from diffmimic import atomic
 from diffmimic.env import length_bucket
-from diffmimic.metrics import converged, not_converged_reason, selection_key
+from diffmimic.metrics import EvalMetrics, converged, meets, not_converged_reason, selection_key
 from diffmimic.mocap.retarget import Reference
 from diffmimic.train import TrainConfig, compile_key
 from diffmimic.warmstart import MAX_DONOR_DISTANCE_M, prune_pool, reference_signature
@@ -87,6 +92,28 @@ def escalate(base, attempt: int):
         env = dataclasses.replace(base.env, replay_threshold_m=base.env.replay_threshold_m / 2)
         config = dataclasses.replace(config, env=env, iterations=base.iterations * 2)
     return config
+
+
+def next_step(
+    metrics: EvalMetrics | None,
+    best: EvalMetrics | None,
+    attempts: int,
+    options: FactoryOptions,
+    robust_rollouts: int,
+) -> str:
+    """What the coordinator does with a clip after an attempt: ``converged`` (this attempt's
+    `metrics` converged), ``fragile`` (the best attempt so far tracks the clip, no fall and pose
+    error within the target, but failed the perturbed-rollout check, and `retry_fragile` is off:
+    stored as best_effort now), ``retry``, ``best_effort`` (attempts used up) or ``failed`` (every
+    attempt raised). `metrics` is None for an attempt that raised; `best` is the best so far."""
+    target = options.target_pose_error_m
+    if metrics is not None and converged(metrics, target, robust_rollouts):
+        return "converged"
+    if best is not None and not options.retry_fragile and meets(best, target):
+        return "fragile"
+    if attempts < options.max_attempts:
+        return "retry"
+    return "best_effort" if best is not None else "failed"
 
 
 @dataclasses.dataclass
@@ -350,11 +377,18 @@ class Coordinator:
         self.donors = [self.donors[i] for i in keep]
 
     def _library_donors(self) -> None:
-        """Seeds the donor pool with the library's converged policies that the base config can
-        start from (same network, observation, action mode and backend)."""
+        """Seeds the donor pool with the library's policies that track their clips (converged, or
+        best_effort only for fragility: no fall, pose error within the target) and that the base
+        config can start from (same network, observation, action mode and backend)."""
         base = self.base_config
         compatible = []
-        for record in self.library.query(status="converged"):
+        target = self.options.target_pose_error_m
+        tracking = [
+            r
+            for r in self.library.query(status="best_effort")
+            if r.fell is False and r.pose_error_m is not None and r.pose_error_m <= target
+        ]
+        for record in self.library.query(status="converged") + tracking:
             config, env = record.config or {}, (record.config or {}).get("env", {})
             if (
                 tuple(config.get("hidden", ())) == tuple(base.hidden)
@@ -582,16 +616,25 @@ class Coordinator:
             state.error = outcome["error"]
         elif _better(outcome, state.best, self.options.target_pose_error_m, self.base_config.robust_rollouts):
             state.best = outcome
-        if kind == "trained":
-            metrics = outcome["result"].metrics
-            if converged(metrics, self.options.target_pose_error_m, self.base_config.robust_rollouts):
-                state.error = None
-                self._store(state, outcome, "converged")
-                self._add_donor(clip_id, outcome)
-                return
-        if state.attempts < self.options.max_attempts:
+        step = next_step(
+            outcome["result"].metrics if kind == "trained" else None,
+            None if state.best is None else state.best["result"].metrics,
+            state.attempts,
+            self.options,
+            self.base_config.robust_rollouts,
+        )
+        if step == "converged":
+            state.error = None
+            self._store(state, outcome, "converged")
+            self._add_donor(clip_id, outcome)
+        elif step == "fragile":  # stored now; it tracks its clip, so it warm-starts similar ones
+            state.error = None
+            best, state.best = state.best, None
+            self._store(state, best, "best_effort")
+            self._add_donor(clip_id, best)
+        elif step == "retry":
             self.queue.appendleft(clip_id)  # finish started clips first
-        elif state.best is not None:
+        elif step == "best_effort":
             self._store(state, state.best, "best_effort")
             state.best = None
         else:

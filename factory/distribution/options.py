@@ -21,6 +21,12 @@ class FactoryOptions:
     max_attempts: int = option(
         3, "training attempts per clip (escalating: `factory.distribution.coordinator.escalate`)"
     )
+    retry_fragile: bool = option(
+        False,
+        "train again a clip whose policy tracks it (no fall, pose error within the target) but fails the "
+        "perturbed-rollout check: off, it is stored as best_effort (fragile) at once and serves as a warm "
+        "start; more attempts did not make such policies robust (docs/training.md)",
+    )
     force: bool = option(False, "train clips the library already has")
     retry_failed: bool = option(False, "train the clips whose newest library version failed (the others are skipped)")
     workers: int | None = option(
@@ -67,9 +73,9 @@ class FactoryOptions:
     worker_resources: dict | None = option(None, "extra Ray custom resources per actor")
     warm_start_similar: bool = option(
         True,
-        "start a clip's first attempt from the converged policy of the most similar clip (library "
-        "policies of the same network, backend and action mode, and clips converged earlier in the run; "
-        "the worker picks it by `diffmimic.warmstart.motion_signature`)",
+        "start a clip's first attempt from the policy of the most similar clip that tracks its own (converged, "
+        "or best_effort only for fragility; library policies of the same network, backend and action mode, "
+        "and clips finished earlier in the run; the worker picks it by `diffmimic.warmstart.motion_signature`)",
     )
     donor_pool_size: int = option(
         256,

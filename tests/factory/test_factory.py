@@ -193,6 +193,38 @@ def test_escalation_changes_starts_threshold_and_run_length_but_not_the_compiled
     assert compile_key(first) == compile_key(second) == compile_key(third)
 
 
+def _evaluation(pose_error_m: float, fell: bool = False, survived: int | None = None):
+    from diffmimic.metrics import EvalMetrics
+    from diffmimic.robustness import Robustness
+
+    robustness = {}
+    if survived is not None:
+        robustness = Robustness(10, survived, (1.0,) * (10 - survived), (pose_error_m,) * 10, 0.9).to_dict()
+    return EvalMetrics(pose_error_m, 0.1, fell, 1.5 if fell else None, {}, 0, 100, robustness=robustness)
+
+
+def test_a_tracking_but_fragile_policy_is_stored_at_once_not_retried():
+    """Issue 27: a policy that tracks its clip but fails the perturbed-rollout check is best_effort
+    (fragile) without more attempts, unless `retry_fragile`; one that does not track is retried."""
+    from factory.distribution.coordinator import FactoryOptions, next_step
+
+    options = FactoryOptions(max_attempts=3)
+    robust, fragile = _evaluation(0.03, survived=10), _evaluation(0.03, survived=2)
+    falling, off = _evaluation(0.3, fell=True), _evaluation(0.06)
+    assert next_step(robust, robust, 1, options, 10) == "converged"
+    assert next_step(fragile, fragile, 1, options, 10) == "fragile"
+    assert next_step(fragile, fragile, 1, FactoryOptions(max_attempts=3, retry_fragile=True), 10) == "retry"
+    # Without the check (robust_rollouts 0) tracking is converging, as before issue 27.
+    assert next_step(fragile, fragile, 1, options, 0) == "converged"
+    # Not tracking: retried until the attempts are used up, then the best is kept.
+    assert next_step(falling, falling, 1, options, 10) == "retry"
+    assert next_step(off, off, 2, options, 10) == "retry"
+    assert next_step(off, off, 3, options, 10) == "best_effort"
+    # An attempt that raised after a fragile tracking one: that one is stored.
+    assert next_step(None, fragile, 2, options, 10) == "fragile"
+    assert next_step(None, None, 3, options, 10) == "failed"
+
+
 def test_a_similar_converged_library_policy_warm_starts_a_clip(
     local_ray, tmp_path, sample_clips, tiny_config, trained, put_trained
 ):
