@@ -11,6 +11,7 @@ import numpy as np
 from brax import kinematics
 from brax.base import System
 from brax.io import mjcf as brax_mjcf
+from scipy.spatial.transform import Rotation
 
 from diffmimic.character.mjcf import SOLE_BELOW_ANKLE_M, CharacterConfig, build_mjcf
 from diffmimic.character.skeleton import BODY_NAMES, BODY_SMPL_JOINT, Skeleton, neutral_skeleton
@@ -125,16 +126,10 @@ _BOX = int(mujoco.mjtGeom.mjGEOM_BOX)
 
 
 def _matrices(wxyz: np.ndarray) -> np.ndarray:
-    """Rotation matrices (..., 3, 3) of unit quaternions (..., 4) wxyz."""
-    w, x, y, z = np.moveaxis(np.asarray(wxyz, float), -1, 0)
-    return np.stack(
-        [
-            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
-            np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
-            np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
-        ],
-        -2,
-    )
+    """Rotation matrices (..., 3, 3) of quaternions (..., 4) wxyz."""
+    wxyz = np.asarray(wxyz, float)
+    xyzw = np.concatenate([wxyz[..., 1:], wxyz[..., :1]], axis=-1).reshape(-1, 4)
+    return Rotation.from_quat(xyzw).as_matrix().reshape(*wxyz.shape[:-1], 3, 3)
 
 
 @jax.jit
