@@ -145,6 +145,9 @@ def test_ctrl_c_and_sigterm_stop_within_seconds_and_a_rerun_resumes(tmp_path, sa
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        # as a terminal's foreground job, however pytest was started: a shell's background job
+        # (`cmd &`) starts with SIGINT ignored, and a child inherits that
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.time() + 300
