@@ -277,15 +277,27 @@ def _compiled_functions(config: TrainConfig, character_config: CharacterConfig) 
 
     def rollout(params, normaliser, ref: RefArrays, start: EnvState, steps):
         """The deterministic policy (no replay) for `steps` control steps from `start`; the scan
-        spans the whole bucket and holds the state after `steps`, so the step count is data."""
+        spans the whole bucket and holds the state after `steps`, so the step count is data.
+        Steps past `steps` are skipped (`lax.cond`: they simulate nothing and output the held
+        state with zero metrics), so a rollout costs the steps it runs, not the bucket's: a 1 s
+        hand-over window of a 10 s clip, or a clip just past a power of two."""
         ref = env.prepare(ref)
 
-        def control(state, i):
+        def live(state):
             action = policy_apply(params, normaliser, env.observe(state, ref))
             next_state, metrics = env.step(state, action, ref, replay=False, measure=True)
-            next_state = _where_tree(i < steps, next_state, state)
             x = next_state.physics.x
             return next_state, (next_state.physics.q, x.pos, x.rot, metrics)
+
+        shapes = jax.eval_shape(live, start)
+
+        def idle(state):
+            metrics = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes[1][3])
+            x = state.physics.x
+            return state, (state.physics.q, x.pos, x.rot, metrics)
+
+        def control(state, i):
+            return jax.lax.cond(i < steps, live, idle, state)
 
         return jax.lax.scan(control, start, jnp.arange(ref.bucket - 1))
 

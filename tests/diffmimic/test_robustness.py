@@ -156,3 +156,25 @@ def test_training_checks_what_meets_the_target_and_keeps_the_checked_policy(setu
     assert 1 <= len(checks) <= 2, lines  # due at most every 2 of the 4 evaluations
     assert result.metrics.robustness["rollouts"] == 2
     assert compiled_functions(config).trace_counts["train_step"] <= 1
+
+
+def test_a_rollout_runs_its_steps_and_holds_the_state_after_them(setup):
+    """The step count is data: a short rollout is the start of a long one, and the steps past
+    the count are skipped (the state is held, their metrics are zero), so a 1 s window of a long
+    clip costs 1 s of simulation, not its whole length bucket."""
+    _, functions, ref, still, normaliser = setup
+    start = EnvState(physics=jax.tree.map(lambda a: a[0], ref.physics), t=jnp.int32(0), key=jax.random.PRNGKey(0))
+    steps = int(ref.length) - 1
+    short = 5
+    final_long, (q_long, _, _, m_long) = functions.rollout(still, normaliser, ref, start, jnp.int32(steps))
+    final, (q, pos, _, metrics) = functions.rollout(still, normaliser, ref, start, jnp.int32(short))
+    np.testing.assert_allclose(np.asarray(q[:short]), np.asarray(q_long[:short]), atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(metrics.pose_error_m[:short]), np.asarray(m_long.pose_error_m[:short]), atol=1e-7
+    )
+    assert int(final.t) == short and int(final_long.t) == steps
+    # Past the count: the held state, nothing simulated, nothing measured.
+    np.testing.assert_array_equal(np.asarray(q[short:]), np.broadcast_to(np.asarray(final.physics.q), q[short:].shape))
+    np.testing.assert_array_equal(np.asarray(pos[-1]), np.asarray(final.physics.x.pos))
+    assert not np.asarray(metrics.pose_error_m[short:]).any() and not np.asarray(metrics.fell[short:]).any()
+    assert np.asarray(m_long.pose_error_m[:steps]).all()  # the long one measured every step it ran
