@@ -3,9 +3,11 @@
     python scripts/bench_robust_cost.py [CLIP] [--iterations 3] [--rounds 3] [--out bench/robust_cost_cpu.json]
 
 Compiles the `cpu` preset's train step twice on one real clip (default: the dev set's
-B10_walk_turn_left_45): as shipped (`train_perturbed_share` 0.25, `train_push_share` 0.25: a
-quarter of the rollouts start perturbed, a quarter are pushed as they start) and with both shares
-0 (the step before robust training). For each: compile seconds, then seconds per iteration
+B10_walk_turn_left_45): as shipped (`train_perturbed_share`, `train_push_share`: the share of
+rollouts that start perturbed and that are pushed as they start; the step draws a perturbation
+for every rollout and scales it by 0 or 1, so the shares do not change its cost) and with both
+shares 0 (the step before robust training: no perturbation is computed). For each: compile
+seconds, then seconds per iteration
 (after `block_until_ready`) in `--rounds` interleaved rounds of `--iterations` steps (A B A B ...,
 so a slow spell of the machine falls on both), the median round, and one whole-clip evaluation
 rollout. The ratio of the two medians is the figure, measured in one process on one machine. Run
