@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,15 +11,10 @@ import pytest
 from diffmimic.mocap.retarget import load_reference
 from diffmimic.mocap.sample import write_sample_dataset
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="module")
-def bench_handover():
-    spec = importlib.util.spec_from_file_location("bench_handover", REPO / "scripts" / "bench_handover.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench_handover(load_script):
+    return load_script("bench_handover")
 
 
 @pytest.fixture(scope="module")

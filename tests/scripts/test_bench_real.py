@@ -3,9 +3,7 @@ clip-second, the per-kind summary, and `--source` pairs; read from a real librar
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
@@ -13,15 +11,10 @@ from diffmimic.mocap.retarget import load_reference
 from diffmimic.mocap.sample import write_sample_dataset
 from factory.library import PolicyLibrary
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="module")
-def bench_real():
-    spec = importlib.util.spec_from_file_location("bench_real", REPO / "scripts" / "bench_real.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench_real(load_script):
+    return load_script("bench_real")
 
 
 def test_kinds_match_clip_ids_or_file_names(bench_real):
